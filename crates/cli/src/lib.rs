@@ -1,0 +1,59 @@
+//! The `ferry` command line: argument parsing, exit codes, output. The binary at the
+//! workspace root only calls [`main`].
+
+mod cmd;
+mod output;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ferry",
+    version,
+    about = "Move running containers between hosts with CRIU"
+)]
+struct Cli {
+    /// Log verbosity for ferry's own messages (error, warn, info, debug, trace).
+    #[arg(long, global = true, default_value = "warn", env = "FERRY_LOG")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Tell what this host can do, and how to fix what it cannot.
+    Doctor(cmd::doctor::Args),
+    /// Checkpoint a runc container on this host into a directory.
+    Checkpoint(cmd::checkpoint::Args),
+    /// Restore a container on this host from a checkpoint directory.
+    Restore(cmd::restore::Args),
+    /// Make OCI bundles that run programs of this host (no image registry needed).
+    #[command(subcommand)]
+    Bundle(cmd::bundle::Command),
+}
+
+/// Runs the `ferry` command and exits.
+pub fn main() {
+    let cli = Cli::parse();
+    output::init_logging(&cli.log);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => output::fail(&format!("cannot start the async runtime: {e}")),
+    };
+    let result = rt.block_on(async move {
+        match cli.command {
+            Command::Doctor(a) => cmd::doctor::run(a).await,
+            Command::Checkpoint(a) => cmd::checkpoint::run(a).await,
+            Command::Restore(a) => cmd::restore::run(a).await,
+            Command::Bundle(c) => cmd::bundle::run(c).await,
+        }
+    });
+    match result {
+        Ok(code) => std::process::exit(code),
+        Err(e) => output::fail(&format!("{e:#}")),
+    }
+}

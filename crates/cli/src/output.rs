@@ -1,0 +1,34 @@
+//! How ferry speaks to people: one clear sentence on failure, reports as tables or JSON.
+
+use std::path::Path;
+
+use ferry_engine::Report;
+
+pub fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Prints `ferry: <message>` and exits with status 1.
+pub fn fail(message: &str) -> ! {
+    eprintln!("ferry: {message}");
+    std::process::exit(1)
+}
+
+/// Prints a report for people (and as JSON when asked), and writes it to `file`.
+pub fn emit_report(report: &Report, json: bool, file: Option<&Path>) -> anyhow::Result<()> {
+    if json {
+        println!("{}", report.to_json());
+    } else {
+        print!("{}", report.render());
+    }
+    if let Some(f) = file {
+        std::fs::write(f, report.to_json())
+            .map_err(|e| anyhow::anyhow!("cannot write the report to {}: {e}", f.display()))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,73 @@
+//! Sizes of an image directory, for reports.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+/// How much a checkpoint weighs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageSizes {
+    /// All image files, pages included (logs excluded).
+    pub total_bytes: u64,
+    /// `pages-*.img` only.
+    pub pages_bytes: u64,
+    /// Number of image files.
+    pub files: u64,
+}
+
+impl ImageSizes {
+    /// Measures the image files directly in `dir` (not recursing; CRIU writes a flat set).
+    pub fn measure(dir: &Path) -> std::io::Result<Self> {
+        let mut s = ImageSizes::default();
+        for entry in std::fs::read_dir(dir)? {
+            let entry = entry?;
+            let meta = entry.metadata()?;
+            if !meta.is_file() {
+                continue;
+            }
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.ends_with(".log") {
+                continue;
+            }
+            s.add(&name, meta.len());
+        }
+        Ok(s)
+    }
+
+    /// Counts one file.
+    pub fn add(&mut self, name: &str, len: u64) {
+        self.files += 1;
+        self.total_bytes += len;
+        if is_pages_file(name) {
+            self.pages_bytes += len;
+        }
+    }
+}
+
+/// Whether `name` is a raw pages file.
+pub fn is_pages_file(name: &str) -> bool {
+    name.starts_with("pages-") && name.ends_with(".img")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn measures_pages_separately_and_skips_logs() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("pages-1.img"), vec![0u8; 8192]).unwrap();
+        std::fs::write(d.path().join("core-1.img"), vec![0u8; 100]).unwrap();
+        std::fs::write(d.path().join("dump.log"), vec![0u8; 5000]).unwrap();
+        let s = ImageSizes::measure(d.path()).unwrap();
+        assert_eq!(
+            s,
+            ImageSizes {
+                total_bytes: 8292,
+                pages_bytes: 8192,
+                files: 2
+            }
+        );
+    }
+}

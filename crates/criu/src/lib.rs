@@ -1,0 +1,19 @@
+//! Everything ferry knows about CRIU, without running a container.
+//!
+//! - [`features`]: find the CRIU binary, read its version, probe kernel features;
+//! - [`plan`]: turn what a checkpoint or restore needs into CRIU options (a pure step,
+//!   separate from executing it);
+//! - [`images`]: read (and, where ferry builds images, write) CRIU's image files with
+//!   ferry's own code: `stats-dump`, `stats-restore`, `inventory.img`, `pagemap-*.img`;
+//! - [`log`]: pick the lines of a CRIU log that explain a failure, and recognise the
+//!   failures ferry can explain better.
+
+pub mod features;
+pub mod images;
+pub mod log;
+pub mod plan;
+
+pub use features::{CriuBinary, FeatureProbe};
+pub use images::{ImageError, ImageSizes, Inventory, PagemapEntry, Stats};
+pub use log::{diagnose, CriuFailure};
+pub use plan::{CriuConfigTarget, CriuOptionPlan, PageTransport};

@@ -1,0 +1,1 @@
+//! The destination's receiver state machine.

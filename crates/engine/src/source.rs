@@ -1,0 +1,1 @@
+//! The source's steps and rollback rules (see issue 3).

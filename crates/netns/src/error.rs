@@ -1,0 +1,23 @@
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum NetError {
+    #[error("cannot run {program}: {source}")]
+    Spawn {
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("`{command}` failed: {stderr}")]
+    Failed { command: String, stderr: String },
+    #[error("network namespace '{0}' does not exist")]
+    NoNamespace(String),
+    #[error("invalid network setting: {0}")]
+    Invalid(String),
+    #[error("gratuitous ARP in {netns}: {source}")]
+    Arp {
+        netns: String,
+        #[source]
+        source: std::io::Error,
+    },
+}

@@ -1,0 +1,132 @@
+//! Network locks: firewall rules that drop every packet of a container's namespace.
+//!
+//! While a container is checkpointed, moved and restored, its TCP peers must see neither
+//! a reset nor an acknowledgement of data the image does not hold. ferry keeps its own
+//! lock on the source from the freeze until the container is gone or resumed, and on the
+//! destination from before restore until the source commits. On the destination it also
+//! installs the lock CRIU expects to remove when it finishes restoring sockets.
+
+use std::path::PathBuf;
+
+use crate::{Cmd, NetError, Runner};
+
+/// Packets CRIU sends itself carry this mark and pass every lock.
+pub const CRIU_MARK: u32 = 0xC114;
+
+/// Which rules a lock is made of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LockKind {
+    /// An `inet` nftables table with dropping input and output chains.
+    Nft { table: String },
+}
+
+/// A lock on one namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetLock {
+    pub netns: PathBuf,
+    pub kind: LockKind,
+}
+
+/// The name of ferry's own lock table.
+pub const FERRY_HOLD_TABLE: &str = "ferry-hold";
+
+impl NetLock {
+    /// ferry's own lock, independent of CRIU's.
+    pub fn ferry_hold(netns: PathBuf) -> Self {
+        Self {
+            netns,
+            kind: LockKind::Nft {
+                table: FERRY_HOLD_TABLE.to_string(),
+            },
+        }
+    }
+
+    /// The nftables lock CRIU's restore removes (`CRIU-<dump run id>`).
+    pub fn criu_nft(netns: PathBuf, table: &str) -> Result<Self, NetError> {
+        if !table.starts_with("CRIU-")
+            || table.len() > 31
+            || !table
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            return Err(NetError::Invalid(format!(
+                "'{table}' is not a CRIU lock table name"
+            )));
+        }
+        Ok(Self {
+            netns,
+            kind: LockKind::Nft {
+                table: table.to_string(),
+            },
+        })
+    }
+
+    fn table(&self) -> &str {
+        match &self.kind {
+            LockKind::Nft { table } => table,
+        }
+    }
+
+    pub fn plan_install(&self) -> Cmd {
+        let t = self.table();
+        let script = format!(
+            "table inet {t} {{\n\
+             \tchain input {{ type filter hook input priority -10; policy drop; meta mark {CRIU_MARK:#x} accept; }}\n\
+             \tchain output {{ type filter hook output priority -10; policy drop; meta mark {CRIU_MARK:#x} accept; }}\n\
+             }}\n"
+        );
+        Cmd::new("nft", &["-f", "-"])
+            .with_stdin(script)
+            .in_netns(self.netns.clone())
+    }
+
+    pub fn plan_remove(&self) -> Cmd {
+        Cmd::new("nft", &["delete", "table", "inet", self.table()]).in_netns(self.netns.clone())
+    }
+
+    pub async fn install(&self, runner: &impl Runner) -> Result<(), NetError> {
+        runner.run(&self.plan_install()).await.map(drop)
+    }
+
+    /// Removes the lock; a lock already gone is fine.
+    pub async fn remove(&self, runner: &impl Runner) -> Result<(), NetError> {
+        match runner.run(&self.plan_remove()).await {
+            Ok(_) => Ok(()),
+            Err(NetError::Failed { stderr, .. }) if stderr.contains("No such file") => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether the lock's table is present.
+    pub async fn is_installed(&self, runner: &impl Runner) -> Result<bool, NetError> {
+        let out = runner
+            .run(&Cmd::new("nft", &["list", "tables"]).in_netns(self.netns.clone()))
+            .await?;
+        Ok(out
+            .lines()
+            .any(|l| l.trim() == format!("table inet {}", self.table())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hold_lock_drops_both_directions_but_lets_criu_through() {
+        let l = NetLock::ferry_hold("/run/netns/x".into());
+        let c = l.plan_install();
+        let script = c.stdin.unwrap();
+        assert!(script.contains("hook input") && script.contains("hook output"));
+        assert!(script.contains("policy drop"));
+        assert!(script.contains("meta mark 0xc114 accept"));
+        assert_eq!(c.netns.unwrap(), PathBuf::from("/run/netns/x"));
+    }
+
+    #[test]
+    fn criu_table_names_are_checked() {
+        assert!(NetLock::criu_nft("/n".into(), "CRIU-7bddd2f7-ce0d-4e45-a5").is_ok());
+        assert!(NetLock::criu_nft("/n".into(), "CRIU-x; flush ruleset").is_err());
+        assert!(NetLock::criu_nft("/n".into(), "other").is_err());
+    }
+}

@@ -1,0 +1,490 @@
+//! runc, driven through its command line.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use ferry_criu::plan::{CriuConfigTarget, CriuOptionPlan};
+use serde::Deserialize;
+use tokio::process::Command;
+
+use crate::RuntimeError;
+
+/// runc's default `--root`.
+pub const DEFAULT_ROOT: &str = "/run/runc";
+
+/// What `runc state` reports.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct ContainerState {
+    pub id: String,
+    #[serde(default)]
+    pub pid: u32,
+    pub status: String,
+    pub bundle: PathBuf,
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+}
+
+impl ContainerState {
+    /// Where runc points CRIU for its configuration file.
+    pub fn criu_config_target(&self) -> CriuConfigTarget {
+        CriuConfigTarget::from_annotation(
+            self.annotations.get("org.criu.config").map(String::as_str),
+        )
+    }
+}
+
+/// A checkpoint to run.
+#[derive(Debug)]
+pub struct CheckpointArgs<'a> {
+    pub images: &'a Path,
+    pub work: &'a Path,
+    pub plan: &'a CriuOptionPlan,
+    pub config_target: &'a CriuConfigTarget,
+    /// Descriptors CRIU inherits, at the numbers the plan names.
+    pub fds: Vec<(i32, OwnedFd)>,
+}
+
+/// A restore to run.
+#[derive(Debug)]
+pub struct RestoreArgs<'a> {
+    pub images: &'a Path,
+    pub work: &'a Path,
+    pub bundle: &'a Path,
+    pub plan: &'a CriuOptionPlan,
+    pub config_target: &'a CriuConfigTarget,
+}
+
+/// The operations ferry needs from a container runtime.
+pub trait Runtime: Send + Sync {
+    fn state(&self, id: &str) -> impl Future<Output = Result<ContainerState, RuntimeError>> + Send;
+    fn list(&self) -> impl Future<Output = Result<Vec<ContainerState>, RuntimeError>> + Send;
+    fn run_detached(
+        &self,
+        id: &str,
+        bundle: &Path,
+    ) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+    fn checkpoint(
+        &self,
+        id: &str,
+        args: CheckpointArgs<'_>,
+    ) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+    fn restore(
+        &self,
+        id: &str,
+        args: RestoreArgs<'_>,
+    ) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+    fn kill(&self, id: &str, signal: &str)
+        -> impl Future<Output = Result<(), RuntimeError>> + Send;
+    fn delete(
+        &self,
+        id: &str,
+        force: bool,
+    ) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+    fn resume(&self, id: &str) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+}
+
+/// runc at `binary`, with its state under `root`, using CRIU at `criu`.
+#[derive(Debug, Clone)]
+pub struct Runc {
+    pub binary: PathBuf,
+    pub root: PathBuf,
+    pub criu: PathBuf,
+}
+
+/// Serialises operations that write the host-wide CRIU configuration file.
+static GLOBAL_CONFIG: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+impl Runc {
+    pub fn new(root: impl Into<PathBuf>, criu: impl Into<PathBuf>) -> Self {
+        Self {
+            binary: PathBuf::from("runc"),
+            root: root.into(),
+            criu: criu.into(),
+        }
+    }
+
+    fn base(&self) -> Command {
+        let mut c = Command::new(&self.binary);
+        c.arg("--root").arg(&self.root);
+        c.arg("--criu").arg(&self.criu);
+        c.stdin(Stdio::null());
+        c.kill_on_drop(false);
+        c
+    }
+
+    fn check_root(&self) -> Result<(), RuntimeError> {
+        if !self.root.is_dir() {
+            return Err(RuntimeError::RootMissing(self.root.clone()));
+        }
+        Ok(())
+    }
+
+    /// Runs a prepared command and maps its failure to a typed error that keeps stderr.
+    async fn output(&self, mut cmd: Command, what: &str) -> Result<Vec<u8>, RuntimeError> {
+        let out = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .output()
+            .await
+            .map_err(|source| RuntimeError::Spawn {
+                program: self.binary.display().to_string(),
+                source,
+            })?;
+        if out.status.success() {
+            return Ok(out.stdout);
+        }
+        let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        Err(RuntimeError::CommandFailed {
+            command: format!("runc {what}"),
+            status: out.status.to_string(),
+            stderr: clean_runc_stderr(&stderr),
+        })
+    }
+
+    /// Runs a command whose container may inherit runc's standard streams (`run -d`,
+    /// `restore -d`): they must be /dev/null, because a container holding a pipe would
+    /// keep the caller waiting, and one holding a host file cannot be checkpointed. runc's
+    /// own errors go to a log file instead, read back on failure.
+    async fn detached(&self, mut cmd: Command, log: &Path, what: &str) -> Result<(), RuntimeError> {
+        let _ = std::fs::remove_file(log);
+        let status = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .await
+            .map_err(|source| RuntimeError::Spawn {
+                program: self.binary.display().to_string(),
+                source,
+            })?;
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let _ = std::fs::remove_file(log);
+        if status.success() {
+            return Ok(());
+        }
+        Err(RuntimeError::CommandFailed {
+            command: format!("runc {what}"),
+            status: status.to_string(),
+            stderr: clean_runc_stderr(&text),
+        })
+    }
+
+    /// A command with runc's log going to `log` as JSON lines.
+    fn base_logged(&self, log: &Path) -> Command {
+        let mut c = Command::new(&self.binary);
+        c.arg("--root").arg(&self.root);
+        c.arg("--criu").arg(&self.criu);
+        c.arg("--log").arg(log).arg("--log-format").arg("json");
+        c.stdin(Stdio::null());
+        c
+    }
+
+    fn map_missing(&self, id: &str, e: RuntimeError) -> RuntimeError {
+        match &e {
+            RuntimeError::CommandFailed { stderr, .. } if stderr.contains("does not exist") => {
+                RuntimeError::NotFound {
+                    id: id.to_string(),
+                    root: self.root.clone(),
+                }
+            }
+            _ => e,
+        }
+    }
+
+    fn add_plan_flags(cmd: &mut Command, plan: &CriuOptionPlan) {
+        if plan.tcp_established {
+            cmd.arg("--tcp-established");
+        }
+        if plan.file_locks {
+            cmd.arg("--file-locks");
+        }
+        if plan.lazy_pages {
+            cmd.arg("--lazy-pages");
+        }
+    }
+}
+
+/// runc prints JSON log lines on failure; keep their messages.
+fn clean_runc_stderr(stderr: &str) -> String {
+    let msgs: Vec<String> = stderr
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .ok()
+                .and_then(|v| v.get("msg").and_then(|m| m.as_str()).map(str::to_string))
+                .unwrap_or_else(|| l.trim_start_matches("time=").to_string())
+        })
+        .filter(|l| !l.is_empty())
+        .collect();
+    msgs.join("; ")
+}
+
+/// Writes a CRIU configuration file for one operation, and puts back what was there
+/// before when dropped.
+struct ConfigFile {
+    path: Option<PathBuf>,
+    previous: Option<Vec<u8>>,
+}
+
+impl ConfigFile {
+    fn write(target: &CriuConfigTarget, plan: &CriuOptionPlan) -> Result<Self, RuntimeError> {
+        let Some(path) = target.path() else {
+            return Ok(Self {
+                path: None,
+                previous: None,
+            });
+        };
+        let previous = std::fs::read(&path).ok();
+        if plan.config_lines.is_empty() && previous.is_none() {
+            return Ok(Self {
+                path: None,
+                previous: None,
+            });
+        }
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| RuntimeError::io(dir, e))?;
+        }
+        std::fs::write(&path, plan.config_text()).map_err(|e| RuntimeError::io(&path, e))?;
+        Ok(Self {
+            path: Some(path),
+            previous,
+        })
+    }
+}
+
+impl Drop for ConfigFile {
+    fn drop(&mut self) {
+        if let Some(path) = &self.path {
+            let _ = match &self.previous {
+                Some(old) => std::fs::write(path, old),
+                None => std::fs::remove_file(path),
+            };
+        }
+    }
+}
+
+impl Runtime for Runc {
+    async fn state(&self, id: &str) -> Result<ContainerState, RuntimeError> {
+        self.check_root()?;
+        let mut cmd = self.base();
+        cmd.arg("state").arg(id);
+        let out = self
+            .output(cmd, "state")
+            .await
+            .map_err(|e| self.map_missing(id, e))?;
+        serde_json::from_slice(&out).map_err(|e| RuntimeError::BadOutput {
+            program: "runc state".into(),
+            detail: e.to_string(),
+        })
+    }
+
+    async fn list(&self) -> Result<Vec<ContainerState>, RuntimeError> {
+        self.check_root()?;
+        let mut cmd = self.base();
+        cmd.args(["list", "--format", "json"]);
+        let out = self.output(cmd, "list").await?;
+        if out.iter().all(u8::is_ascii_whitespace) || out.starts_with(b"null") {
+            return Ok(Vec::new());
+        }
+        serde_json::from_slice(&out).map_err(|e| RuntimeError::BadOutput {
+            program: "runc list".into(),
+            detail: e.to_string(),
+        })
+    }
+
+    async fn run_detached(&self, id: &str, bundle: &Path) -> Result<(), RuntimeError> {
+        std::fs::create_dir_all(&self.root).map_err(|e| RuntimeError::io(&self.root, e))?;
+        let log = self.root.join(format!(".ferry-run-{id}.log"));
+        let mut cmd = self.base_logged(&log);
+        cmd.arg("run")
+            .arg("--detach")
+            .arg("--bundle")
+            .arg(bundle)
+            .arg(id);
+        self.detached(cmd, &log, "run").await
+    }
+
+    async fn checkpoint(&self, id: &str, args: CheckpointArgs<'_>) -> Result<(), RuntimeError> {
+        self.check_root()?;
+        let _global = if *args.config_target == CriuConfigTarget::Global {
+            Some(GLOBAL_CONFIG.lock().await)
+        } else {
+            None
+        };
+        let _config = ConfigFile::write(args.config_target, args.plan)?;
+        let mut cmd = self.base();
+        cmd.arg("checkpoint")
+            .arg("--image-path")
+            .arg(args.images)
+            .arg("--work-path")
+            .arg(args.work);
+        if args.plan.leave_running {
+            cmd.arg("--leave-running");
+        }
+        Self::add_plan_flags(&mut cmd, args.plan);
+        cmd.arg(id);
+        let fds: Vec<(i32, i32)> = args
+            .fds
+            .iter()
+            .map(|(t, fd)| (*t, fd.as_raw_fd()))
+            .collect();
+        if !fds.is_empty() {
+            // SAFETY: the closure runs in the forked child before exec and calls only
+            // dup2 and fcntl, which are async-signal-safe; it allocates nothing.
+            unsafe {
+                cmd.pre_exec(move || {
+                    for (target, src) in &fds {
+                        if libc::dup2(*src, *target) < 0 {
+                            return Err(std::io::Error::last_os_error());
+                        }
+                        let flags = libc::fcntl(*target, libc::F_GETFD);
+                        libc::fcntl(*target, libc::F_SETFD, flags & !libc::FD_CLOEXEC);
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let result = self.output(cmd, "checkpoint").await.map(drop);
+        drop(args.fds);
+        result.map_err(|e| self.map_missing(id, e))
+    }
+
+    async fn restore(&self, id: &str, args: RestoreArgs<'_>) -> Result<(), RuntimeError> {
+        std::fs::create_dir_all(&self.root).map_err(|e| RuntimeError::io(&self.root, e))?;
+        let _global = if *args.config_target == CriuConfigTarget::Global {
+            Some(GLOBAL_CONFIG.lock().await)
+        } else {
+            None
+        };
+        let _config = ConfigFile::write(args.config_target, args.plan)?;
+        let log = args.work.join("runc-restore.log");
+        let mut cmd = self.base_logged(&log);
+        cmd.arg("restore")
+            .arg("--detach")
+            .arg("--bundle")
+            .arg(args.bundle)
+            .arg("--image-path")
+            .arg(args.images)
+            .arg("--work-path")
+            .arg(args.work);
+        Self::add_plan_flags(&mut cmd, args.plan);
+        cmd.arg(id);
+        self.detached(cmd, &log, "restore").await
+    }
+
+    async fn kill(&self, id: &str, signal: &str) -> Result<(), RuntimeError> {
+        let mut cmd = self.base();
+        cmd.arg("kill").arg(id).arg(signal);
+        self.output(cmd, "kill")
+            .await
+            .map(drop)
+            .map_err(|e| self.map_missing(id, e))
+    }
+
+    async fn delete(&self, id: &str, force: bool) -> Result<(), RuntimeError> {
+        let mut cmd = self.base();
+        cmd.arg("delete");
+        if force {
+            cmd.arg("--force");
+        }
+        cmd.arg(id);
+        self.output(cmd, "delete")
+            .await
+            .map(drop)
+            .map_err(|e| self.map_missing(id, e))
+    }
+
+    async fn resume(&self, id: &str) -> Result<(), RuntimeError> {
+        let mut cmd = self.base();
+        cmd.arg("resume").arg(id);
+        self.output(cmd, "resume")
+            .await
+            .map(drop)
+            .map_err(|e| self.map_missing(id, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fake(binary: &str, root: &Path) -> Runc {
+        Runc {
+            binary: binary.into(),
+            root: root.to_path_buf(),
+            criu: "/nonexistent/criu".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_missing_root_is_reported_before_running_anything() {
+        let r = fake("/bin/true", Path::new("/nonexistent/ferry-root"));
+        let err = r.state("x").await.unwrap_err();
+        assert!(matches!(err, RuntimeError::RootMissing(_)));
+        assert!(err.to_string().contains("--runtime-root"));
+    }
+
+    #[tokio::test]
+    async fn a_failing_runtime_keeps_its_stderr() {
+        let d = tempfile::tempdir().unwrap();
+        let script = d.path().join("runc");
+        std::fs::write(
+            &script,
+            "#!/bin/sh\necho 'container does not exist' >&2\nexit 1\n",
+        )
+        .unwrap();
+        std::os::unix::fs::PermissionsExt::set_mode(
+            &mut std::fs::metadata(&script).unwrap().permissions(),
+            0o755,
+        );
+        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let r = fake(script.to_str().unwrap(), d.path());
+        let err = r.state("ghost").await.unwrap_err();
+        assert!(matches!(err, RuntimeError::NotFound { .. }), "{err}");
+        let err = r.resume("ghost").await.unwrap_err();
+        assert!(err.to_string().contains("ghost"));
+    }
+
+    #[tokio::test]
+    async fn false_runtime_is_a_command_failure() {
+        let d = tempfile::tempdir().unwrap();
+        let r = fake("/bin/false", d.path());
+        let err = r.kill("x", "KILL").await.unwrap_err();
+        assert!(matches!(err, RuntimeError::CommandFailed { .. }));
+    }
+
+    #[test]
+    fn runc_json_logs_are_reduced_to_their_messages() {
+        let s = r#"{"level":"error","msg":"container does not exist","time":"x"}"#;
+        assert_eq!(clean_runc_stderr(s), "container does not exist");
+    }
+
+    #[test]
+    fn config_file_is_put_back_as_it_was() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("c.conf");
+        std::fs::write(&path, "old").unwrap();
+        let plan = CriuOptionPlan {
+            config_lines: vec!["page-server".into()],
+            ..Default::default()
+        };
+        let target = CriuConfigTarget::Annotation(path.clone());
+        {
+            let _g = ConfigFile::write(&target, &plan).unwrap();
+            assert!(std::fs::read_to_string(&path)
+                .unwrap()
+                .contains("page-server"));
+        }
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "old");
+        let fresh = d.path().join("new.conf");
+        {
+            let _g =
+                ConfigFile::write(&CriuConfigTarget::Annotation(fresh.clone()), &plan).unwrap();
+            assert!(fresh.exists());
+        }
+        assert!(!fresh.exists());
+    }
+}

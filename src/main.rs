@@ -1,0 +1,5 @@
+//! The `ferry` binary.
+
+fn main() {
+    ferry_cli::main();
+}
