@@ -1,1 +1,9 @@
-//! ferry-bench
+//! Benchmarks. Each one runs ferry and a baseline in the same run, on the same machine,
+//! and prints min/median/max of what matters (downtime as the client sees it, total
+//! time, bytes sent, memory). `--json FILE` writes [`row::Row`]s, one format for all.
+
+pub mod local;
+pub mod redis;
+pub mod row;
+pub mod sizes;
+pub mod stats;

@@ -31,6 +31,9 @@ enum Command {
     /// Make OCI bundles that run programs of this host (no image registry needed).
     #[command(subcommand)]
     Bundle(cmd::bundle::Command),
+    /// Benchmarks that print their figures next to a baseline's.
+    #[command(subcommand)]
+    Bench(cmd::bench::Command),
 }
 
 /// Runs the `ferry` command and exits.
@@ -50,6 +53,7 @@ pub fn main() {
             Command::Checkpoint(a) => cmd::checkpoint::run(a).await,
             Command::Restore(a) => cmd::restore::run(a).await,
             Command::Bundle(c) => cmd::bundle::run(c).await,
+            Command::Bench(c) => cmd::bench::run(c).await,
         }
     });
     match result {

@@ -1,0 +1,139 @@
+//! Where to connect or listen, and the stream type that covers both kinds.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpStream, UnixStream};
+
+use crate::TransportError;
+
+/// A TCP address or a Unix socket path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Endpoint::Tcp(a) => write!(f, "{a}"),
+            Endpoint::Unix(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+impl std::str::FromStr for Endpoint {
+    type Err = TransportError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.starts_with('/') || s.starts_with("./") {
+            return Ok(Endpoint::Unix(PathBuf::from(s)));
+        }
+        s.parse::<SocketAddr>()
+            .map(Endpoint::Tcp)
+            .map_err(|_| TransportError::BadEndpoint(s.to_string()))
+    }
+}
+
+impl Endpoint {
+    pub async fn connect(&self) -> Result<Stream, TransportError> {
+        let err = |source| TransportError::Connect {
+            endpoint: self.to_string(),
+            source,
+        };
+        match self {
+            Endpoint::Tcp(a) => {
+                let s = TcpStream::connect(a).await.map_err(err)?;
+                let _ = s.set_nodelay(true);
+                Ok(Stream::Tcp(s))
+            }
+            Endpoint::Unix(p) => Ok(Stream::Unix(UnixStream::connect(p).await.map_err(err)?)),
+        }
+    }
+}
+
+/// A connected byte stream.
+#[derive(Debug)]
+pub enum Stream {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl Stream {
+    /// The uid of the peer process (Unix sockets only).
+    pub fn peer_uid(&self) -> Option<u32> {
+        match self {
+            Stream::Unix(u) => u.peer_cred().ok().map(|c| c.uid()),
+            Stream::Tcp(_) => None,
+        }
+    }
+
+    pub fn peer(&self) -> String {
+        match self {
+            Stream::Tcp(t) => t
+                .peer_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_else(|_| "?".into()),
+            Stream::Unix(_) => "local socket".into(),
+        }
+    }
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Unix(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Unix(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_flush(cx),
+            Stream::Unix(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Unix(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_endpoints() {
+        assert_eq!(
+            "10.0.0.1:7070".parse::<Endpoint>().unwrap(),
+            Endpoint::Tcp("10.0.0.1:7070".parse().unwrap())
+        );
+        assert_eq!(
+            "/run/ferry/agent.sock".parse::<Endpoint>().unwrap(),
+            Endpoint::Unix("/run/ferry/agent.sock".into())
+        );
+        assert!("nowhere".parse::<Endpoint>().is_err());
+    }
+}

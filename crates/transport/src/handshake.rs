@@ -1,0 +1,327 @@
+//! The opening of every connection: preamble, then mutual authentication.
+
+use std::time::Duration;
+
+use ferry_proto::{negotiate, Message, Preamble, Role, PREAMBLE_LEN};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::{Auth, Conn, Endpoint, Secret, Stream, TransportError};
+
+/// How long a handshake may take.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What a client announces.
+#[derive(Debug, Clone)]
+pub struct ClientHello {
+    pub role: Role,
+    pub host: String,
+    pub session: Option<String>,
+}
+
+/// A connection a server accepted.
+#[derive(Debug)]
+pub struct Accepted<S = Stream> {
+    pub conn: Conn<S>,
+    pub role: Role,
+    pub session: Option<String>,
+}
+
+fn nonce() -> Result<Vec<u8>, TransportError> {
+    let mut n = vec![0u8; 32];
+    getrandom::getrandom(&mut n)
+        .map_err(|e| TransportError::AuthFailed(format!("no randomness: {e}")))?;
+    Ok(n)
+}
+
+fn unhex(s: &str, what: &str) -> Result<Vec<u8>, TransportError> {
+    let v = hex::decode(s).map_err(|_| TransportError::AuthFailed(format!("{what} is not hex")))?;
+    if v.len() != 32 {
+        return Err(TransportError::AuthFailed(format!(
+            "{what} has the wrong length"
+        )));
+    }
+    Ok(v)
+}
+
+async fn exchange_preambles<S: AsyncRead + AsyncWrite + Unpin>(
+    s: &mut S,
+) -> Result<u16, TransportError> {
+    let ours = Preamble::default();
+    s.write_all(&ours.encode()).await?;
+    s.flush().await?;
+    let mut buf = [0u8; PREAMBLE_LEN];
+    s.read_exact(&mut buf).await.map_err(|e| {
+        if e.kind() == std::io::ErrorKind::UnexpectedEof {
+            TransportError::Closed
+        } else {
+            e.into()
+        }
+    })?;
+    Ok(negotiate(ours, Preamble::decode(&buf)?)?)
+}
+
+/// Connects to `endpoint` and authenticates. With `secret`, the server must prove it
+/// holds the same secret; without, only a Unix socket to a server that trusts local root
+/// is accepted.
+pub async fn connect(
+    endpoint: &Endpoint,
+    hello: ClientHello,
+    secret: Option<&Secret>,
+) -> Result<Conn, TransportError> {
+    let stream = endpoint.connect().await?;
+    tokio::time::timeout(HANDSHAKE_TIMEOUT, client_handshake(stream, hello, secret))
+        .await
+        .map_err(|_| TransportError::Timeout(HANDSHAKE_TIMEOUT, "the handshake"))?
+}
+
+/// The client side of the handshake over any stream.
+pub async fn client_handshake<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    hello: ClientHello,
+    secret: Option<&Secret>,
+) -> Result<Conn<S>, TransportError> {
+    let version = exchange_preambles(&mut stream).await?;
+    let mut conn = Conn::new(stream, String::new(), version);
+    let nc = nonce()?;
+    conn.send(&Message::Hello {
+        role: hello.role,
+        host: hello.host,
+        nonce: hex::encode(&nc),
+        session: hello.session,
+    })
+    .await?;
+    let server_host = match conn.recv_msg().await? {
+        Message::Welcome if secret.is_none() => String::from("local agent"),
+        Message::Welcome => {
+            return Err(TransportError::AuthFailed(
+                "the server did not prove it holds the shared secret".into(),
+            ))
+        }
+        Message::Refused { reason } => return Err(TransportError::Refused(reason)),
+        Message::Challenge { host, nonce, proof } => {
+            let secret = secret.ok_or_else(|| {
+                TransportError::AuthFailed(
+                    "the server asks for the shared secret; pass --secret-file".into(),
+                )
+            })?;
+            let ns = unhex(&nonce, "the server's nonce")?;
+            let proof =
+                hex::decode(&proof).map_err(|_| TransportError::AuthFailed("bad proof".into()))?;
+            if !secret.verify("server", &nc, &ns, &proof) {
+                return Err(TransportError::AuthFailed(format!(
+                    "{host} does not hold the same shared secret"
+                )));
+            }
+            conn.send(&Message::Proof {
+                proof: hex::encode(secret.proof("client", &ns, &nc)),
+            })
+            .await?;
+            match conn.recv_msg().await? {
+                Message::Welcome => host,
+                Message::Refused { reason } => return Err(TransportError::Refused(reason)),
+                other => {
+                    return Err(TransportError::AuthFailed(format!(
+                        "unexpected {} during the handshake",
+                        other.name()
+                    )))
+                }
+            }
+        }
+        other => {
+            return Err(TransportError::AuthFailed(format!(
+                "unexpected {} during the handshake",
+                other.name()
+            )))
+        }
+    };
+    Ok(Conn::new(conn.into_stream(), server_host, version))
+}
+
+/// The server side: refuses anyone who cannot authenticate.
+pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    my_host: &str,
+    auth: &Auth,
+    peer_uid: Option<u32>,
+) -> Result<Accepted<S>, TransportError> {
+    tokio::time::timeout(
+        HANDSHAKE_TIMEOUT,
+        server_handshake(stream, my_host, auth, peer_uid),
+    )
+    .await
+    .map_err(|_| TransportError::Timeout(HANDSHAKE_TIMEOUT, "the handshake"))?
+}
+
+async fn server_handshake<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    my_host: &str,
+    auth: &Auth,
+    peer_uid: Option<u32>,
+) -> Result<Accepted<S>, TransportError> {
+    let version = exchange_preambles(&mut stream).await?;
+    let mut conn = Conn::new(stream, String::new(), version);
+    let (role, host, nonce_c, session) = match conn.recv_msg().await? {
+        Message::Hello {
+            role,
+            host,
+            nonce,
+            session,
+        } => (role, host, nonce, session),
+        other => {
+            let reason = format!("expected hello, got {}", other.name());
+            let _ = conn
+                .send(&Message::Refused {
+                    reason: reason.clone(),
+                })
+                .await;
+            return Err(TransportError::AuthFailed(reason));
+        }
+    };
+    match auth {
+        Auth::PeerCredentials => {
+            if peer_uid != Some(0) {
+                let reason = "only root may use this agent's local socket".to_string();
+                let _ = conn
+                    .send(&Message::Refused {
+                        reason: reason.clone(),
+                    })
+                    .await;
+                return Err(TransportError::AuthFailed(reason));
+            }
+        }
+        Auth::Secret(secret) => {
+            let nc = match unhex(&nonce_c, "the client's nonce") {
+                Ok(n) => n,
+                Err(e) => {
+                    let _ = conn
+                        .send(&Message::Refused {
+                            reason: e.to_string(),
+                        })
+                        .await;
+                    return Err(e);
+                }
+            };
+            let ns = nonce()?;
+            conn.send(&Message::Challenge {
+                host: my_host.to_string(),
+                nonce: hex::encode(&ns),
+                proof: hex::encode(secret.proof("server", &nc, &ns)),
+            })
+            .await?;
+            let ok = match conn.recv_msg().await? {
+                Message::Proof { proof } => {
+                    hex::decode(proof).is_ok_and(|p| secret.verify("client", &ns, &nc, &p))
+                }
+                _ => false,
+            };
+            if !ok {
+                let reason = "authentication failed: the shared secrets differ".to_string();
+                let _ = conn
+                    .send(&Message::Refused {
+                        reason: reason.clone(),
+                    })
+                    .await;
+                return Err(TransportError::AuthFailed(reason));
+            }
+        }
+    }
+    conn.send(&Message::Welcome).await?;
+    Ok(Accepted {
+        conn: Conn::new(conn.into_stream(), host, version),
+        role,
+        session,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secret(b: u8) -> Secret {
+        Secret::new(vec![b; 32]).unwrap()
+    }
+
+    fn hello() -> ClientHello {
+        ClientHello {
+            role: Role::Peer,
+            host: "a".into(),
+            session: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn same_secret_authenticates_both_ways() {
+        let (a, b) = tokio::io::duplex(4096);
+        let server =
+            tokio::spawn(async move { accept(b, "b", &Auth::Secret(secret(1)), None).await });
+        let conn = client_handshake(a, hello(), Some(&secret(1)))
+            .await
+            .unwrap();
+        assert_eq!(conn.peer_host(), "b");
+        let acc = server.await.unwrap().unwrap();
+        assert_eq!(acc.role, Role::Peer);
+        assert_eq!(acc.conn.peer_host(), "a");
+    }
+
+    #[tokio::test]
+    async fn a_different_secret_is_refused_on_both_sides() {
+        let (a, b) = tokio::io::duplex(4096);
+        let server =
+            tokio::spawn(async move { accept(b, "b", &Auth::Secret(secret(1)), None).await });
+        let err = client_handshake(a, hello(), Some(&secret(2)))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("same shared secret"), "{err}");
+        assert!(server.await.unwrap().is_err());
+    }
+
+    #[tokio::test]
+    async fn a_client_without_the_secret_never_gets_past_hello() {
+        let (a, b) = tokio::io::duplex(4096);
+        let server =
+            tokio::spawn(async move { accept(b, "b", &Auth::Secret(secret(1)), None).await });
+        let err = client_handshake(a, hello(), None).await.unwrap_err();
+        assert!(err.to_string().contains("--secret-file"), "{err}");
+        drop(err);
+        assert!(server.await.unwrap().is_err());
+    }
+
+    #[tokio::test]
+    async fn a_client_with_a_secret_refuses_an_unauthenticated_server() {
+        let (a, b) = tokio::io::duplex(4096);
+        let server =
+            tokio::spawn(async move { accept(b, "b", &Auth::PeerCredentials, Some(0)).await });
+        let err = client_handshake(a, hello(), Some(&secret(1)))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("did not prove"), "{err}");
+        let _ = server.await;
+    }
+
+    #[tokio::test]
+    async fn local_socket_trusts_root_only() {
+        let (a, b) = tokio::io::duplex(4096);
+        let server =
+            tokio::spawn(async move { accept(b, "b", &Auth::PeerCredentials, Some(1000)).await });
+        let err = client_handshake(a, hello(), None).await.unwrap_err();
+        assert!(err.to_string().contains("only root"), "{err}");
+        assert!(server.await.unwrap().is_err());
+        let (a, b) = tokio::io::duplex(4096);
+        let server =
+            tokio::spawn(async move { accept(b, "b", &Auth::PeerCredentials, Some(0)).await });
+        client_handshake(a, hello(), None).await.unwrap();
+        server.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_non_ferry_peer_is_refused() {
+        let (mut a, b) = tokio::io::duplex(4096);
+        let server =
+            tokio::spawn(async move { accept(b, "b", &Auth::Secret(secret(1)), None).await });
+        a.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let err = server.await.unwrap().unwrap_err();
+        assert!(err.to_string().contains("not a ferry process"), "{err}");
+    }
+}
