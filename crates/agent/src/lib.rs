@@ -1,4 +1,27 @@
 //! The agent: the long-running daemon on every host, and the place where the engine's
 //! seams meet real runc, CRIU and network namespaces.
+//!
+//! - [`daemon`]: listeners, authentication, dispatch by connection role;
+//! - [`control`]: requests from the CLI;
+//! - [`containers`]: containers the agent starts itself (the lab uses them);
+//! - [`source`] and [`dest`]: the two sides of a migration;
+//! - [`network`]: container networks and the IP handover;
+//! - [`relay`]: the page channel between CRIU and the peer;
+//! - [`doctor`]: what this host can do.
 
+pub mod client;
+pub mod config;
+pub mod containers;
+pub mod control;
+pub mod daemon;
+pub mod dest;
 pub mod doctor;
+mod error;
+pub mod network;
+pub mod registry;
+pub mod relay;
+pub mod source;
+pub mod state;
+pub mod tmpfs;
+
+pub use error::AgentError;

@@ -3,6 +3,7 @@
 //! time, bytes sent, memory). `--json FILE` writes [`row::Row`]s, one format for all.
 
 pub mod local;
+pub mod probe;
 pub mod redis;
 pub mod row;
 pub mod sizes;

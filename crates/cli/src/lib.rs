@@ -31,6 +31,15 @@ enum Command {
     /// Make OCI bundles that run programs of this host (no image registry needed).
     #[command(subcommand)]
     Bundle(cmd::bundle::Command),
+    /// Run the agent, the daemon every host runs.
+    Agent(cmd::agent::Args),
+    /// Move a running container to another host.
+    Migrate(cmd::migrate::Args),
+    /// A multi-host testbed on this machine, built from network namespaces.
+    Lab(cmd::lab::Args),
+    /// Clients that measure what users see during a migration.
+    #[command(subcommand)]
+    Probe(cmd::probe::Command),
     /// Benchmarks that print their figures next to a baseline's.
     #[command(subcommand)]
     Bench(cmd::bench::Command),
@@ -40,6 +49,14 @@ enum Command {
 pub fn main() {
     let cli = Cli::parse();
     output::init_logging(&cli.log);
+    // Entering a network namespace must happen before the runtime starts its threads.
+    if let Command::Agent(a) = &cli.command {
+        if let Some(ns) = &a.netns {
+            if let Err(e) = cmd::agent::enter_netns(ns) {
+                output::fail(&format!("{e:#}"));
+            }
+        }
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -54,6 +71,10 @@ pub fn main() {
             Command::Restore(a) => cmd::restore::run(a).await,
             Command::Bundle(c) => cmd::bundle::run(c).await,
             Command::Bench(c) => cmd::bench::run(c).await,
+            Command::Agent(a) => cmd::agent::run(a).await,
+            Command::Migrate(a) => cmd::migrate::run(a).await,
+            Command::Lab(a) => cmd::lab::run(a).await,
+            Command::Probe(c) => cmd::probe::run(c).await,
         }
     });
     match result {

@@ -32,3 +32,44 @@ pub fn emit_report(report: &Report, json: bool, file: Option<&Path>) -> anyhow::
     }
     Ok(())
 }
+
+/// A progress bar on the terminal during transfers (nothing when stderr is not one).
+#[derive(Debug)]
+pub struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl Progress {
+    pub fn new() -> Self {
+        use std::io::IsTerminal;
+        if !std::io::stderr().is_terminal() {
+            return Self { bar: None };
+        }
+        let bar = indicatif::ProgressBar::new(0);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{msg:>10} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        Self { bar: Some(bar) }
+    }
+
+    pub fn update(&self, ev: &ferry_proto::Message) {
+        if let (Some(bar), ferry_proto::Message::Progress { phase, done, total }) = (&self.bar, ev)
+        {
+            bar.set_message(phase.clone());
+            if *total > 0 {
+                bar.set_length(*total);
+            }
+            bar.set_position(*done);
+        }
+    }
+
+    pub fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+}

@@ -5,6 +5,8 @@
 //!   separate from executing it);
 //! - [`images`]: read (and, where ferry builds images, write) CRIU's image files with
 //!   ferry's own code: `stats-dump`, `stats-restore`, `inventory.img`, `pagemap-*.img`;
+//! - [`process`]: CRIU's helper processes (page server, lazy-pages daemon) and handing
+//!   descriptors down to CRIU;
 //! - [`log`]: pick the lines of a CRIU log that explain a failure, and recognise the
 //!   failures ferry can explain better.
 
@@ -12,6 +14,7 @@ pub mod features;
 pub mod images;
 pub mod log;
 pub mod plan;
+pub mod process;
 
 pub use features::{CriuBinary, FeatureProbe};
 pub use images::{ImageError, ImageSizes, Inventory, PagemapEntry, Stats};

@@ -1,1 +1,128 @@
-//! The source's steps and rollback rules (see issue 3).
+//! The source's rules: what was done, and how to undo it when a migration fails.
+//!
+//! The source keeps the container frozen (not killed) and its network locked until the
+//! destination confirms the container runs there. Before it sends `Commit`, any failure
+//! rolls back: the container runs on the source again with its connections. After it
+//! sent `Commit` and before `Committed` arrives, the outcome is in doubt and must be
+//! resolved by asking the destination (see [`Rollback::InDoubt`]).
+
+/// Steps the source has taken, in the order it takes them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SourceProgress {
+    pub frozen: bool,
+    pub locked: bool,
+    pub dumped: bool,
+    pub link_down: bool,
+    pub commit_sent: bool,
+    pub committed: bool,
+}
+
+/// One undo action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Undo {
+    /// Reattach the container's link to the host's network.
+    LinkUp,
+    /// Remove ferry's network lock.
+    Unlock,
+    /// Thaw the container's processes.
+    Thaw,
+    /// Tell the network where the address lives (gratuitous ARP).
+    Announce,
+}
+
+/// What to do after a failure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rollback {
+    /// Nothing on the source changed.
+    Nothing,
+    /// Undo these steps, in this order; the container then runs on the source.
+    Undo(Vec<Undo>),
+    /// `Commit` was sent but not confirmed: ask the destination before doing anything.
+    InDoubt,
+    /// The destination confirmed; the failure is in clean-up only.
+    Done,
+}
+
+/// The rollback for a failure after `p`.
+pub fn rollback(p: &SourceProgress) -> Rollback {
+    if p.committed {
+        return Rollback::Done;
+    }
+    if p.commit_sent {
+        return Rollback::InDoubt;
+    }
+    let mut steps = Vec::new();
+    // Reconnect first, with the lock still holding, so the first packets after the thaw
+    // find the link up; then lift the lock, thaw, and announce the address again in case
+    // the destination announced it meanwhile.
+    if p.link_down {
+        steps.push(Undo::LinkUp);
+    }
+    if p.locked {
+        steps.push(Undo::Unlock);
+    }
+    if p.frozen {
+        steps.push(Undo::Thaw);
+    }
+    if p.link_down {
+        steps.push(Undo::Announce);
+    }
+    if steps.is_empty() {
+        Rollback::Nothing
+    } else {
+        Rollback::Undo(steps)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nothing_to_undo_before_the_freeze() {
+        assert_eq!(rollback(&SourceProgress::default()), Rollback::Nothing);
+    }
+
+    #[test]
+    fn a_failed_dump_unlocks_and_thaws() {
+        let p = SourceProgress {
+            frozen: true,
+            locked: true,
+            ..Default::default()
+        };
+        assert_eq!(rollback(&p), Rollback::Undo(vec![Undo::Unlock, Undo::Thaw]));
+    }
+
+    #[test]
+    fn a_failed_restore_reattaches_before_thawing_and_announces_after() {
+        let p = SourceProgress {
+            frozen: true,
+            locked: true,
+            dumped: true,
+            link_down: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            rollback(&p),
+            Rollback::Undo(vec![Undo::LinkUp, Undo::Unlock, Undo::Thaw, Undo::Announce])
+        );
+    }
+
+    #[test]
+    fn after_commit_the_source_never_resumes_on_its_own() {
+        let p = SourceProgress {
+            frozen: true,
+            locked: true,
+            dumped: true,
+            link_down: true,
+            commit_sent: true,
+            committed: false,
+        };
+        assert_eq!(rollback(&p), Rollback::InDoubt);
+        let p = SourceProgress {
+            committed: true,
+            ..p
+        };
+        assert_eq!(rollback(&p), Rollback::Done);
+    }
+}

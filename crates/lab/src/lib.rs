@@ -1,1 +1,95 @@
-//! ferry-lab
+//! `ferry lab`: several "hosts" on one machine, each a network namespace with its own
+//! bridge and its own ferry agent (own state directory, runc root and images tmpfs), all
+//! joined by a `fabric` namespace, plus a `client` namespace on the same fabric.
+//!
+//! ```text
+//!   client (10.77.0.100)        containers 10.77.1.x: eth0 -- veth -- br0 of their host
+//!        |
+//!   [fabric: br0] ---- up0 [host a: br0 10.77.0.1, agent :7070]
+//!                 ---- up0 [host b: br0 10.77.0.2, agent :7070]
+//! ```
+//!
+//! Everything is one layer-2 domain, so a container's address and MAC can move from one
+//! host's bridge to another's, as in the thesis's Figure 4.3.
+
+mod error;
+mod state;
+mod topology;
+
+pub use error::LabError;
+pub use state::{lab_dir, LabHost, LabState, LAB_ROOT};
+pub use topology::{agent_alive, down, restart_agent, up, LabSpec};
+
+use ferry_proto::{ContainerInfo, Message, NetSpec};
+use ferry_transport::Endpoint;
+
+/// Sends one control request to a lab host's agent.
+pub async fn ask(host: &LabHost, msg: &Message) -> Result<Message, LabError> {
+    let ep = Endpoint::Unix(host.control.clone());
+    let mut conn = ferry_agent::client::control(&ep, None).await?;
+    Ok(ferry_agent::client::request(&mut conn, msg, |_| {}).await?)
+}
+
+/// Starts a container on a lab host with its own address.
+pub async fn run(
+    lab: &mut LabState,
+    host: &str,
+    name: &str,
+    ip: Option<std::net::Ipv4Addr>,
+    args: Vec<String>,
+) -> Result<ContainerInfo, LabError> {
+    let h = lab.host(host)?.clone();
+    let ip = match ip {
+        Some(ip) => ip,
+        None => lab.allocate_ip()?,
+    };
+    let net = NetSpec {
+        address: format!("{ip}/16"),
+        mac: ferry_agent::network::mac_for(ip),
+        gateway: None,
+    };
+    match ask(
+        &h,
+        &Message::Run {
+            name: name.to_string(),
+            args,
+            net: Some(net),
+        },
+    )
+    .await?
+    {
+        Message::Ran { container } => {
+            lab.save()?;
+            Ok(container)
+        }
+        Message::Error { message } => Err(LabError::Agent(message)),
+        other => Err(LabError::Agent(format!("unexpected {}", other.name()))),
+    }
+}
+
+/// The containers of every host.
+pub async fn containers(lab: &LabState) -> Vec<(String, Result<Vec<ContainerInfo>, String>)> {
+    let mut out = Vec::new();
+    for h in &lab.hosts {
+        let r = match ask(h, &Message::List).await {
+            Ok(Message::Containers { items }) => Ok(items),
+            Ok(other) => Err(format!("unexpected {}", other.name())),
+            Err(e) => Err(e.to_string()),
+        };
+        out.push((h.name.clone(), r));
+    }
+    out
+}
+
+/// The lab host running `container`, if any.
+pub async fn host_of(lab: &LabState, container: &str) -> Option<LabHost> {
+    for (host, items) in containers(lab).await {
+        if items.is_ok_and(|v| {
+            v.iter()
+                .any(|c| c.name == container && c.status == "running")
+        }) {
+            return lab.hosts.iter().find(|h| h.name == host).cloned();
+        }
+    }
+    None
+}

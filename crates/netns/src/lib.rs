@@ -20,6 +20,6 @@ pub mod shape;
 pub use arp::send_gratuitous_arp;
 pub use cmd::{Cmd, RealRunner, RecordingRunner, Runner};
 pub use error::NetError;
-pub use link::{inspect, ContainerLink};
+pub use link::{inspect, parse_cidr, parse_mac, validate_spec, ContainerLink};
 pub use lock::{LockKind, NetLock, CRIU_MARK};
 pub use ns::{netns_path, Netns, NETNS_DIR};

@@ -72,12 +72,18 @@ fn short_hash(s: &str) -> String {
 }
 
 impl ContainerLink {
-    /// The link of `container` on the host tagged `host` (names derived from both, so
-    /// several lab hosts on one machine never collide).
-    pub fn new(host: &str, container: &str, bridge: &str, spec: NetSpec) -> Result<Self, NetError> {
+    /// The link of `container` on a host whose container namespaces are named
+    /// `<prefix>-<container>` (interface names derive from both, so several lab hosts on
+    /// one machine never collide).
+    pub fn new(
+        prefix: &str,
+        container: &str,
+        bridge: &str,
+        spec: NetSpec,
+    ) -> Result<Self, NetError> {
         validate_spec(&spec)?;
-        let key = format!("{host}/{container}");
-        let netns = Netns::new(&format!("ferry-{host}-{container}"));
+        let key = format!("{prefix}/{container}");
+        let netns = Netns::new(&format!("{prefix}-{container}"));
         validate_name(&netns.name)?;
         Ok(Self {
             netns,
@@ -247,8 +253,8 @@ mod tests {
 
     #[test]
     fn names_fit_linux_limits_and_differ_per_host() {
-        let a = ContainerLink::new("a", "redis", "br0", spec()).unwrap();
-        let b = ContainerLink::new("b", "redis", "br0", spec()).unwrap();
+        let a = ContainerLink::new("ferry-a", "redis", "br0", spec()).unwrap();
+        let b = ContainerLink::new("ferry-b", "redis", "br0", spec()).unwrap();
         assert!(a.host_if.len() <= 15);
         assert_ne!(a.host_if, b.host_if);
         assert_ne!(a.netns, b.netns);
@@ -271,7 +277,7 @@ mod tests {
 
     #[tokio::test]
     async fn create_leaves_the_host_end_down_and_attaches_it() {
-        let l = ContainerLink::new("a", "redis", "br0", spec()).unwrap();
+        let l = ContainerLink::new("ferry-a", "redis", "br0", spec()).unwrap();
         let r = RecordingRunner::default();
         l.create(&r).await.unwrap();
         let seen: Vec<String> = r.seen.lock().unwrap().iter().map(Cmd::display).collect();

@@ -155,6 +155,9 @@ pub struct FileEntry {
     /// Link target (symlinks only).
     #[serde(default)]
     pub target: Option<String>,
+    /// Modification time, seconds since the epoch (files only).
+    #[serde(default)]
+    pub mtime: i64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -410,6 +413,7 @@ mod tests {
                     mode: 0o755,
                     size: 0,
                     target: None,
+                    mtime: 0,
                 },
             },
             Message::Resolution {

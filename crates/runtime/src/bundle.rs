@@ -89,6 +89,13 @@ impl Bundle {
         }
     }
 
+    /// Places the container's cgroups at `path` (relative to each hierarchy's root).
+    pub fn set_cgroups_path(&mut self, path: &str) {
+        if let Some(linux) = self.config.get_mut("linux").and_then(Value::as_object_mut) {
+            linux.insert("cgroupsPath".into(), Value::String(path.to_string()));
+        }
+    }
+
     pub fn annotation(&self, key: &str) -> Option<&str> {
         self.config.get("annotations")?.get(key)?.as_str()
     }
@@ -132,6 +139,9 @@ impl Bundle {
         if let Some(obj) = c.as_object_mut() {
             obj.remove("annotations");
         }
+        if let Some(linux) = c.get_mut("linux").and_then(Value::as_object_mut) {
+            linux.remove("cgroupsPath");
+        }
         if let Some(list) = c
             .pointer_mut("/linux/namespaces")
             .and_then(Value::as_array_mut)
@@ -156,6 +166,9 @@ pub struct HostProgramSpec {
     pub netns: Option<String>,
     pub hostname: Option<String>,
     pub annotations: BTreeMap<String, String>,
+    /// Where the container's cgroups go (runc's default is `/<container id>`, which
+    /// collides when several hosts share one machine, as in the lab).
+    pub cgroups_path: Option<String>,
 }
 
 /// Writes a bundle for `spec` into `dir` (created if needed).
@@ -288,6 +301,7 @@ mod tests {
         let before = b.identity_digest();
         b.set_netns_path("/run/netns/elsewhere");
         b.set_annotation(CRIU_CONFIG_ANNOTATION, "/x.conf");
+        b.set_cgroups_path("/ferry/b/redis");
         assert_eq!(b.identity_digest(), before);
         assert_eq!(b.annotation(CRIU_CONFIG_ANNOTATION), Some("/x.conf"));
         b.config["process"]["args"] = json!(["/bin/sh"]);

@@ -115,6 +115,19 @@ impl Freezer {
         }
     }
 
+    /// The processes in the cgroup.
+    pub fn procs(&self) -> Vec<u32> {
+        let file = match self {
+            Freezer::V1 { state } => state.with_file_name("cgroup.procs"),
+            Freezer::V2 { freeze, .. } => freeze.with_file_name("cgroup.procs"),
+        };
+        std::fs::read_to_string(file)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect()
+    }
+
     pub fn thaw(&self) -> Result<(), RuntimeError> {
         match self {
             Freezer::V1 { state } => Self::write(state, "THAWED"),

@@ -32,6 +32,7 @@ pub fn list_bundle(bundle: &Bundle) -> Result<(Vec<FileEntry>, String), RuntimeE
         mode: meta.mode() & 0o7777,
         size: meta.len(),
         target: None,
+        mtime: meta.mtime(),
     });
     let rootfs = bundle.rootfs();
     let root_rel = rootfs
@@ -61,6 +62,7 @@ fn walk(
         mode: meta.mode() & 0o7777,
         size: 0,
         target: None,
+        mtime: 0,
     });
     if skip.iter().any(|s| s == dir) {
         return Ok(());
@@ -76,21 +78,28 @@ fn walk(
         let child_rel = rel.join(&name);
         let m = std::fs::symlink_metadata(&path).map_err(|e| RuntimeError::io(&path, e))?;
         let ft = m.file_type();
+        // Directories' times change whenever an entry is added, so only files and links
+        // count their times; mtimes travel with files so a copy hashes the same.
         hasher.update(child_rel.to_string_lossy().as_bytes());
-        hasher.update(m.len().to_le_bytes());
-        hasher.update(m.mtime().to_le_bytes());
-        hasher.update(m.mtime_nsec().to_le_bytes());
-        hasher.update(m.mode().to_le_bytes());
+        if ft.is_file() {
+            hasher.update((m.mode() & 0o7777).to_le_bytes());
+            hasher.update(m.len().to_le_bytes());
+            hasher.update(m.mtime().to_le_bytes());
+        } else if ft.is_dir() {
+            hasher.update((m.mode() & 0o7777).to_le_bytes());
+        }
         if ft.is_dir() {
             walk(&path, &child_rel, skip, out, hasher)?;
         } else if ft.is_symlink() {
             let target = std::fs::read_link(&path).map_err(|e| RuntimeError::io(&path, e))?;
+            hasher.update(target.as_os_str().as_encoded_bytes());
             out.push(FileEntry {
                 path: child_rel.to_string_lossy().into_owned(),
                 kind: FileKind::Symlink,
                 mode: 0o777,
                 size: 0,
                 target: Some(target.to_string_lossy().into_owned()),
+                mtime: 0,
             });
         } else if ft.is_file() {
             out.push(FileEntry {
@@ -99,6 +108,7 @@ fn walk(
                 mode: m.mode() & 0o7777,
                 size: m.len(),
                 target: None,
+                mtime: m.mtime(),
             });
         }
         // Devices, sockets and FIFOs do not travel: runtimes create device nodes, and
@@ -139,6 +149,7 @@ pub struct IncomingFile {
     file: std::fs::File,
     path: PathBuf,
     remaining: u64,
+    mtime: i64,
 }
 
 impl IncomingFile {
@@ -159,6 +170,24 @@ impl IncomingFile {
 
     pub fn remaining(&self) -> u64 {
         self.remaining
+    }
+
+    /// Completes the file: all announced bytes must have arrived; sets its time.
+    pub fn finish(self) -> Result<(), RuntimeError> {
+        if self.remaining != 0 {
+            return Err(RuntimeError::UnsafePath(format!(
+                "{}: {} bytes missing",
+                self.path.display(),
+                self.remaining
+            )));
+        }
+        if self.mtime > 0 {
+            let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(self.mtime as u64);
+            self.file
+                .set_modified(t)
+                .map_err(|e| RuntimeError::io(&self.path, e))?;
+        }
+        Ok(())
     }
 }
 
@@ -233,6 +262,7 @@ impl Unpacker {
                     file,
                     path,
                     remaining: entry.size,
+                    mtime: entry.mtime,
                 }))
             }
         }
@@ -288,6 +318,7 @@ mod tests {
             mode: 0o777,
             size: 0,
             target: Some(outside.path().display().to_string()),
+            mtime: 0,
         };
         u.begin(&link).unwrap();
         let evil = FileEntry {
@@ -296,6 +327,7 @@ mod tests {
             mode: 0o644,
             size: 1,
             target: None,
+            mtime: 0,
         };
         assert!(u.begin(&evil).is_err());
         assert!(!outside.path().join("pwned").exists());
@@ -311,6 +343,7 @@ mod tests {
             mode: 0o755,
             size: 0,
             target: None,
+            mtime: 0,
         })
         .unwrap();
         let mut f = u
@@ -320,11 +353,15 @@ mod tests {
                 mode: 0o600,
                 size: 3,
                 target: None,
+                mtime: 1_600_000_000,
             })
             .unwrap()
             .unwrap();
         f.write(b"abc").unwrap();
         assert!(f.write(b"d").is_err());
+        f.finish().unwrap();
         assert_eq!(std::fs::read(d.path().join("a/f")).unwrap(), b"abc");
+        let m = std::fs::metadata(d.path().join("a/f")).unwrap();
+        assert_eq!(m.mtime(), 1_600_000_000);
     }
 }

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
@@ -325,27 +325,7 @@ impl Runtime for Runc {
         }
         Self::add_plan_flags(&mut cmd, args.plan);
         cmd.arg(id);
-        let fds: Vec<(i32, i32)> = args
-            .fds
-            .iter()
-            .map(|(t, fd)| (*t, fd.as_raw_fd()))
-            .collect();
-        if !fds.is_empty() {
-            // SAFETY: the closure runs in the forked child before exec and calls only
-            // dup2 and fcntl, which are async-signal-safe; it allocates nothing.
-            unsafe {
-                cmd.pre_exec(move || {
-                    for (target, src) in &fds {
-                        if libc::dup2(*src, *target) < 0 {
-                            return Err(std::io::Error::last_os_error());
-                        }
-                        let flags = libc::fcntl(*target, libc::F_GETFD);
-                        libc::fcntl(*target, libc::F_SETFD, flags & !libc::FD_CLOEXEC);
-                    }
-                    Ok(())
-                });
-            }
-        }
+        ferry_criu::process::inherit_fds(&mut cmd, &args.fds);
         let result = self.output(cmd, "checkpoint").await.map(drop);
         drop(args.fds);
         result.map_err(|e| self.map_missing(id, e))

@@ -52,6 +52,7 @@ pub async fn run(c: Command) -> anyhow::Result<i32> {
                 netns: a.netns,
                 hostname: None,
                 annotations,
+                cgroups_path: None,
             };
             create_host_program_bundle(&dir, &spec)?;
             println!("{}", dir.display());

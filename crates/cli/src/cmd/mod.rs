@@ -1,9 +1,13 @@
 //! One module per subcommand.
 
+pub mod agent;
 pub mod bench;
 pub mod bundle;
 pub mod checkpoint;
 pub mod doctor;
+pub mod lab;
+pub mod migrate;
+pub mod probe;
 pub mod restore;
 
 use std::path::PathBuf;

@@ -1,0 +1,42 @@
+//! Talking to an agent: the CLI, the lab and other agents use this.
+
+use std::path::Path;
+
+use ferry_proto::{Message, Role};
+use ferry_transport::{connect, ClientHello, Conn, Endpoint, Secret, TransportError};
+
+/// Connects to an agent for control requests.
+pub async fn control(endpoint: &Endpoint, secret: Option<&Secret>) -> Result<Conn, TransportError> {
+    let host = format!("cli-{}", std::process::id());
+    connect(
+        endpoint,
+        ClientHello {
+            role: Role::Control,
+            host,
+            session: None,
+        },
+        secret,
+    )
+    .await
+}
+
+/// Sends one request and collects the answer; `on_event` sees progress on the way.
+pub async fn request(
+    conn: &mut Conn,
+    msg: &Message,
+    mut on_event: impl FnMut(&Message),
+) -> Result<Message, TransportError> {
+    conn.send(msg).await?;
+    loop {
+        let m = conn.recv_msg().await?;
+        match m {
+            Message::Progress { .. } => on_event(&m),
+            other => return Ok(other),
+        }
+    }
+}
+
+/// The control socket of an agent whose state directory is `state_dir`.
+pub fn default_control(state_dir: &Path) -> std::path::PathBuf {
+    state_dir.join("agent.sock")
+}

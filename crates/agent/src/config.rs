@@ -1,0 +1,163 @@
+//! The agent's configuration, checked up front: each problem names what is at fault.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use ferry_transport::Secret;
+use thiserror::Error;
+
+/// How containers' networks are attached on this host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NetMode {
+    /// Built in: each container's veth is attached to this bridge.
+    Bridge(String),
+    /// A script is called at each step (see docs/network.md).
+    Hook(PathBuf),
+}
+
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// This host's name, as peers and reports see it.
+    pub name: String,
+    /// Address for peers and remote CLIs (TCP).
+    pub listen: Option<SocketAddr>,
+    /// Unix socket for local CLIs (root only).
+    pub control: PathBuf,
+    pub state_dir: PathBuf,
+    pub runtime_root: PathBuf,
+    pub criu: PathBuf,
+    pub runc: PathBuf,
+    pub secret: Option<Secret>,
+    pub net: NetMode,
+    /// Prefix of the network namespaces this agent creates for containers.
+    pub netns_prefix: String,
+    pub allow_fault_injection: bool,
+    /// Most migrations this agent takes part in at once.
+    pub max_sessions: usize,
+}
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("state directory {0}: {1}")]
+    StateDir(PathBuf, String),
+    #[error("runtime root {0}: {1}")]
+    RuntimeRoot(PathBuf, String),
+    #[error("network hook {0}: {1}")]
+    Hook(PathBuf, String),
+    #[error("host name '{0}' is not valid: use letters, digits, '-' and '_' (at most 32)")]
+    Name(String),
+    #[error("{0}")]
+    Secret(String),
+    #[error("--listen {0} needs a shared secret (--secret-file): peers must authenticate")]
+    NoSecret(SocketAddr),
+    #[error("CRIU: {0}")]
+    Criu(String),
+}
+
+/// Names that become parts of file and namespace names.
+pub fn valid_name(s: &str, max: usize) -> bool {
+    !s.is_empty()
+        && s.len() <= max
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+impl AgentConfig {
+    /// Checks everything that can be checked before starting.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        if !valid_name(&self.name, 32) {
+            return Err(ConfigError::Name(self.name.clone()));
+        }
+        check_dir(&self.state_dir).map_err(|e| ConfigError::StateDir(self.state_dir.clone(), e))?;
+        check_dir(&self.runtime_root)
+            .map_err(|e| ConfigError::RuntimeRoot(self.runtime_root.clone(), e))?;
+        if let NetMode::Hook(h) = &self.net {
+            use std::os::unix::fs::PermissionsExt;
+            let meta =
+                std::fs::metadata(h).map_err(|e| ConfigError::Hook(h.clone(), e.to_string()))?;
+            if !meta.is_file() || meta.permissions().mode() & 0o111 == 0 {
+                return Err(ConfigError::Hook(
+                    h.clone(),
+                    "is not an executable file".into(),
+                ));
+            }
+        }
+        if let (Some(addr), None) = (self.listen, &self.secret) {
+            return Err(ConfigError::NoSecret(addr));
+        }
+        Ok(())
+    }
+
+    pub fn containers_dir(&self) -> PathBuf {
+        self.state_dir.join("containers")
+    }
+    pub fn bundles_dir(&self) -> PathBuf {
+        self.state_dir.join("bundles")
+    }
+    /// Where this agent puts a container's cgroups: unique per agent, so that several
+    /// agents on one machine (the lab) never share a container's cgroup.
+    pub fn cgroups_path(&self, container: &str) -> String {
+        format!("/ferry/{}/{container}", self.netns_prefix)
+    }
+    pub fn criu_conf(&self, container: &str) -> PathBuf {
+        self.state_dir
+            .join("criu")
+            .join(format!("{container}.conf"))
+    }
+    /// Where checkpoint images live: a tmpfs the agent mounts.
+    pub fn images_dir(&self) -> PathBuf {
+        self.state_dir.join("images")
+    }
+}
+
+fn check_dir(dir: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create it: {e}"))?;
+    let probe = dir.join(".ferry-write-test");
+    std::fs::write(&probe, b"x").map_err(|e| format!("cannot write in it: {e}"))?;
+    let _ = std::fs::remove_file(probe);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base(dir: &Path) -> AgentConfig {
+        AgentConfig {
+            name: "a".into(),
+            listen: None,
+            control: dir.join("agent.sock"),
+            state_dir: dir.join("state"),
+            runtime_root: dir.join("runc"),
+            criu: "/usr/local/sbin/criu".into(),
+            runc: "runc".into(),
+            secret: None,
+            net: NetMode::Bridge("br0".into()),
+            netns_prefix: "ferry-a".into(),
+            allow_fault_injection: false,
+            max_sessions: 4,
+        }
+    }
+
+    #[test]
+    fn each_problem_names_what_is_at_fault() {
+        let d = tempfile::tempdir().unwrap();
+        assert!(base(d.path()).check().is_ok());
+        let mut c = base(d.path());
+        c.state_dir = "/proc/ferry-cannot".into();
+        assert!(c
+            .check()
+            .unwrap_err()
+            .to_string()
+            .contains("/proc/ferry-cannot"));
+        let mut c = base(d.path());
+        c.listen = Some("127.0.0.1:7070".parse().unwrap());
+        assert!(c.check().unwrap_err().to_string().contains("--secret-file"));
+        let mut c = base(d.path());
+        c.net = NetMode::Hook(d.path().join("nohook"));
+        assert!(c.check().unwrap_err().to_string().contains("nohook"));
+        let mut c = base(d.path());
+        c.name = "a/b".into();
+        assert!(c.check().is_err());
+    }
+}

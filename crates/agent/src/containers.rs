@@ -1,0 +1,173 @@
+//! Containers an agent starts and removes itself (the lab and tests use this).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use ferry_proto::{ContainerInfo, NetSpec};
+use ferry_runtime::bundle::{create_host_program_bundle, HostProgramSpec, CRIU_CONFIG_ANNOTATION};
+use ferry_runtime::{Runtime, RuntimeError};
+
+use crate::config::valid_name;
+use crate::network::ContainerNet;
+use crate::registry::ContainerRecord;
+use crate::state::Agent;
+use crate::AgentError;
+
+/// The network of a registered container on this agent.
+pub fn container_net(
+    agent: &Agent,
+    name: &str,
+    spec: &NetSpec,
+) -> Result<ContainerNet, AgentError> {
+    Ok(ContainerNet::new(
+        &agent.cfg.net,
+        &agent.cfg.netns_prefix,
+        name,
+        spec.clone(),
+    )?)
+}
+
+/// Starts a container running `args` (a program of this host), with its own network.
+pub async fn run(
+    agent: &Arc<Agent>,
+    name: &str,
+    args: &[String],
+    net: Option<NetSpec>,
+) -> Result<ContainerInfo, AgentError> {
+    if !valid_name(name, 40) {
+        return Err(AgentError::Input(format!(
+            "'{name}' is not a valid container name: use letters, digits, '-' and '_' (at most 40)"
+        )));
+    }
+    if args.is_empty() {
+        return Err(AgentError::Input("give the command to run after --".into()));
+    }
+    let _claim = agent.claim(name).map_err(AgentError::Input)?;
+    if agent.registry.get(name).is_some() || agent.runc.state(name).await.is_ok() {
+        return Err(AgentError::Input(format!(
+            "a container named '{name}' already exists on {}",
+            agent.cfg.name
+        )));
+    }
+    let cnet = match &net {
+        Some(spec) => {
+            let n = container_net(agent, name, spec)?;
+            n.create().await?;
+            n.up().await?;
+            Some(n)
+        }
+        None => None,
+    };
+    let bundle = agent.cfg.bundles_dir().join(name);
+    let _ = std::fs::remove_dir_all(&bundle);
+    let mut annotations = BTreeMap::new();
+    annotations.insert(
+        CRIU_CONFIG_ANNOTATION.to_string(),
+        agent.cfg.criu_conf(name).display().to_string(),
+    );
+    let spec = HostProgramSpec {
+        args: args.to_vec(),
+        netns: cnet.as_ref().map(|n| n.netns_path().display().to_string()),
+        hostname: Some(name.to_string()),
+        annotations,
+        cgroups_path: Some(agent.cfg.cgroups_path(name)),
+        ..Default::default()
+    };
+    let started = async {
+        create_host_program_bundle(&bundle, &spec)?;
+        agent.runc.run_detached(name, &bundle).await
+    }
+    .await;
+    if let Err(e) = started {
+        if let Some(n) = &cnet {
+            let _ = n.destroy().await;
+        }
+        let _ = std::fs::remove_dir_all(&bundle);
+        return Err(e.into());
+    }
+    if let Some(n) = &cnet {
+        let _ = n.announce().await;
+    }
+    agent
+        .registry
+        .put(&ContainerRecord {
+            name: name.to_string(),
+            bundle: bundle.clone(),
+            net: net.clone(),
+        })
+        .map_err(|e| AgentError::io("saving the container record", e))?;
+    info(agent, name).await
+}
+
+/// What the agent knows of one container.
+pub async fn info(agent: &Agent, name: &str) -> Result<ContainerInfo, AgentError> {
+    let rec = agent.registry.get(name);
+    match agent.runc.state(name).await {
+        Ok(s) => Ok(ContainerInfo {
+            name: name.to_string(),
+            status: s.status,
+            pid: Some(s.pid),
+            bundle: s.bundle.display().to_string(),
+            net: rec.and_then(|r| r.net),
+        }),
+        Err(RuntimeError::NotFound { .. }) | Err(RuntimeError::RootMissing(_)) => match rec {
+            Some(r) => Ok(ContainerInfo {
+                name: name.to_string(),
+                status: "stopped".into(),
+                pid: None,
+                bundle: r.bundle.display().to_string(),
+                net: r.net,
+            }),
+            None => Err(AgentError::Input(format!(
+                "no container named '{name}' on {}",
+                agent.cfg.name
+            ))),
+        },
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// All containers: those this agent registered, and any other in its runtime root.
+pub async fn list(agent: &Agent) -> Vec<ContainerInfo> {
+    let mut names: Vec<String> = agent.registry.all().into_iter().map(|r| r.name).collect();
+    if let Ok(states) = agent.runc.list().await {
+        for s in states {
+            if !names.contains(&s.id) {
+                names.push(s.id);
+            }
+        }
+    }
+    names.sort();
+    let mut out = Vec::new();
+    for n in names {
+        if let Ok(i) = info(agent, &n).await {
+            out.push(i);
+        }
+    }
+    out
+}
+
+/// Stops and deletes a container and everything the agent made for it.
+pub async fn remove(agent: &Arc<Agent>, name: &str) -> Result<(), AgentError> {
+    let _claim = agent.claim(name).map_err(AgentError::Input)?;
+    let rec = agent.registry.get(name);
+    let exists = agent.runc.state(name).await.is_ok();
+    if rec.is_none() && !exists {
+        return Err(AgentError::Input(format!(
+            "no container named '{name}' on {}",
+            agent.cfg.name
+        )));
+    }
+    if exists {
+        agent.runc.delete(name, true).await?;
+    }
+    if let Some(r) = &rec {
+        if let Some(spec) = &r.net {
+            container_net(agent, name, spec)?.destroy().await?;
+        }
+        let _ = std::fs::remove_dir_all(&r.bundle);
+    }
+    let _ = std::fs::remove_file(agent.cfg.criu_conf(name));
+    agent.registry.remove(name);
+    Ok(())
+}

@@ -1,0 +1,84 @@
+//! Requests from the CLI (or scripts) to this agent.
+
+use std::sync::Arc;
+
+use ferry_proto::Message;
+use ferry_transport::{Conn, Endpoint};
+
+use crate::containers;
+use crate::source::{migrate, MigrateRequest};
+use crate::state::Agent;
+
+/// Serves one control connection until the client goes away.
+pub async fn serve(agent: Arc<Agent>, mut conn: Conn) {
+    loop {
+        let Ok(msg) = conn.recv_msg().await else {
+            return;
+        };
+        let reply = answer(&agent, &mut conn, msg).await;
+        if conn.send(&reply).await.is_err() {
+            return;
+        }
+    }
+}
+
+fn error(e: impl std::fmt::Display) -> Message {
+    Message::Error {
+        message: e.to_string(),
+    }
+}
+
+async fn answer(agent: &Arc<Agent>, conn: &mut Conn, msg: Message) -> Message {
+    match msg {
+        Message::Ping => Message::Pong {
+            host: agent.cfg.name.clone(),
+            version: env!("CARGO_PKG_VERSION").into(),
+        },
+        Message::Run { name, args, net } => match containers::run(agent, &name, &args, net).await {
+            Ok(container) => Message::Ran { container },
+            Err(e) => error(e),
+        },
+        Message::Remove { name } => match containers::remove(agent, &name).await {
+            Ok(()) => Message::Removed,
+            Err(e) => error(e),
+        },
+        Message::List => Message::Containers {
+            items: containers::list(agent).await,
+        },
+        Message::Migrate {
+            container,
+            dest,
+            options,
+        } => {
+            let dest: Endpoint = match dest.parse() {
+                Ok(d) => d,
+                Err(e) => return error(e),
+            };
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+            let req = MigrateRequest {
+                container,
+                dest,
+                options,
+            };
+            // The migration runs on its own: if the CLI goes away, it still ends cleanly.
+            let mut task = tokio::spawn(migrate(agent.clone(), req, tx));
+            let result = loop {
+                tokio::select! {
+                    Some(ev) = rx.recv() => { let _ = conn.send(&ev).await; }
+                    r = &mut task => break r,
+                }
+            };
+            match result {
+                Ok(Ok(report)) => Message::Report {
+                    report: serde_json::to_value(report).unwrap_or_default(),
+                },
+                Ok(Err(e)) => error(e),
+                Err(e) => error(format!("the migration task failed: {e}")),
+            }
+        }
+        other => error(format!(
+            "'{}' is not a request this agent serves",
+            other.name()
+        )),
+    }
+}

@@ -1,0 +1,125 @@
+//! The agent's main loop: listeners, authentication, dispatch by role.
+
+use std::os::unix::fs::PermissionsExt;
+use std::sync::Arc;
+
+use ferry_criu::features::{ensure_pipe_max_size, CriuBinary};
+use ferry_criu::plan::NetworkLock;
+use ferry_proto::Role;
+use ferry_transport::{accept, Auth, Stream};
+use tokio::net::{TcpListener, UnixListener};
+
+use crate::config::AgentConfig;
+use crate::registry::Registry;
+use crate::state::Agent;
+use crate::{control, dest, tmpfs, AgentError};
+
+/// Runs an agent until SIGTERM or SIGINT.
+pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
+    cfg.check()?;
+    tmpfs::ensure_tmpfs(&cfg.images_dir()).map_err(|e| AgentError::io("images directory", e))?;
+    let criu = CriuBinary::probe(&cfg.criu)
+        .map_err(|e| crate::config::ConfigError::Criu(e.to_string()))?;
+    let nft = criu.check_feature("network_lock_nftables").ok
+        && ["/usr/sbin/nft", "/sbin/nft"]
+            .iter()
+            .any(|p| std::path::Path::new(p).exists());
+    let lazy = criu.check_feature("uffd-noncoop").ok;
+    if lazy {
+        if let Err(e) = ensure_pipe_max_size() {
+            tracing::warn!("lazy restores disabled: {e}");
+        }
+    }
+    let lock = if nft {
+        NetworkLock::Nftables
+    } else {
+        NetworkLock::Iptables
+    };
+    let registry = Registry::new(&cfg.containers_dir())
+        .map_err(|e| AgentError::io("container registry", e))?;
+    let agent = Arc::new(Agent::new(cfg, registry, lock, lazy));
+    dest::recover(&agent).await;
+
+    let control_path = agent.cfg.control.clone();
+    if let Some(dir) = control_path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| AgentError::io(dir.display().to_string(), e))?;
+    }
+    let _ = std::fs::remove_file(&control_path);
+    let unix = UnixListener::bind(&control_path)
+        .map_err(|e| AgentError::io(control_path.display().to_string(), e))?;
+    std::fs::set_permissions(&control_path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| AgentError::io(control_path.display().to_string(), e))?;
+    let tcp = match agent.cfg.listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|e| AgentError::io(format!("listening on {addr}"), e))?,
+        ),
+        None => None,
+    };
+    tracing::info!(
+        host = %agent.cfg.name,
+        control = %control_path.display(),
+        listen = ?agent.cfg.listen,
+        lazy_pages = lazy,
+        nftables = nft,
+        "ferry agent ready"
+    );
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| AgentError::io("signal handler", e))?;
+    loop {
+        tokio::select! {
+            r = unix.accept() => {
+                if let Ok((s, _)) = r {
+                    tokio::spawn(handle(agent.clone(), Stream::Unix(s), Auth::PeerCredentials));
+                }
+            }
+            r = async { match &tcp { Some(l) => l.accept().await, None => std::future::pending().await } } => {
+                if let Ok((s, _)) = r {
+                    let _ = s.set_nodelay(true);
+                    match &agent.cfg.secret {
+                        Some(secret) => { tokio::spawn(handle(agent.clone(), Stream::Tcp(s), Auth::Secret(secret.clone()))); }
+                        None => drop(s),
+                    }
+                }
+            }
+            _ = term.recv() => break,
+            _ = tokio::signal::ctrl_c() => break,
+        }
+    }
+    let _ = std::fs::remove_file(&control_path);
+    tracing::info!("ferry agent stopped");
+    Ok(())
+}
+
+async fn handle(agent: Arc<Agent>, stream: Stream, auth: Auth) {
+    let uid = stream.peer_uid();
+    let peer = stream.peer();
+    let acc = match accept(stream, &agent.cfg.name, &auth, uid).await {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::warn!(%peer, "refused a connection: {e}");
+            return;
+        }
+    };
+    match acc.role {
+        Role::Control => control::serve(agent, acc.conn).await,
+        Role::Peer => dest::serve(agent, acc.conn).await,
+        Role::Pages => {
+            let Some(id) = acc.session else { return };
+            let slot = agent
+                .sessions
+                .lock()
+                .ok()
+                .and_then(|mut s| s.get_mut(&id).and_then(|e| e.pages.take()));
+            match slot {
+                Some(tx) => {
+                    let _ = tx.send(acc.conn.into_stream());
+                }
+                None => {
+                    tracing::warn!(session = %id, "a page channel for an unknown session was refused")
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,182 @@
+//! The destination side of a migration: one session per peer connection, driven by the
+//! receiver state machine of [`ferry_engine::dest`].
+
+mod session;
+
+use std::sync::Arc;
+
+use ferry_criu::images::RestoreStats;
+use ferry_engine::dest::{DestAction, DestMachine, Input};
+use ferry_engine::report::Phase;
+use ferry_engine::usage::Usage;
+use ferry_proto::Message;
+use ferry_transport::{Conn, Incoming};
+use serde::{Deserialize, Serialize};
+
+pub use session::{recover, DestSession};
+
+use crate::state::Agent;
+
+/// What the destination tells the source about its side (in `Restored.stats`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct DestStats {
+    pub phases: Vec<Phase>,
+    pub criu_restore: Option<RestoreStats>,
+    pub usage: Usage,
+    pub notes: Vec<String>,
+}
+
+/// Serves one peer connection.
+pub async fn serve(agent: Arc<Agent>, mut conn: Conn) {
+    let mut machine = DestMachine::new();
+    let mut session: Option<DestSession> = None;
+    loop {
+        let input = match conn.recv().await {
+            Ok(Incoming::Message(m)) => Input::Message(m),
+            Ok(Incoming::Data(d)) => Input::Data(d),
+            Err(e) => {
+                if let Some(s) = session.take() {
+                    if machine.drop_on_disconnect() {
+                        tracing::warn!(session = %s.id, "the source went away ({e}); dropping what this session built");
+                        s.drop_all().await;
+                    }
+                }
+                return;
+            }
+        };
+        let actions = match machine.on(input) {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!("protocol error from {}: {e}", conn.peer_host());
+                let _ = conn
+                    .send(&Message::Error {
+                        message: e.to_string(),
+                    })
+                    .await;
+                if let Some(s) = session.take() {
+                    s.drop_all().await;
+                }
+                return;
+            }
+        };
+        for action in actions {
+            let reply = match step(&agent, &mut machine, &mut session, action).await {
+                Ok(r) => r,
+                Err(message) => {
+                    if let Some(s) = session.take() {
+                        s.drop_all().await;
+                    }
+                    let _ = conn.send(&Message::Error { message }).await;
+                    return;
+                }
+            };
+            if let Some(r) = reply {
+                let end = matches!(
+                    r,
+                    Message::Committed { .. } | Message::Aborted | Message::RestoreFailed { .. }
+                );
+                if let Err(e) = conn.send(&r).await {
+                    if let Some(s) = session.take() {
+                        if machine.drop_on_disconnect() {
+                            tracing::warn!(session = %s.id, "cannot answer the source ({e}); dropping this session");
+                            s.drop_all().await;
+                        }
+                    }
+                    return;
+                }
+                if end {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn active(session: &mut Option<DestSession>) -> Result<&mut DestSession, String> {
+    session.as_mut().ok_or_else(|| "no session".to_string())
+}
+
+/// Performs one action; returns the reply to send, if any.
+async fn step(
+    agent: &Arc<Agent>,
+    machine: &mut DestMachine,
+    session: &mut Option<DestSession>,
+    action: DestAction,
+) -> Result<Option<Message>, String> {
+    Ok(match action {
+        DestAction::Prepare(msg) => {
+            let (s, need_bundle) = DestSession::prepare(agent, msg)
+                .await
+                .map_err(|e| e.to_string())?;
+            *session = Some(s);
+            machine.prepared(need_bundle);
+            Some(Message::Prepared { need_bundle })
+        }
+        DestAction::BeginBundleFile(entry) => {
+            active(session)?
+                .begin_bundle_file(&entry)
+                .map_err(|e| e.to_string())?;
+            None
+        }
+        DestAction::Data(d) => {
+            active(session)?.write(&d).map_err(|e| e.to_string())?;
+            None
+        }
+        DestAction::EndFile => {
+            active(session)?.end_file().map_err(|e| e.to_string())?;
+            None
+        }
+        DestAction::StoreBundle => {
+            active(session)?.store_bundle().map_err(|e| e.to_string())?;
+            machine.bundle_stored();
+            Some(Message::BundleStored)
+        }
+        DestAction::BeginImage { name, size } => {
+            active(session)?
+                .begin_image(&name, size)
+                .map_err(|e| e.to_string())?;
+            None
+        }
+        DestAction::StoreImages { .. } => {
+            active(session)?
+                .store_images()
+                .await
+                .map_err(|e| e.to_string())?;
+            machine.images_stored();
+            Some(Message::ImagesStored)
+        }
+        DestAction::Restore => match active(session)?.restore().await {
+            Ok(stats) => {
+                machine.restored();
+                active(session)?.fault_after_restore();
+                Some(Message::Restored {
+                    stats: serde_json::to_value(stats).unwrap_or_default(),
+                })
+            }
+            Err(reason) => {
+                if let Some(s) = session.take() {
+                    s.drop_all().await;
+                }
+                Some(Message::RestoreFailed { reason })
+            }
+        },
+        DestAction::Commit => {
+            let s = session.take().ok_or("no session")?;
+            let stats = s.commit().await;
+            Some(Message::Committed {
+                stats: serde_json::to_value(stats).unwrap_or_default(),
+            })
+        }
+        DestAction::Abort { reason } => {
+            tracing::info!("the source aborted: {reason}");
+            if let Some(s) = session.take() {
+                s.drop_all().await;
+            }
+            Some(Message::Aborted)
+        }
+        DestAction::Resolve { session: id } => {
+            let state = agent.session_state(&id);
+            Some(Message::Resolution { session: id, state })
+        }
+    })
+}

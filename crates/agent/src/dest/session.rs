@@ -1,0 +1,529 @@
+//! One incoming migration: what the destination builds, and how it is kept or dropped.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ferry_criu::features::ensure_pipe_max_size;
+use ferry_criu::images::{Inventory, Stats};
+use ferry_criu::log::diagnose;
+use ferry_criu::plan::{CriuConfigTarget, CriuOptionPlan, NetworkLock, RestoreSpec};
+use ferry_criu::process::{spawn_lazy_pages, spawn_page_server, LazyPagesDaemon};
+use ferry_engine::timeline::Timeline;
+use ferry_engine::usage::UsageMeter;
+use ferry_netns::{NetLock, RealRunner};
+use ferry_proto::{Fault, FileEntry, Message, NetSpec, SessionState, Strategy};
+use ferry_runtime::bundle::{Bundle, CRIU_CONFIG_ANNOTATION};
+use ferry_runtime::manifest::{IncomingFile, Unpacker};
+use ferry_runtime::{RestoreArgs, Runtime};
+use serde::{Deserialize, Serialize};
+use tokio::process::Child;
+use tokio::sync::OwnedSemaphorePermit;
+
+use super::DestStats;
+use crate::config::valid_name;
+use crate::containers::container_net;
+use crate::network::ContainerNet;
+use crate::registry::ContainerRecord;
+use crate::state::{Agent, Claim, SessionEntry};
+use crate::{relay, AgentError};
+
+/// Written next to a session's images so that a restarted agent can clean up.
+#[derive(Debug, Serialize, Deserialize)]
+struct Journal {
+    container: String,
+    net: NetSpec,
+    phase: String,
+}
+
+enum Current {
+    Bundle(IncomingFile),
+    Image {
+        file: std::fs::File,
+        path: PathBuf,
+        remaining: u64,
+    },
+}
+
+pub struct DestSession {
+    pub id: String,
+    agent: Arc<Agent>,
+    container: String,
+    net: ContainerNet,
+    spec: NetSpec,
+    dir: PathBuf,
+    images: PathBuf,
+    work: PathBuf,
+    staging: PathBuf,
+    unpacker: Option<Unpacker>,
+    current: Option<Current>,
+    digest: String,
+    page_server: Option<Child>,
+    pages_task: Option<tokio::task::JoinHandle<()>>,
+    lazy: Option<LazyPagesDaemon>,
+    restored: bool,
+    fault: Option<Fault>,
+    tcp_established: bool,
+    tl: Timeline,
+    meter: UsageMeter,
+    stats: DestStats,
+    _permit: OwnedSemaphorePermit,
+    _claim: Claim,
+}
+
+impl std::fmt::Debug for DestSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DestSession")
+            .field("id", &self.id)
+            .field("container", &self.container)
+            .finish()
+    }
+}
+
+fn io(path: &Path, e: std::io::Error) -> AgentError {
+    AgentError::io(path.display().to_string(), e)
+}
+
+impl DestSession {
+    /// Builds everything before the container arrives: its network (locked, unreachable),
+    /// its directories on tmpfs, and the page server that receives its memory.
+    pub async fn prepare(agent: &Arc<Agent>, msg: Message) -> Result<(Self, bool), AgentError> {
+        let Message::Prepare {
+            session,
+            container,
+            strategy,
+            bundle_digest,
+            net,
+            tcp_established,
+            inject_fault,
+        } = msg
+        else {
+            return Err(AgentError::Input("expected prepare".into()));
+        };
+        if !valid_name(&session, 80) || !valid_name(&container, 40) {
+            return Err(AgentError::Input(
+                "invalid session or container name".into(),
+            ));
+        }
+        if strategy != Strategy::Cold {
+            return Err(AgentError::Input(format!(
+                "strategy '{strategy}' is not implemented by {}",
+                agent.cfg.name
+            )));
+        }
+        let permit = agent.slots.clone().try_acquire_owned().map_err(|_| {
+            AgentError::Input(format!(
+                "{} already takes part in {} migrations, its limit; try again later",
+                agent.cfg.name, agent.cfg.max_sessions
+            ))
+        })?;
+        let claim = agent.claim(&container).map_err(AgentError::Input)?;
+        if agent.runc.state(&container).await.is_ok() || agent.registry.get(&container).is_some() {
+            return Err(AgentError::Input(format!(
+                "a container named '{container}' already exists on {}",
+                agent.cfg.name
+            )));
+        }
+        let spec =
+            net.ok_or_else(|| AgentError::Input("the source sent no network identity".into()))?;
+        let cnet = container_net(agent, &container, &spec)?;
+        let mut tl = Timeline::new();
+        let t = Instant::now();
+        if cnet.netns.exists() {
+            cnet.destroy().await?;
+        }
+        cnet.create().await?;
+        if let Err(e) = cnet.hold_lock().install(&RealRunner).await {
+            let _ = cnet.destroy().await;
+            return Err(e.into());
+        }
+        tl.record("network", t);
+
+        let dir = agent.cfg.images_dir().join(format!("in-{session}"));
+        let images = dir.join("images");
+        let work = dir.join("work");
+        for d in [&images, &work] {
+            std::fs::create_dir_all(d).map_err(|e| io(d, e))?;
+        }
+        let bundle_dir = agent.cfg.bundles_dir().join(&container);
+        let have = std::fs::read_to_string(bundle_dir.join(".ferry-digest")).unwrap_or_default();
+        let need_bundle = have.trim() != bundle_digest || !bundle_dir.join("config.json").exists();
+
+        let (ours, criu_end) = std::os::unix::net::UnixStream::pair().map_err(|e| io(&dir, e))?;
+        ours.set_nonblocking(true).map_err(|e| io(&dir, e))?;
+        let ours = tokio::net::UnixStream::from_std(ours).map_err(|e| io(&dir, e))?;
+        let page_server = spawn_page_server(&agent.cfg.criu, &images, &work, criu_end.into())
+            .map_err(|e| AgentError::io("starting criu page-server", e))?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if let Ok(mut s) = agent.sessions.lock() {
+            s.insert(
+                session.clone(),
+                SessionEntry {
+                    container: container.clone(),
+                    state: SessionState::Pending,
+                    pages: Some(tx),
+                },
+            );
+        }
+        let pages_task = tokio::spawn(async move {
+            match tokio::time::timeout(Duration::from_secs(60), rx).await {
+                Ok(Ok(stream)) => {
+                    let r = relay::start(ours, stream);
+                    if let Err(e) = r.finish(Duration::from_secs(3600)).await {
+                        tracing::warn!("page channel: {e}");
+                    }
+                }
+                _ => tracing::warn!("the page channel never arrived"),
+            }
+        });
+        let s = DestSession {
+            id: session,
+            agent: agent.clone(),
+            staging: agent
+                .cfg
+                .bundles_dir()
+                .join(format!(".{container}.incoming")),
+            container,
+            net: cnet,
+            spec,
+            dir,
+            images,
+            work,
+            unpacker: None,
+            current: None,
+            digest: bundle_digest,
+            page_server: Some(page_server),
+            pages_task: Some(pages_task),
+            lazy: None,
+            restored: false,
+            fault: if agent.cfg.allow_fault_injection {
+                inject_fault
+            } else {
+                None
+            },
+            tcp_established,
+            tl,
+            meter: UsageMeter::start(),
+            stats: DestStats::default(),
+            _permit: permit,
+            _claim: claim,
+        };
+        s.journal("prepared");
+        Ok((s, need_bundle))
+    }
+
+    fn journal(&self, phase: &str) {
+        let j = Journal {
+            container: self.container.clone(),
+            net: self.spec.clone(),
+            phase: phase.into(),
+        };
+        let _ = std::fs::write(
+            self.dir.join("session.json"),
+            serde_json::to_vec(&j).unwrap_or_default(),
+        );
+    }
+
+    pub fn begin_bundle_file(&mut self, entry: &FileEntry) -> Result<(), AgentError> {
+        if self.unpacker.is_none() {
+            let _ = std::fs::remove_dir_all(&self.staging);
+            self.unpacker = Some(Unpacker::new(&self.staging)?);
+        }
+        let u = self
+            .unpacker
+            .as_ref()
+            .ok_or_else(|| AgentError::Input("no unpacker".into()))?;
+        if let Some(f) = u.begin(entry)? {
+            self.current = Some(Current::Bundle(f));
+        }
+        Ok(())
+    }
+
+    pub fn begin_image(&mut self, name: &str, size: u64) -> Result<(), AgentError> {
+        if self.fault == Some(Fault::DestDiesDuringTransfer) {
+            tracing::error!("fault injection: the destination agent exits during the transfer");
+            std::process::exit(101);
+        }
+        let path = self.images.join(name);
+        let file = std::fs::File::create(&path).map_err(|e| io(&path, e))?;
+        self.current = Some(Current::Image {
+            file,
+            path,
+            remaining: size,
+        });
+        Ok(())
+    }
+
+    pub fn write(&mut self, data: &[u8]) -> Result<(), AgentError> {
+        match self.current.as_mut() {
+            Some(Current::Bundle(f)) => Ok(f.write(data)?),
+            Some(Current::Image {
+                file,
+                path,
+                remaining,
+            }) => {
+                let n = data.len() as u64;
+                if n > *remaining {
+                    return Err(AgentError::Input(format!(
+                        "{}: more data than announced",
+                        path.display()
+                    )));
+                }
+                *remaining -= n;
+                file.write_all(data).map_err(|e| io(path, e))
+            }
+            None => Err(AgentError::Input("data without a file".into())),
+        }
+    }
+
+    pub fn end_file(&mut self) -> Result<(), AgentError> {
+        match self.current.take() {
+            Some(Current::Bundle(f)) => Ok(f.finish()?),
+            Some(Current::Image { remaining: 0, .. }) | None => Ok(()),
+            Some(Current::Image { path, .. }) => Err(AgentError::Input(format!(
+                "{}: bytes missing",
+                path.display()
+            ))),
+        }
+    }
+
+    /// Puts the received bundle in place, pointing it at this host's namespace.
+    pub fn store_bundle(&mut self) -> Result<(), AgentError> {
+        self.unpacker = None;
+        let mut b = Bundle::load(&self.staging)?;
+        b.set_netns_path(&self.net.netns_path().display().to_string());
+        b.set_cgroups_path(&self.agent.cfg.cgroups_path(&self.container));
+        b.set_annotation(
+            CRIU_CONFIG_ANNOTATION,
+            &self
+                .agent
+                .cfg
+                .criu_conf(&self.container)
+                .display()
+                .to_string(),
+        );
+        b.save()?;
+        std::fs::write(self.staging.join(".ferry-digest"), &self.digest)
+            .map_err(|e| io(&self.staging, e))?;
+        let dest = self.agent.cfg.bundles_dir().join(&self.container);
+        let _ = std::fs::remove_dir_all(&dest);
+        std::fs::rename(&self.staging, &dest).map_err(|e| io(&dest, e))?;
+        Ok(())
+    }
+
+    /// Waits until the page server wrote all pages.
+    pub async fn store_images(&mut self) -> Result<(), AgentError> {
+        let t = Instant::now();
+        if let Some(mut ps) = self.page_server.take() {
+            match tokio::time::timeout(Duration::from_secs(120), ps.wait()).await {
+                Ok(Ok(status)) if status.success() => {}
+                Ok(Ok(status)) => {
+                    return Err(AgentError::Input(format!(
+                        "the page server failed ({status}); see {}",
+                        self.work.join("page-server.log").display()
+                    )))
+                }
+                Ok(Err(e)) => return Err(AgentError::io("waiting for the page server", e)),
+                Err(_) => {
+                    let _ = ps.start_kill();
+                    return Err(AgentError::Input(
+                        "the page server did not finish within 120 s".into(),
+                    ));
+                }
+            }
+        }
+        if let Some(task) = self.pages_task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+        }
+        self.tl.record("pages-stored", t);
+        self.journal("images");
+        Ok(())
+    }
+
+    /// Restores the container, reachable but still behind ferry's lock.
+    pub async fn restore(&mut self) -> Result<DestStats, String> {
+        let t = Instant::now();
+        let lock = self.agent.network_lock;
+        if lock == NetworkLock::Nftables {
+            let inv =
+                Inventory::read(&self.images.join("inventory.img")).map_err(|e| e.to_string())?;
+            if let Some(table) = inv.nft_lock_table() {
+                let l =
+                    NetLock::criu_nft(self.net.netns_path(), &table).map_err(|e| e.to_string())?;
+                l.install(&RealRunner).await.map_err(|e| e.to_string())?;
+            }
+        }
+        self.tl.record("lock", t);
+        let t = Instant::now();
+        self.net.up().await.map_err(|e| e.to_string())?;
+        self.net.announce().await.map_err(|e| e.to_string())?;
+        self.tl.record("link-up", t);
+
+        let lazy = self.agent.lazy_pages && ensure_pipe_max_size().is_ok();
+        if lazy {
+            let t = Instant::now();
+            let d = spawn_lazy_pages(&self.agent.cfg.criu, &self.images, &self.work)
+                .await
+                .map_err(|e| e.to_string())?;
+            self.lazy = Some(d);
+            self.tl.record("lazy-start", t);
+            self.stats
+                .notes
+                .push("memory restored lazily from local images while the container runs".into());
+        }
+        if self.fault == Some(Fault::RestoreFails) {
+            tracing::error!("fault injection: corrupting core-1.img so that the restore fails");
+            let _ = std::fs::write(self.images.join("core-1.img"), [0u8; 4]);
+        }
+        let t = Instant::now();
+        let plan = CriuOptionPlan::restore(
+            &RestoreSpec {
+                tcp_established: self.tcp_established,
+                file_locks: false,
+                lazy_pages: lazy,
+                network_lock: lock,
+            },
+            &CriuConfigTarget::Annotation(self.agent.cfg.criu_conf(&self.container)),
+        )
+        .map_err(|e| e.to_string())?;
+        let bundle = self.agent.cfg.bundles_dir().join(&self.container);
+        let target = CriuConfigTarget::Annotation(self.agent.cfg.criu_conf(&self.container));
+        let r = self
+            .agent
+            .runc
+            .restore(
+                &self.container,
+                RestoreArgs {
+                    images: &self.images,
+                    work: &self.work,
+                    bundle: &bundle,
+                    plan: &plan,
+                    config_target: &target,
+                },
+            )
+            .await;
+        self.tl.record("restore", t);
+        if let Err(e) = r {
+            let mut f = diagnose(&self.work.join("restore.log"), &e.to_string());
+            f.log_path = logs_dir(&self.agent, &self.id).join("restore.log");
+            if f.error_lines.is_empty() {
+                return Err(format!("{e}; CRIU's log: {}", f.log_path.display()));
+            }
+            return Err(f.to_string());
+        }
+        self.restored = true;
+        self.journal("restored");
+        self.stats.criu_restore = Stats::read(&self.work.join("stats-restore"))
+            .ok()
+            .and_then(|s| s.restore);
+        self.stats.phases = self.tl.phases().to_vec();
+        self.stats.usage = self.meter.finish();
+        Ok(self.stats.clone())
+    }
+
+    /// Fault injection: exit after restoring, before the source hears of it.
+    pub fn fault_after_restore(&self) {
+        if self.fault == Some(Fault::DestDiesAfterRestore) {
+            tracing::error!("fault injection: the destination agent exits after restoring");
+            std::process::exit(101);
+        }
+    }
+
+    /// The source committed: release the container's network and keep it.
+    pub async fn commit(mut self) -> DestStats {
+        let t = Instant::now();
+        if let Err(e) = self.net.hold_lock().remove(&RealRunner).await {
+            tracing::error!("cannot remove the hold lock of {}: {e}", self.container);
+        }
+        self.tl.record("unlock", t);
+        let _ = self.agent.registry.put(&ContainerRecord {
+            name: self.container.clone(),
+            bundle: self.agent.cfg.bundles_dir().join(&self.container),
+            net: Some(self.spec.clone()),
+        });
+        self.agent.set_session(&self.id, SessionState::Committed);
+        self.journal("committed");
+        let dir = self.dir.clone();
+        if let Some(mut lazy) = self.lazy.take() {
+            tokio::spawn(async move {
+                let _ = lazy.child.wait().await;
+                let _ = std::fs::remove_dir_all(&dir);
+            });
+        } else {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        self.stats.phases = self.tl.phases().to_vec();
+        self.stats.clone()
+    }
+
+    /// Drops everything this session built.
+    pub async fn drop_all(mut self) {
+        if self.restored {
+            let _ = self.agent.runc.delete(&self.container, true).await;
+        }
+        if let Some(mut l) = self.lazy.take() {
+            let _ = l.child.kill().await;
+        }
+        if let Some(mut p) = self.page_server.take() {
+            let _ = p.kill().await;
+        }
+        if let Some(t) = self.pages_task.take() {
+            t.abort();
+        }
+        let _ = self.net.destroy().await;
+        let _ = std::fs::remove_dir_all(&self.staging);
+        keep_logs(&self.agent, &self.id, &self.work);
+        let _ = std::fs::remove_dir_all(&self.dir);
+        self.agent.set_session(&self.id, SessionState::Dropped);
+        tracing::info!(session = %self.id, "dropped the incoming container");
+    }
+}
+
+/// Where the logs of failed sessions are kept.
+pub fn logs_dir(agent: &Agent, session: &str) -> PathBuf {
+    agent.cfg.state_dir.join("logs").join(session)
+}
+
+/// Copies a session's CRIU and runc logs out of the tmpfs before it is removed.
+fn keep_logs(agent: &Agent, session: &str, work: &Path) {
+    let dest = logs_dir(agent, session);
+    let Ok(rd) = std::fs::read_dir(work) else {
+        return;
+    };
+    for e in rd.filter_map(Result::ok) {
+        let name = e.file_name();
+        if name.to_string_lossy().ends_with(".log") {
+            let _ = std::fs::create_dir_all(&dest);
+            let _ = std::fs::copy(e.path(), dest.join(&name));
+        }
+    }
+}
+
+/// Cleans up incoming sessions a previous run of the agent left unfinished.
+pub async fn recover(agent: &Arc<Agent>) {
+    let Ok(rd) = std::fs::read_dir(agent.cfg.images_dir()) else {
+        return;
+    };
+    for e in rd.filter_map(Result::ok) {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let path = e.path();
+        if name.starts_with("in-") {
+            if let Ok(j) = serde_json::from_slice::<Journal>(
+                &std::fs::read(path.join("session.json")).unwrap_or_default(),
+            ) {
+                if j.phase != "committed" && agent.registry.get(&j.container).is_none() {
+                    tracing::warn!(container = %j.container, "removing what an interrupted incoming migration left");
+                    let _ = agent.runc.delete(&j.container, true).await;
+                    if let Ok(n) = container_net(agent, &j.container, &j.net) {
+                        let _ = n.destroy().await;
+                    }
+                }
+            }
+            let _ = std::fs::remove_dir_all(&path);
+        } else if name.starts_with("out-") {
+            tracing::warn!("an outgoing migration ({name}) was interrupted; its container may be frozen: check it with 'ferry lab status' or runc");
+            let _ = std::fs::remove_dir_all(&path);
+        }
+    }
+}

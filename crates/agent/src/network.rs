@@ -1,0 +1,199 @@
+//! Attaching containers to the network, and moving their address between hosts.
+//!
+//! Built in is the bridge topology: each container's namespace has an `eth0` with a
+//! fixed address and MAC, the other end of its veth on the host's bridge. Other
+//! topologies plug in through a hook script called at each step (docs/network.md).
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use ferry_netns::{send_gratuitous_arp, ContainerLink, NetError, NetLock, Netns, RealRunner};
+use ferry_proto::NetSpec;
+
+use crate::config::NetMode;
+
+/// The steps of a container's network life, as hooks see them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HookPhase {
+    /// Create the namespace and its link, not yet reachable.
+    Create,
+    /// Make it reachable.
+    Up,
+    /// Make it unreachable (the source, once frozen and dumped).
+    Down,
+    /// Remove it.
+    Destroy,
+}
+
+impl HookPhase {
+    fn name(self) -> &'static str {
+        match self {
+            HookPhase::Create => "create",
+            HookPhase::Up => "up",
+            HookPhase::Down => "down",
+            HookPhase::Destroy => "destroy",
+        }
+    }
+}
+
+/// One container's network on this host.
+#[derive(Debug, Clone)]
+pub struct ContainerNet {
+    pub container: String,
+    pub netns: Netns,
+    pub spec: NetSpec,
+    mode: NetMode,
+    link: Option<ContainerLink>,
+}
+
+impl ContainerNet {
+    pub fn new(
+        mode: &NetMode,
+        prefix: &str,
+        container: &str,
+        spec: NetSpec,
+    ) -> Result<Self, NetError> {
+        let link = match mode {
+            NetMode::Bridge(br) => Some(ContainerLink::new(prefix, container, br, spec.clone())?),
+            NetMode::Hook(_) => {
+                ferry_netns::validate_spec(&spec)?;
+                None
+            }
+        };
+        let netns = Netns::new(&format!("{prefix}-{container}"));
+        Ok(Self {
+            container: container.to_string(),
+            netns,
+            spec,
+            mode: mode.clone(),
+            link,
+        })
+    }
+
+    pub fn netns_path(&self) -> PathBuf {
+        self.netns.path()
+    }
+
+    async fn hook(&self, path: &Path, phase: HookPhase) -> Result<(), NetError> {
+        let out = tokio::process::Command::new(path)
+            .arg(phase.name())
+            .env("FERRY_CONTAINER", &self.container)
+            .env("FERRY_NETNS", self.netns.path())
+            .env("FERRY_NETNS_NAME", &self.netns.name)
+            .env("FERRY_ADDRESS", &self.spec.address)
+            .env("FERRY_MAC", &self.spec.mac)
+            .env("FERRY_GATEWAY", self.spec.gateway.as_deref().unwrap_or(""))
+            .output()
+            .await
+            .map_err(|source| NetError::Spawn {
+                program: path.display().to_string(),
+                source,
+            })?;
+        if !out.status.success() {
+            return Err(NetError::Failed {
+                command: format!("{} {}", path.display(), phase.name()),
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    async fn step(&self, phase: HookPhase) -> Result<(), NetError> {
+        let r = RealRunner;
+        match (&self.mode, &self.link) {
+            (NetMode::Hook(h), _) => self.hook(h, phase).await,
+            (NetMode::Bridge(_), Some(link)) => match phase {
+                HookPhase::Create => link.create(&r).await,
+                HookPhase::Up => link.up(&r).await,
+                HookPhase::Down => link.down(&r).await,
+                HookPhase::Destroy => link.destroy(&r).await,
+            },
+            (NetMode::Bridge(_), None) => Ok(()),
+        }
+    }
+
+    /// Creates the namespace and link, unreachable.
+    pub async fn create(&self) -> Result<(), NetError> {
+        self.step(HookPhase::Create).await
+    }
+    pub async fn up(&self) -> Result<(), NetError> {
+        self.step(HookPhase::Up).await
+    }
+    pub async fn down(&self) -> Result<(), NetError> {
+        self.step(HookPhase::Down).await
+    }
+    pub async fn destroy(&self) -> Result<(), NetError> {
+        self.step(HookPhase::Destroy).await
+    }
+
+    /// ferry's own lock on this namespace.
+    pub fn hold_lock(&self) -> NetLock {
+        NetLock::ferry_hold(self.netns.path())
+    }
+
+    /// Announces the address from inside the namespace.
+    pub async fn announce(&self) -> Result<(), NetError> {
+        let (ip, _) = ferry_netns::parse_cidr(&self.spec.address)?;
+        let mac = ferry_netns::parse_mac(&self.spec.mac)?;
+        announce(&self.netns.path(), mac, ip).await
+    }
+}
+
+async fn announce(netns: &Path, mac: [u8; 6], ip: Ipv4Addr) -> Result<(), NetError> {
+    send_gratuitous_arp(netns, "eth0", mac, ip).await
+}
+
+/// A MAC address derived from an IPv4 address (locally administered, unicast), so a
+/// container keeps the same MAC wherever its address goes.
+pub fn mac_for(ip: Ipv4Addr) -> String {
+    let o = ip.octets();
+    format!("02:42:{:02x}:{:02x}:{:02x}:{:02x}", o[0], o[1], o[2], o[3])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn macs_follow_addresses() {
+        assert_eq!(mac_for("10.77.1.10".parse().unwrap()), "02:42:0a:4d:01:0a");
+        assert!(ferry_netns::parse_mac(&mac_for("10.0.0.1".parse().unwrap())).is_ok());
+    }
+
+    #[tokio::test]
+    async fn hooks_get_the_phase_and_the_container_identity() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let log = d.path().join("log");
+        let hook = d.path().join("hook");
+        std::fs::write(
+            &hook,
+            format!(
+                "#!/bin/sh\necho \"$1 $FERRY_CONTAINER $FERRY_ADDRESS $FERRY_MAC\" >> {}\n",
+                log.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let spec = NetSpec {
+            address: "10.77.1.10/16".into(),
+            mac: "02:42:0a:4d:01:0a".into(),
+            gateway: None,
+        };
+        let n = ContainerNet::new(&NetMode::Hook(hook), "ferry-a", "redis", spec).unwrap();
+        n.create().await.unwrap();
+        n.up().await.unwrap();
+        n.down().await.unwrap();
+        n.destroy().await.unwrap();
+        let text = std::fs::read_to_string(log).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "create redis 10.77.1.10/16 02:42:0a:4d:01:0a");
+        assert_eq!(
+            lines
+                .iter()
+                .map(|l| l.split(' ').next().unwrap())
+                .collect::<Vec<_>>(),
+            ["create", "up", "down", "destroy"]
+        );
+    }
+}

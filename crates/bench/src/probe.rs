@@ -1,0 +1,189 @@
+//! A Redis client that issues INCR on one connection at a fixed interval and records
+//! what a user would see: every reply's latency, gaps, and whether any increment was lost
+//! or the connection changed.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+/// What the probe saw.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProbeResult {
+    pub target: String,
+    /// The client's own address: unchanged for the whole run, since it never reconnects.
+    pub local_addr: String,
+    pub requests: u64,
+    pub first_value: Option<i64>,
+    pub last_value: Option<i64>,
+    /// Replies that were not the previous value plus one.
+    pub lost_or_repeated: u64,
+    pub errors: Vec<String>,
+    pub max_latency_ms: f64,
+    pub p50_latency_ms: f64,
+    pub p99_latency_ms: f64,
+    /// Requests slower than 50 ms: when (ms since start) and how long.
+    pub stalls: Vec<Stall>,
+    pub duration_ms: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Stall {
+    pub at_ms: f64,
+    pub ms: f64,
+}
+
+fn read_reply(r: &mut BufReader<TcpStream>) -> std::io::Result<Result<i64, String>> {
+    let mut line = String::new();
+    if r.read_line(&mut line)? == 0 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "connection closed",
+        ));
+    }
+    let line = line.trim_end();
+    if let Some(n) = line.strip_prefix(':') {
+        return Ok(n.parse::<i64>().map_err(|e| e.to_string()));
+    }
+    Ok(Err(line.to_string()))
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+/// Runs until `stop` is set or `duration` passes (if given).
+pub fn run(
+    target: SocketAddr,
+    key: &str,
+    interval: Duration,
+    duration: Option<Duration>,
+    stop: Arc<AtomicBool>,
+) -> ProbeResult {
+    let mut res = ProbeResult {
+        target: target.to_string(),
+        ..Default::default()
+    };
+    let stream = match TcpStream::connect_timeout(&target, Duration::from_secs(5)) {
+        Ok(s) => s,
+        Err(e) => {
+            res.errors.push(format!("connect: {e}"));
+            return res;
+        }
+    };
+    let _ = stream.set_nodelay(true);
+    res.local_addr = stream
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let mut writer = match stream.try_clone() {
+        Ok(w) => w,
+        Err(e) => {
+            res.errors.push(e.to_string());
+            return res;
+        }
+    };
+    let mut reader = BufReader::new(stream);
+    let cmd = format!("*2\r\n$4\r\nINCR\r\n${}\r\n{key}\r\n", key.len());
+    let start = Instant::now();
+    let mut lat = Vec::new();
+    let mut next = Instant::now();
+    while !stop.load(Ordering::Relaxed) && duration.is_none_or(|d| start.elapsed() < d) {
+        let sent = Instant::now();
+        if let Err(e) = writer.write_all(cmd.as_bytes()) {
+            res.errors.push(format!("write: {e}"));
+            break;
+        }
+        match read_reply(&mut reader) {
+            Ok(Ok(v)) => {
+                if let Some(prev) = res.last_value {
+                    if v != prev + 1 {
+                        res.lost_or_repeated += 1;
+                    }
+                }
+                res.first_value.get_or_insert(v);
+                res.last_value = Some(v);
+            }
+            Ok(Err(e)) => res.errors.push(e),
+            Err(e) => {
+                res.errors.push(format!("read: {e}"));
+                break;
+            }
+        }
+        let l = sent.elapsed().as_secs_f64() * 1e3;
+        if l > 50.0 {
+            res.stalls.push(Stall {
+                at_ms: (sent - start).as_secs_f64() * 1e3,
+                ms: l,
+            });
+        }
+        lat.push(l);
+        res.requests += 1;
+        next += interval;
+        let now = Instant::now();
+        if next > now {
+            std::thread::sleep(next - now);
+        } else {
+            next = now;
+        }
+    }
+    res.duration_ms = start.elapsed().as_secs_f64() * 1e3;
+    lat.sort_by(f64::total_cmp);
+    res.max_latency_ms = lat.last().copied().unwrap_or(0.0);
+    res.p50_latency_ms = percentile(&lat, 0.5);
+    res.p99_latency_ms = percentile(&lat, 0.99);
+    res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    /// A tiny stand-in that answers INCR like Redis, pausing once to make a stall.
+    #[test]
+    fn counts_and_detects_stalls_against_a_fake_server() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let (s, _) = l.accept().unwrap();
+            let mut w = s.try_clone().unwrap();
+            let mut r = BufReader::new(s);
+            let mut n = 0;
+            loop {
+                let mut line = String::new();
+                for _ in 0..5 {
+                    line.clear();
+                    if r.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                }
+                n += 1;
+                if n == 5 {
+                    std::thread::sleep(Duration::from_millis(80));
+                }
+                let _ = w.write_all(format!(":{n}\r\n").as_bytes());
+            }
+        });
+        let res = run(
+            addr,
+            "k",
+            Duration::from_millis(1),
+            Some(Duration::from_millis(300)),
+            Arc::new(AtomicBool::new(false)),
+        );
+        assert!(res.requests > 10, "{res:?}");
+        assert_eq!(res.lost_or_repeated, 0);
+        assert_eq!(res.first_value, Some(1));
+        assert_eq!(res.stalls.len(), 1);
+        assert!(res.max_latency_ms >= 80.0);
+        assert!(res.errors.is_empty());
+    }
+}

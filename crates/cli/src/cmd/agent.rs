@@ -1,0 +1,104 @@
+//! `ferry agent`: the daemon every host runs.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use ferry_agent::config::{AgentConfig, NetMode};
+use ferry_criu::features::CriuBinary;
+use ferry_transport::Secret;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Address peers and remote CLIs connect to (needs --secret-file).
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// State directory: container records, bundles, and a tmpfs for images.
+    #[arg(long, default_value = "/var/lib/ferry")]
+    pub state_dir: PathBuf,
+    /// runc's state directory (its --root).
+    #[arg(long, default_value = ferry_runtime::DEFAULT_ROOT)]
+    pub runtime_root: PathBuf,
+    /// This host's name (default: the system host name).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// The Unix socket local CLIs use (root only). Default: STATE_DIR/agent.sock.
+    #[arg(long)]
+    pub control: Option<PathBuf>,
+    /// File holding the secret shared with peer agents (mode 0600).
+    #[arg(long)]
+    pub secret_file: Option<PathBuf>,
+    /// Bridge containers' veths attach to (the built-in topology).
+    #[arg(long, default_value = "br0")]
+    pub bridge: String,
+    /// A script that sets up containers' networks instead (see docs/network.md).
+    #[arg(long, conflicts_with = "bridge")]
+    pub net_hook: Option<PathBuf>,
+    /// Prefix of the network namespaces made for containers (default: ferry-NAME).
+    #[arg(long)]
+    pub netns_prefix: Option<String>,
+    /// Enter this network namespace (a name under /run/netns) before starting.
+    #[arg(long)]
+    pub netns: Option<String>,
+    /// CRIU binary.
+    #[arg(long)]
+    pub criu: Option<PathBuf>,
+    /// runc binary.
+    #[arg(long, default_value = "runc")]
+    pub runc: PathBuf,
+    /// Most migrations this agent takes part in at once.
+    #[arg(long, default_value_t = 4)]
+    pub max_sessions: usize,
+    /// Honour fault-injection requests (tests only).
+    #[arg(long, hide = true)]
+    pub allow_fault_injection: bool,
+}
+
+/// Enters a named network namespace; must run before any thread is started.
+pub fn enter_netns(name: &str) -> anyhow::Result<()> {
+    let path = ferry_netns::netns_path(name);
+    let f = std::fs::File::open(&path)
+        .map_err(|e| anyhow::anyhow!("network namespace {}: {e}", path.display()))?;
+    // SAFETY: setns on a valid descriptor, from the only thread of the process.
+    let r = unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&f), libc::CLONE_NEWNET) };
+    if r != 0 {
+        anyhow::bail!(
+            "cannot enter network namespace {name}: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+    Ok(())
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "host".into())
+}
+
+pub async fn run(a: Args) -> anyhow::Result<i32> {
+    let name = a.name.unwrap_or_else(hostname);
+    let criu = CriuBinary::locate(a.criu.as_deref())?;
+    let secret = match &a.secret_file {
+        Some(p) => Some(Secret::from_file(p)?),
+        None => None,
+    };
+    let cfg = AgentConfig {
+        netns_prefix: a.netns_prefix.unwrap_or_else(|| format!("ferry-{name}")),
+        name,
+        listen: a.listen,
+        control: a.control.unwrap_or_else(|| a.state_dir.join("agent.sock")),
+        state_dir: a.state_dir,
+        runtime_root: a.runtime_root,
+        criu: criu.path,
+        runc: a.runc,
+        secret,
+        net: match a.net_hook {
+            Some(h) => NetMode::Hook(h),
+            None => NetMode::Bridge(a.bridge),
+        },
+        allow_fault_injection: a.allow_fault_injection,
+        max_sessions: a.max_sessions,
+    };
+    ferry_agent::daemon::run(cfg).await?;
+    Ok(0)
+}

@@ -1,0 +1,211 @@
+//! `ferry lab`: a multi-host testbed on this machine.
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+use ferry_lab::{LabSpec, LabState};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The lab's name (several labs can run side by side).
+    #[arg(long, global = true, env = "FERRY_LAB", default_value = "lab")]
+    lab: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Create hosts a, b, … and client, and start an agent on each host.
+    Up {
+        #[arg(long, default_value_t = 2)]
+        hosts: usize,
+        /// Shape every host's link to this rate, e.g. 1gbit.
+        #[arg(long)]
+        link: Option<String>,
+        /// One-way delay added to each shaped link, in milliseconds.
+        #[arg(long, default_value_t = 0.0)]
+        delay: f64,
+        /// Let migrations inject faults (tests).
+        #[arg(long, hide = true)]
+        faults: bool,
+    },
+    /// Remove everything the lab made.
+    Down,
+    /// Hosts, agents and containers.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Start a container on a lab host, with its own address.
+    Run {
+        #[arg(long)]
+        host: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        ip: Option<Ipv4Addr>,
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+    /// Remove a container from a lab host.
+    Rm {
+        #[arg(long)]
+        host: String,
+        name: String,
+    },
+    /// Restart a host's agent.
+    Restart {
+        host: String,
+        #[arg(long, hide = true)]
+        faults: bool,
+    },
+    /// Run a command in a host's namespace or in `client`.
+    Exec {
+        host: String,
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+}
+
+pub async fn run(a: Args) -> anyhow::Result<i32> {
+    match a.command {
+        Command::Up {
+            hosts,
+            link,
+            delay,
+            faults,
+        } => {
+            let ferry = std::env::current_exe()?;
+            let spec = LabSpec {
+                name: a.lab.clone(),
+                hosts,
+                link,
+                delay_ms: delay,
+                ferry,
+                faults,
+            };
+            let lab = ferry_lab::up(&spec).await?;
+            for h in &lab.hosts {
+                println!(
+                    "host {}: {} (agent {}, control {})",
+                    h.name,
+                    h.address,
+                    h.listen,
+                    h.control.display()
+                );
+            }
+            println!("client: {}", lab.client_address);
+            Ok(0)
+        }
+        Command::Down => {
+            ferry_lab::down(&a.lab).await?;
+            println!("lab '{}' removed", a.lab);
+            Ok(0)
+        }
+        Command::Status { json } => status(&a.lab, json).await,
+        Command::Run {
+            host,
+            name,
+            ip,
+            command,
+        } => {
+            let mut lab = LabState::load(&a.lab)?;
+            let c = ferry_lab::run(&mut lab, &host, &name, ip, command).await?;
+            let addr = c.net.map(|n| n.address).unwrap_or_default();
+            println!("{} runs on {} at {}", c.name, host, addr);
+            Ok(0)
+        }
+        Command::Rm { host, name } => {
+            let lab = LabState::load(&a.lab)?;
+            match ferry_lab::ask(lab.host(&host)?, &ferry_proto::Message::Remove { name }).await? {
+                ferry_proto::Message::Removed => Ok(0),
+                ferry_proto::Message::Error { message } => anyhow::bail!("{message}"),
+                other => anyhow::bail!("unexpected {}", other.name()),
+            }
+        }
+        Command::Restart { host, faults } => {
+            let mut lab = LabState::load(&a.lab)?;
+            ferry_lab::restart_agent(&mut lab, &host, &std::env::current_exe()?, faults).await?;
+            println!("agent of host {host} restarted");
+            Ok(0)
+        }
+        Command::Exec { host, command } => {
+            let lab = LabState::load(&a.lab)?;
+            let ns = lab.netns_of(&host)?;
+            exec_in(&ns, &command)
+        }
+    }
+}
+
+fn exec_in(ns: &str, command: &[String]) -> anyhow::Result<i32> {
+    let path: PathBuf = ferry_netns::netns_path(ns);
+    let f = std::fs::File::open(&path)?;
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&f);
+    let mut cmd = std::process::Command::new(&command[0]);
+    cmd.args(&command[1..]);
+    // SAFETY: setns in the child before exec; the descriptor stays open until spawn.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+            if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let status = cmd
+        .status()
+        .map_err(|e| anyhow::anyhow!("cannot run {}: {e}", command[0]))?;
+    drop(f);
+    Ok(status.code().unwrap_or(1))
+}
+
+async fn status(name: &str, json: bool) -> anyhow::Result<i32> {
+    let lab = LabState::load(name)?;
+    let containers = ferry_lab::containers(&lab).await;
+    if json {
+        let hosts: Vec<serde_json::Value> = lab
+            .hosts
+            .iter()
+            .zip(&containers)
+            .map(|(h, (_, c))| {
+                serde_json::json!({
+                    "name": h.name,
+                    "netns": h.netns,
+                    "address": h.address,
+                    "agent": { "listen": h.listen, "pid": h.agent_pid, "up": c.is_ok(), "error": c.as_ref().err() },
+                    "containers": c.clone().unwrap_or_default(),
+                })
+            })
+            .collect();
+        let v = serde_json::json!({
+            "name": lab.name,
+            "hosts": hosts,
+            "client": { "netns": lab.client_netns, "address": lab.client_address },
+            "link": lab.link,
+            "delay_ms": lab.delay_ms,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(0);
+    }
+    println!(
+        "lab {}{}",
+        lab.name,
+        lab.link
+            .as_ref()
+            .map(|l| format!(" (links {l}, {} ms delay)", lab.delay_ms))
+            .unwrap_or_default()
+    );
+    for (h, (_, c)) in lab.hosts.iter().zip(&containers) {
+        let agent = if c.is_ok() { "up" } else { "DOWN" };
+        println!("host {} {} agent {} {}", h.name, h.address, h.listen, agent);
+        if let Ok(items) = c {
+            for i in items {
+                let addr = i.net.as_ref().map(|n| n.address.as_str()).unwrap_or("-");
+                println!("  {:<16} {:<8} {}", i.name, i.status, addr);
+            }
+        }
+    }
+    println!("client {}", lab.client_address);
+    Ok(0)
+}

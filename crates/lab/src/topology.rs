@@ -1,0 +1,422 @@
+//! Building and removing a lab.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use ferry_netns::{shape, Cmd, RealRunner, Runner};
+use ferry_proto::Message;
+use ferry_transport::Secret;
+
+use crate::state::{lab_dir, LabHost, LabState};
+use crate::LabError;
+
+/// Port the lab's agents listen on.
+pub const AGENT_PORT: u16 = 7070;
+
+/// What `ferry lab up` builds.
+#[derive(Debug, Clone)]
+pub struct LabSpec {
+    pub name: String,
+    pub hosts: usize,
+    /// Shape the links to this rate (`1gbit`), with `delay_ms` of delay each way.
+    pub link: Option<String>,
+    pub delay_ms: f64,
+    /// The ferry binary the agents run.
+    pub ferry: PathBuf,
+    /// Let tests inject faults into the agents.
+    pub faults: bool,
+}
+
+fn host_names(n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| ((b'a' + i as u8) as char).to_string())
+        .collect()
+}
+
+async fn run(c: Cmd) -> Result<String, LabError> {
+    Ok(RealRunner.run(&c).await?)
+}
+
+fn ip(args: &[&str]) -> Cmd {
+    Cmd::new("ip", args)
+}
+
+/// Builds the lab and starts its agents.
+pub async fn up(spec: &LabSpec) -> Result<LabState, LabError> {
+    if LabState::load(&spec.name).is_ok() {
+        return Err(LabError::AlreadyUp(spec.name.clone()));
+    }
+    if !(1..=8).contains(&spec.hosts) {
+        return Err(LabError::Invalid("a lab has 1 to 8 hosts".into()));
+    }
+    if spec.name.is_empty()
+        || spec.name.len() > 12
+        || !spec.name.bytes().all(|b| b.is_ascii_alphanumeric())
+    {
+        return Err(LabError::Invalid(format!(
+            "lab name '{}' must be 1 to 12 letters or digits",
+            spec.name
+        )));
+    }
+    if let Some(rate) = &spec.link {
+        shape::validate_rate(rate)?;
+    }
+    let dir = lab_dir(&spec.name);
+    std::fs::create_dir_all(&dir).map_err(|e| LabError::io(dir.display().to_string(), e))?;
+    let prefix = format!("ferry-{}", spec.name);
+    let fabric = format!("{prefix}-fabric");
+    let client = format!("{prefix}-client");
+    let secret = dir.join("secret");
+    Secret::generate(&secret)?;
+    let mut state = LabState {
+        name: spec.name.clone(),
+        fabric: fabric.clone(),
+        client_netns: client.clone(),
+        client_address: Ipv4Addr::new(10, 77, 0, 100),
+        hosts: Vec::new(),
+        secret: secret.clone(),
+        link: spec.link.clone(),
+        delay_ms: spec.delay_ms,
+        next_ip: 0,
+    };
+    state.save()?;
+    let built = build(spec, &mut state, &prefix).await;
+    if let Err(e) = built {
+        let _ = down(&spec.name).await;
+        return Err(e);
+    }
+    state.save()?;
+    Ok(state)
+}
+
+async fn build(spec: &LabSpec, state: &mut LabState, prefix: &str) -> Result<(), LabError> {
+    let fabric = state.fabric.clone();
+    run(ip(&["netns", "add", &fabric])).await?;
+    run(ip(&["-n", &fabric, "link", "set", "lo", "up"])).await?;
+    run(ip(&["-n", &fabric, "link", "add", "br0", "type", "bridge"])).await?;
+    run(ip(&["-n", &fabric, "link", "set", "br0", "up"])).await?;
+
+    // The client: one veth into the fabric.
+    let client = state.client_netns.clone();
+    run(ip(&["netns", "add", &client])).await?;
+    run(ip(&["-n", &client, "link", "set", "lo", "up"])).await?;
+    run(ip(&[
+        "link", "add", "eth0", "netns", &client, "type", "veth", "peer", "name", "h-client",
+        "netns", &fabric,
+    ]))
+    .await?;
+    run(ip(&[
+        "-n", &fabric, "link", "set", "h-client", "master", "br0", "up",
+    ]))
+    .await?;
+    run(ip(&[
+        "-n",
+        &client,
+        "addr",
+        "add",
+        "10.77.0.100/16",
+        "dev",
+        "eth0",
+    ]))
+    .await?;
+    run(ip(&["-n", &client, "link", "set", "eth0", "up"])).await?;
+
+    for (i, name) in host_names(spec.hosts).iter().enumerate() {
+        let ns = format!("{prefix}-{name}");
+        let address = Ipv4Addr::new(10, 77, 0, 1 + i as u8);
+        let fabric_if = format!("h-{name}");
+        run(ip(&["netns", "add", &ns])).await?;
+        run(ip(&["-n", &ns, "link", "set", "lo", "up"])).await?;
+        run(ip(&["-n", &ns, "link", "add", "br0", "type", "bridge"])).await?;
+        run(ip(&[
+            "-n",
+            &ns,
+            "addr",
+            "add",
+            &format!("{address}/16"),
+            "dev",
+            "br0",
+        ]))
+        .await?;
+        run(ip(&["-n", &ns, "link", "set", "br0", "up"])).await?;
+        run(ip(&[
+            "link", "add", "up0", "netns", &ns, "type", "veth", "peer", "name", &fabric_if,
+            "netns", &fabric,
+        ]))
+        .await?;
+        run(ip(&[
+            "-n", &ns, "link", "set", "up0", "master", "br0", "up",
+        ]))
+        .await?;
+        run(ip(&[
+            "-n", &fabric, "link", "set", &fabric_if, "master", "br0", "up",
+        ]))
+        .await?;
+        if let Some(rate) = &spec.link {
+            // Shape both directions of the host's uplink.
+            let up = shape::plan_shape("up0", rate, spec.delay_ms)?
+                .in_netns(ferry_netns::netns_path(&ns));
+            let down = shape::plan_shape(&fabric_if, rate, spec.delay_ms)?
+                .in_netns(ferry_netns::netns_path(&fabric));
+            run(up).await?;
+            run(down).await?;
+        }
+        let state_dir = lab_dir(&spec.name).join(name);
+        let host = LabHost {
+            name: name.clone(),
+            netns: ns.clone(),
+            address,
+            listen: SocketAddr::new(address.into(), AGENT_PORT),
+            runtime_root: state_dir.join("runc"),
+            control: state_dir.join("agent.sock"),
+            state_dir,
+            agent_pid: None,
+        };
+        let pid = start_agent(spec, &host, &state.secret, prefix)?;
+        state.hosts.push(LabHost {
+            agent_pid: Some(pid),
+            ..host
+        });
+        state.save()?;
+    }
+    for h in &state.hosts {
+        wait_agent(h).await?;
+    }
+    Ok(())
+}
+
+/// Starts a host's agent as a daemon of its own session, logging to its state dir.
+pub fn start_agent(
+    spec: &LabSpec,
+    host: &LabHost,
+    secret: &Path,
+    prefix: &str,
+) -> Result<u32, LabError> {
+    std::fs::create_dir_all(&host.state_dir)
+        .map_err(|e| LabError::io(host.state_dir.display().to_string(), e))?;
+    let log = std::fs::File::create(host.state_dir.join("agent.log"))
+        .map_err(|e| LabError::io("agent log", e))?;
+    let log2 = log.try_clone().map_err(|e| LabError::io("agent log", e))?;
+    let mut cmd = std::process::Command::new(&spec.ferry);
+    cmd.args([
+        "--log",
+        "info",
+        "agent",
+        "--netns",
+        &host.netns,
+        "--name",
+        &host.name,
+    ])
+    .arg("--listen")
+    .arg(host.listen.to_string())
+    .arg("--state-dir")
+    .arg(&host.state_dir)
+    .arg("--runtime-root")
+    .arg(&host.runtime_root)
+    .arg("--control")
+    .arg(&host.control)
+    .arg("--secret-file")
+    .arg(secret)
+    .args([
+        "--bridge",
+        "br0",
+        "--netns-prefix",
+        &format!("{prefix}-{}", host.name),
+    ])
+    .stdin(Stdio::null())
+    .stdout(log)
+    .stderr(log2);
+    if spec.faults {
+        cmd.arg("--allow-fault-injection");
+    }
+    // SAFETY: setsid in the child before exec; async-signal-safe, no allocation.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    let child = cmd
+        .spawn()
+        .map_err(|e| LabError::io(format!("starting {}", spec.ferry.display()), e))?;
+    Ok(child.id())
+}
+
+/// Restarts a host's agent (after a crash, or to test recovery).
+pub async fn restart_agent(
+    lab: &mut LabState,
+    host: &str,
+    ferry: &Path,
+    faults: bool,
+) -> Result<(), LabError> {
+    let h = lab.host(host)?.clone();
+    if let Some(pid) = h.agent_pid {
+        if alive(pid) {
+            kill(pid, libc::SIGTERM);
+            let start = Instant::now();
+            while alive(pid) && start.elapsed() < Duration::from_secs(5) {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            if alive(pid) {
+                kill(pid, libc::SIGKILL);
+            }
+        }
+    }
+    let spec = LabSpec {
+        name: lab.name.clone(),
+        hosts: lab.hosts.len(),
+        link: lab.link.clone(),
+        delay_ms: lab.delay_ms,
+        ferry: ferry.to_path_buf(),
+        faults,
+    };
+    let pid = start_agent(&spec, &h, &lab.secret, &format!("ferry-{}", lab.name))?;
+    if let Some(x) = lab.hosts.iter_mut().find(|x| x.name == host) {
+        x.agent_pid = Some(pid);
+    }
+    lab.save()?;
+    wait_agent(lab.host(host)?).await
+}
+
+/// Whether a host's agent process is alive.
+pub fn agent_alive(h: &LabHost) -> bool {
+    h.agent_pid.is_some_and(alive)
+}
+
+/// Waits until a host's agent answers on its control socket.
+pub async fn wait_agent(h: &LabHost) -> Result<(), LabError> {
+    let start = Instant::now();
+    loop {
+        if let Ok(Message::Pong { .. }) = crate::ask(h, &Message::Ping).await {
+            return Ok(());
+        }
+        if start.elapsed() > Duration::from_secs(20) {
+            let log = std::fs::read_to_string(h.state_dir.join("agent.log")).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(5).collect();
+            return Err(LabError::Agent(format!(
+                "the agent of host {} did not start within 20 s; its log ends with: {}",
+                h.name,
+                tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn kill(pid: u32, sig: i32) -> bool {
+    // SAFETY: kill(2) with a pid this lab started.
+    unsafe { libc::kill(pid as i32, sig) == 0 }
+}
+
+fn alive(pid: u32) -> bool {
+    kill(pid, 0)
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z "))
+}
+
+/// Removes everything the lab made: agents, containers, namespaces, mounts, state.
+pub async fn down(name: &str) -> Result<(), LabError> {
+    let dir = lab_dir(name);
+    let state = LabState::load(name).ok();
+    if state.is_none() && !dir.exists() {
+        return Err(LabError::NotUp(name.to_string()));
+    }
+    if let Some(s) = &state {
+        for h in &s.hosts {
+            if let Some(pid) = h.agent_pid {
+                if alive(pid) && kill(pid, libc::SIGTERM) {
+                    let start = Instant::now();
+                    while alive(pid) && start.elapsed() < Duration::from_secs(5) {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                    if alive(pid) {
+                        kill(pid, libc::SIGKILL);
+                    }
+                }
+            }
+        }
+    }
+    // Containers in every host's runtime root.
+    if let Ok(rd) = std::fs::read_dir(&dir) {
+        for e in rd.filter_map(Result::ok) {
+            let root = e.path().join("runc");
+            if !root.is_dir() {
+                continue;
+            }
+            let out = std::process::Command::new("runc")
+                .arg("--root")
+                .arg(&root)
+                .args(["list", "-q"])
+                .output();
+            if let Ok(out) = out {
+                for id in String::from_utf8_lossy(&out.stdout).lines() {
+                    let _ = std::process::Command::new("runc")
+                        .arg("--root")
+                        .arg(&root)
+                        .args(["delete", "-f", id])
+                        .output();
+                }
+            }
+        }
+    }
+    // Namespaces: the fabric, client, hosts, and every container namespace of this lab.
+    let prefix = format!("ferry-{name}-");
+    if let Ok(rd) = std::fs::read_dir(ferry_netns::NETNS_DIR) {
+        for e in rd.filter_map(Result::ok) {
+            let n = e.file_name().to_string_lossy().into_owned();
+            if n.starts_with(&prefix) {
+                let _ = run(ip(&["netns", "delete", &n])).await;
+            }
+        }
+    }
+    // Mounts under the lab directory (the agents' image tmpfs), deepest first.
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let dir_s = dir.display().to_string();
+    let mut points: Vec<String> = mounts
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
+        .filter(|m| m.starts_with(&dir_s))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for p in points {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&p)
+            .output();
+    }
+    std::fs::remove_dir_all(&dir).map_err(|e| LabError::io(dir.display().to_string(), e))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_are_named_by_letter() {
+        assert_eq!(host_names(3), vec!["a", "b", "c"]);
+    }
+
+    #[test]
+    fn addresses_are_allocated_in_order_without_repeats() {
+        let mut s = LabState {
+            name: "t".into(),
+            fabric: "f".into(),
+            client_netns: "c".into(),
+            client_address: Ipv4Addr::new(10, 77, 0, 100),
+            hosts: vec![],
+            secret: "/s".into(),
+            link: None,
+            delay_ms: 0.0,
+            next_ip: 0,
+        };
+        let a = s.allocate_ip().unwrap();
+        assert_eq!(a, Ipv4Addr::new(10, 77, 1, 10));
+        let mut seen = std::collections::HashSet::new();
+        seen.insert(a);
+        for _ in 0..600 {
+            assert!(seen.insert(s.allocate_ip().unwrap()));
+        }
+    }
+}
