@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: deps build demo test lint clean
+.PHONY: deps build demo demo-local test lint clean
 
 deps:
 	bash scripts/install-deps.sh
@@ -12,6 +12,9 @@ build:
 	$(CARGO) build --release --locked
 
 demo: deps build
+	bash scripts/demo.sh
+
+demo-local: deps build
 	bash scripts/demo-local.sh
 
 test:

@@ -6,6 +6,10 @@
 //! prerequisite is a failure, never a skip.
 
 #![allow(dead_code)]
+// Test harness code: a panic is a test failure with its message.
+#![allow(clippy::unwrap_used)]
+
+pub mod lab;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

@@ -6,7 +6,7 @@
 //! - [`containers`]: containers the agent starts itself (the lab uses them);
 //! - [`source`] and [`dest`]: the two sides of a migration;
 //! - [`network`]: container networks and the IP handover;
-//! - [`relay`]: the page channel between CRIU and the peer;
+//! - [`pagestream`]: memory pages from a local dump to the destination, zero-copy;
 //! - [`doctor`]: what this host can do.
 
 pub mod client;
@@ -18,8 +18,8 @@ pub mod dest;
 pub mod doctor;
 mod error;
 pub mod network;
+pub mod pagestream;
 pub mod registry;
-pub mod relay;
 pub mod source;
 pub mod state;
 pub mod tmpfs;

@@ -32,6 +32,9 @@ pub struct Agent {
     pub sessions: Mutex<HashMap<String, SessionEntry>>,
     busy: Mutex<HashSet<String>>,
     pub slots: Arc<Semaphore>,
+    /// Containers whose memory is still being filled in by a lazy restore; each is set
+    /// to true when the daemon finished.
+    lazy: Mutex<HashMap<String, tokio::sync::watch::Receiver<bool>>>,
 }
 
 /// Holds a container for one operation; released when dropped.
@@ -71,7 +74,38 @@ impl Agent {
             sessions: Mutex::new(HashMap::new()),
             busy: Mutex::new(HashSet::new()),
             slots,
+            lazy: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Records that `container`'s memory is still arriving; the returned sender says
+    /// when it is complete.
+    pub fn lazy_started(&self, container: &str) -> tokio::sync::watch::Sender<bool> {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        if let Ok(mut l) = self.lazy.lock() {
+            l.insert(container.to_string(), rx);
+        }
+        tx
+    }
+
+    pub fn lazy_finished(&self, container: &str) {
+        if let Ok(mut l) = self.lazy.lock() {
+            l.remove(container);
+        }
+    }
+
+    /// Waits until `container` holds all its memory (a checkpoint before that would miss
+    /// the pages not yet installed). Returns false on timeout.
+    pub async fn wait_memory_complete(&self, container: &str, limit: std::time::Duration) -> bool {
+        let rx = self
+            .lazy
+            .lock()
+            .ok()
+            .and_then(|l| l.get(container).cloned());
+        let Some(mut rx) = rx else { return true };
+        tokio::time::timeout(limit, rx.wait_for(|done| *done))
+            .await
+            .is_ok_and(|r| r.is_ok())
     }
 
     /// Claims `name` for one operation, or says another one is running.

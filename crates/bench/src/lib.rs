@@ -2,7 +2,10 @@
 //! and prints min/median/max of what matters (downtime as the client sees it, total
 //! time, bytes sent, memory). `--json FILE` writes [`row::Row`]s, one format for all.
 
+pub mod cold;
+pub mod labctl;
 pub mod local;
+pub mod naive;
 pub mod probe;
 pub mod redis;
 pub mod row;

@@ -60,6 +60,8 @@ pub enum PageTransport {
 pub enum NetworkLock {
     Iptables,
     Nftables,
+    /// CRIU installs no lock: ferry holds its own for the whole operation.
+    Skip,
 }
 
 /// What a checkpoint must do.
@@ -150,8 +152,10 @@ impl CriuOptionPlan {
     }
 
     fn add_common(&mut self, tcp: bool, lock: NetworkLock) {
-        if lock == NetworkLock::Nftables {
-            self.config_lines.push("network-lock nftables".into());
+        match lock {
+            NetworkLock::Nftables => self.config_lines.push("network-lock nftables".into()),
+            NetworkLock::Skip => self.config_lines.push("network-lock skip".into()),
+            NetworkLock::Iptables => {}
         }
         if tcp {
             // Connections still in their handshake cannot be restored; drop them instead
@@ -249,6 +253,14 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err, PlanError::ReservedFd(1));
+    }
+
+    #[test]
+    fn skip_leaves_locking_to_ferry() {
+        let mut s = spec(PageTransport::ImagesDir);
+        s.network_lock = NetworkLock::Skip;
+        let p = CriuOptionPlan::checkpoint(&s, &CriuConfigTarget::Global).unwrap();
+        assert!(p.config_lines.contains(&"network-lock skip".to_string()));
     }
 
     #[test]

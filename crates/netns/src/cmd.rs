@@ -55,6 +55,12 @@ impl Cmd {
 pub trait Runner: Send + Sync {
     /// Runs `cmd` and returns its standard output.
     fn run(&self, cmd: &Cmd) -> impl Future<Output = Result<String, NetError>> + Send;
+
+    /// Whether this runner acts on the real system (so that callers may take a faster
+    /// path than a command, such as an ioctl).
+    fn is_real(&self) -> bool {
+        false
+    }
 }
 
 /// Spawns each command, entering its network namespace first when it has one.
@@ -62,6 +68,10 @@ pub trait Runner: Send + Sync {
 pub struct RealRunner;
 
 impl Runner for RealRunner {
+    fn is_real(&self) -> bool {
+        true
+    }
+
     async fn run(&self, cmd: &Cmd) -> Result<String, NetError> {
         let mut c = tokio::process::Command::new(&cmd.program);
         c.args(&cmd.args)

@@ -18,6 +18,8 @@ pub struct ContainerLink {
     peer_if: String,
     pub bridge: String,
     pub spec: NetSpec,
+    /// The host's namespace, when the caller is not in it (None: the caller's own).
+    host_netns: Option<std::path::PathBuf>,
 }
 
 /// Parses `a.b.c.d/len`.
@@ -91,33 +93,45 @@ impl ContainerLink {
             peer_if: format!("fc{}", short_hash(&key)),
             bridge: bridge.to_string(),
             spec,
+            host_netns: None,
         })
+    }
+
+    /// Runs the host-side commands inside `netns` (for callers outside the host's
+    /// namespace, such as benchmarks driving a lab host).
+    pub fn in_host_netns(mut self, netns: std::path::PathBuf) -> Self {
+        self.host_netns = Some(netns);
+        self
+    }
+
+    /// A command on the host side of the link.
+    fn host(&self, args: &[&str]) -> Cmd {
+        let c = Cmd::new("ip", args);
+        match &self.host_netns {
+            Some(ns) => c.in_netns(ns.clone()),
+            None => c,
+        }
     }
 
     /// Commands that build the link, leaving the host end down so nothing reaches the
     /// namespace until [`ContainerLink::up`].
     pub fn plan_create(&self) -> Vec<Cmd> {
         let ns = self.netns.name.as_str();
+        let peer = self.peer_if.as_str();
         let mut cmds = vec![
-            Cmd::new(
-                "ip",
-                &[
-                    "link",
-                    "add",
-                    &self.host_if,
-                    "type",
-                    "veth",
-                    "peer",
-                    "name",
-                    &self.peer_if,
-                    "netns",
-                    ns,
-                ],
-            ),
-            Cmd::new(
-                "ip",
-                &["-n", ns, "link", "set", &self.peer_if, "name", "eth0"],
-            ),
+            self.host(&[
+                "link",
+                "add",
+                &self.host_if,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                peer,
+                "netns",
+                ns,
+            ]),
+            Cmd::new("ip", &["-n", ns, "link", "set", peer, "name", "eth0"]),
             Cmd::new(
                 "ip",
                 &["-n", ns, "link", "set", "eth0", "address", &self.spec.mac],
@@ -134,10 +148,7 @@ impl ContainerLink {
                 &["-n", ns, "route", "add", "default", "via", gw],
             ));
         }
-        cmds.push(Cmd::new(
-            "ip",
-            &["link", "set", &self.host_if, "master", &self.bridge],
-        ));
+        cmds.push(self.host(&["link", "set", &self.host_if, "master", &self.bridge]));
         cmds
     }
 
@@ -153,16 +164,26 @@ impl ContainerLink {
         Ok(())
     }
 
+    /// Brings the host end up. In the caller's own namespace this is one ioctl
+    /// (microseconds, inside the downtime); elsewhere it runs `ip`.
     pub async fn up(&self, runner: &impl Runner) -> Result<(), NetError> {
-        runner
-            .run(&Cmd::new("ip", &["link", "set", &self.host_if, "up"]))
-            .await
-            .map(drop)
+        self.set_up(runner, true).await
     }
 
     pub async fn down(&self, runner: &impl Runner) -> Result<(), NetError> {
+        self.set_up(runner, false).await
+    }
+
+    async fn set_up(&self, runner: &impl Runner, up: bool) -> Result<(), NetError> {
+        if self.host_netns.is_none() && runner.is_real() {
+            return set_link_up(&self.host_if, up).map_err(|e| NetError::Failed {
+                command: format!("set {} {}", self.host_if, if up { "up" } else { "down" }),
+                stderr: e.to_string(),
+            });
+        }
+        let state = if up { "up" } else { "down" };
         runner
-            .run(&Cmd::new("ip", &["link", "set", &self.host_if, "down"]))
+            .run(&self.host(&["link", "set", &self.host_if, state]))
             .await
             .map(drop)
     }
@@ -170,7 +191,7 @@ impl ContainerLink {
     /// Removes the link and the namespace; parts already gone are fine.
     pub async fn destroy(&self, runner: &impl Runner) -> Result<(), NetError> {
         let _ = runner
-            .run(&Cmd::new("ip", &["link", "del", &self.host_if]))
+            .run(&self.host(&["link", "del", &self.host_if]))
             .await;
         self.netns.delete(runner).await
     }
@@ -181,6 +202,45 @@ impl ContainerLink {
             .join(&self.host_if)
             .exists()
     }
+}
+
+/// Sets an interface of the caller's network namespace up or down (SIOCSIFFLAGS).
+pub fn set_link_up(name: &str, up: bool) -> std::io::Result<()> {
+    if name.is_empty() || name.len() >= libc::IFNAMSIZ {
+        return Err(std::io::Error::other(format!(
+            "bad interface name '{name}'"
+        )));
+    }
+    // SAFETY: a datagram socket used only for the interface ioctls below, closed after.
+    let sock = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if sock < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: ifreq is plain data; the name fits (checked above) and stays NUL-terminated.
+    let result = unsafe {
+        let mut req: libc::ifreq = std::mem::zeroed();
+        for (i, b) in name.bytes().enumerate() {
+            req.ifr_name[i] = b as libc::c_char;
+        }
+        if libc::ioctl(sock, libc::SIOCGIFFLAGS, &mut req) < 0 {
+            Err(std::io::Error::last_os_error())
+        } else {
+            let flags = req.ifr_ifru.ifru_flags;
+            req.ifr_ifru.ifru_flags = if up {
+                flags | libc::IFF_UP as libc::c_short
+            } else {
+                flags & !(libc::IFF_UP as libc::c_short)
+            };
+            if libc::ioctl(sock, libc::SIOCSIFFLAGS, &req) < 0 {
+                Err(std::io::Error::last_os_error())
+            } else {
+                Ok(())
+            }
+        }
+    };
+    // SAFETY: closing the socket created above.
+    unsafe { libc::close(sock) };
+    result
 }
 
 /// Reads the network identity of `eth0` in a namespace.

@@ -16,8 +16,13 @@ pub const CRIU_MARK: u32 = 0xC114;
 /// Which rules a lock is made of.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LockKind {
-    /// An `inet` nftables table with dropping input and output chains.
+    /// An `inet` nftables table with dropping input and output chains: what CRIU
+    /// installs, and removes at the end of a restore.
     Nft { table: String },
+    /// ferry's hold lock: the same, plus an `arp` table that drops ARP both ways, so a
+    /// copy that is not committed yet never answers for the address (gratuitous ARP
+    /// that ferry sends through a packet socket still goes out).
+    Hold,
 }
 
 /// A lock on one namespace.
@@ -35,9 +40,7 @@ impl NetLock {
     pub fn ferry_hold(netns: PathBuf) -> Self {
         Self {
             netns,
-            kind: LockKind::Nft {
-                table: FERRY_HOLD_TABLE.to_string(),
-            },
+            kind: LockKind::Hold,
         }
     }
 
@@ -64,35 +67,72 @@ impl NetLock {
     fn table(&self) -> &str {
         match &self.kind {
             LockKind::Nft { table } => table,
+            LockKind::Hold => FERRY_HOLD_TABLE,
+        }
+    }
+
+    /// The `(family, table)` pairs this lock is made of.
+    fn tables(&self) -> Vec<(&'static str, &str)> {
+        match &self.kind {
+            LockKind::Nft { table } => vec![("inet", table.as_str())],
+            LockKind::Hold => vec![("inet", FERRY_HOLD_TABLE), ("arp", FERRY_HOLD_TABLE)],
         }
     }
 
     pub fn plan_install(&self) -> Cmd {
-        let t = self.table();
-        let script = format!(
-            "table inet {t} {{\n\
-             \tchain input {{ type filter hook input priority -10; policy drop; meta mark {CRIU_MARK:#x} accept; }}\n\
-             \tchain output {{ type filter hook output priority -10; policy drop; meta mark {CRIU_MARK:#x} accept; }}\n\
-             }}\n"
-        );
+        let mut script = String::new();
+        for (family, t) in self.tables() {
+            let mark = if family == "inet" {
+                format!(" meta mark {CRIU_MARK:#x} accept;")
+            } else {
+                String::new()
+            };
+            script.push_str(&format!("table {family} {t} {{\n"));
+            for (chain, hook) in [("input", "input"), ("output", "output")] {
+                script.push_str(&format!(
+                    "\tchain {chain} {{ type filter hook {hook} priority -10; policy drop;{mark} }}\n"
+                ));
+            }
+            script.push_str("}\n");
+        }
         Cmd::new("nft", &["-f", "-"])
             .with_stdin(script)
             .in_netns(self.netns.clone())
     }
 
     pub fn plan_remove(&self) -> Cmd {
-        Cmd::new("nft", &["delete", "table", "inet", self.table()]).in_netns(self.netns.clone())
+        let script: String = self
+            .tables()
+            .iter()
+            .map(|(family, t)| format!("delete table {family} {t}\n"))
+            .collect();
+        Cmd::new("nft", &["-f", "-"])
+            .with_stdin(script)
+            .in_netns(self.netns.clone())
     }
 
     pub async fn install(&self, runner: &impl Runner) -> Result<(), NetError> {
         runner.run(&self.plan_install()).await.map(drop)
     }
 
-    /// Removes the lock; a lock already gone is fine.
+    /// Removes the lock; parts already gone are fine.
     pub async fn remove(&self, runner: &impl Runner) -> Result<(), NetError> {
         match runner.run(&self.plan_remove()).await {
             Ok(_) => Ok(()),
-            Err(NetError::Failed { stderr, .. }) if stderr.contains("No such file") => Ok(()),
+            Err(NetError::Failed { stderr, .. }) if stderr.contains("No such file") => {
+                // One of the tables is gone; remove the others one by one.
+                for (family, t) in self.tables() {
+                    let c = Cmd::new("nft", &["delete", "table", family, t])
+                        .in_netns(self.netns.clone());
+                    match runner.run(&c).await {
+                        Ok(_) => {}
+                        Err(NetError::Failed { stderr, .. }) if stderr.contains("No such file") => {
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok(())
+            }
             Err(e) => Err(e),
         }
     }
@@ -113,14 +153,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn hold_lock_drops_both_directions_but_lets_criu_through() {
+    fn hold_lock_drops_ip_and_arp_both_ways_but_lets_criu_through() {
         let l = NetLock::ferry_hold("/run/netns/x".into());
         let c = l.plan_install();
         let script = c.stdin.unwrap();
+        assert!(
+            script.contains("table inet ferry-hold") && script.contains("table arp ferry-hold")
+        );
         assert!(script.contains("hook input") && script.contains("hook output"));
-        assert!(script.contains("policy drop"));
+        assert_eq!(script.matches("policy drop").count(), 4);
         assert!(script.contains("meta mark 0xc114 accept"));
         assert_eq!(c.netns.unwrap(), PathBuf::from("/run/netns/x"));
+        let r = l.plan_remove().stdin.unwrap();
+        assert!(
+            r.contains("delete table inet ferry-hold") && r.contains("delete table arp ferry-hold")
+        );
+    }
+
+    #[test]
+    fn criu_lock_is_ip_only() {
+        let l = NetLock::criu_nft("/n".into(), "CRIU-7bddd2f7").unwrap();
+        let s = l.plan_install().stdin.unwrap();
+        assert!(s.contains("table inet CRIU-7bddd2f7") && !s.contains("arp"));
     }
 
     #[test]

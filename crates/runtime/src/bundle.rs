@@ -239,10 +239,13 @@ pub fn create_host_program_bundle(
             "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
         }
     });
-    let b = Bundle {
+    let mut b = Bundle {
         dir: dir.to_path_buf(),
         config,
     };
+    if let Some(p) = &spec.cgroups_path {
+        b.set_cgroups_path(p);
+    }
     b.save()?;
     Ok(b)
 }
@@ -306,6 +309,19 @@ mod tests {
         assert_eq!(b.annotation(CRIU_CONFIG_ANNOTATION), Some("/x.conf"));
         b.config["process"]["args"] = json!(["/bin/sh"]);
         assert_ne!(b.identity_digest(), before);
+    }
+
+    #[test]
+    fn cgroups_path_is_written_when_asked() {
+        let d = tempfile::tempdir().unwrap();
+        let mut s = spec();
+        s.cgroups_path = Some("/ferry/a/redis".into());
+        create_host_program_bundle(d.path(), &s).unwrap();
+        let b = Bundle::load(d.path()).unwrap();
+        assert_eq!(
+            b.config.pointer("/linux/cgroupsPath"),
+            Some(&json!("/ferry/a/redis"))
+        );
     }
 
     #[test]

@@ -71,6 +71,23 @@ impl Stream {
         }
     }
 
+    /// Turns the stream into a plain blocking descriptor, to hand to another process
+    /// (CRIU's page server takes an already-connected socket).
+    pub fn into_blocking_fd(self) -> std::io::Result<std::os::fd::OwnedFd> {
+        match self {
+            Stream::Tcp(t) => {
+                let s = t.into_std()?;
+                s.set_nonblocking(false)?;
+                Ok(s.into())
+            }
+            Stream::Unix(u) => {
+                let s = u.into_std()?;
+                s.set_nonblocking(false)?;
+                Ok(s.into())
+            }
+        }
+    }
+
     pub fn peer(&self) -> String {
         match self {
             Stream::Tcp(t) => t

@@ -137,9 +137,9 @@ async fn step(
                 .map_err(|e| e.to_string())?;
             None
         }
-        DestAction::StoreImages { .. } => {
+        DestAction::StoreImages { pages_bytes } => {
             active(session)?
-                .store_images()
+                .store_images(pages_bytes)
                 .await
                 .map_err(|e| e.to_string())?;
             machine.images_stored();

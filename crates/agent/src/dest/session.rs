@@ -6,19 +6,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ferry_criu::features::ensure_pipe_max_size;
-use ferry_criu::images::{Inventory, Stats};
+use ferry_criu::images::Stats;
 use ferry_criu::log::diagnose;
 use ferry_criu::plan::{CriuConfigTarget, CriuOptionPlan, NetworkLock, RestoreSpec};
-use ferry_criu::process::{spawn_lazy_pages, spawn_page_server, LazyPagesDaemon};
+use ferry_criu::process::{spawn_lazy_pages, LazyPagesDaemon};
 use ferry_engine::timeline::Timeline;
 use ferry_engine::usage::UsageMeter;
-use ferry_netns::{NetLock, RealRunner};
+use ferry_netns::RealRunner;
 use ferry_proto::{Fault, FileEntry, Message, NetSpec, SessionState, Strategy};
 use ferry_runtime::bundle::{Bundle, CRIU_CONFIG_ANNOTATION};
 use ferry_runtime::manifest::{IncomingFile, Unpacker};
 use ferry_runtime::{RestoreArgs, Runtime};
 use serde::{Deserialize, Serialize};
-use tokio::process::Child;
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::DestStats;
@@ -27,7 +26,10 @@ use crate::containers::container_net;
 use crate::network::ContainerNet;
 use crate::registry::ContainerRecord;
 use crate::state::{Agent, Claim, SessionEntry};
-use crate::{relay, AgentError};
+use crate::AgentError;
+
+/// Below this much memory, the destination restores eagerly.
+const LAZY_RESTORE_MIN: u64 = 32 << 20;
 
 /// Written next to a session's images so that a restarted agent can clean up.
 #[derive(Debug, Serialize, Deserialize)]
@@ -59,12 +61,12 @@ pub struct DestSession {
     unpacker: Option<Unpacker>,
     current: Option<Current>,
     digest: String,
-    page_server: Option<Child>,
-    pages_task: Option<tokio::task::JoinHandle<()>>,
+    pages_task: Option<tokio::task::JoinHandle<Result<u64, String>>>,
     lazy: Option<LazyPagesDaemon>,
     restored: bool,
     fault: Option<Fault>,
     tcp_established: bool,
+    pages_bytes: u64,
     tl: Timeline,
     meter: UsageMeter,
     stats: DestStats,
@@ -150,11 +152,8 @@ impl DestSession {
         let have = std::fs::read_to_string(bundle_dir.join(".ferry-digest")).unwrap_or_default();
         let need_bundle = have.trim() != bundle_digest || !bundle_dir.join("config.json").exists();
 
-        let (ours, criu_end) = std::os::unix::net::UnixStream::pair().map_err(|e| io(&dir, e))?;
-        ours.set_nonblocking(true).map_err(|e| io(&dir, e))?;
-        let ours = tokio::net::UnixStream::from_std(ours).map_err(|e| io(&dir, e))?;
-        let page_server = spawn_page_server(&agent.cfg.criu, &images, &work, criu_end.into())
-            .map_err(|e| AgentError::io("starting criu page-server", e))?;
+        // The page channel arrives as its own connection; its page stream is spliced into
+        // `pages-<id>.img` files in the images directory.
         let (tx, rx) = tokio::sync::oneshot::channel();
         if let Ok(mut s) = agent.sessions.lock() {
             s.insert(
@@ -166,16 +165,17 @@ impl DestSession {
                 },
             );
         }
+        let img = images.clone();
         let pages_task = tokio::spawn(async move {
-            match tokio::time::timeout(Duration::from_secs(60), rx).await {
-                Ok(Ok(stream)) => {
-                    let r = relay::start(ours, stream);
-                    if let Err(e) = r.finish(Duration::from_secs(3600)).await {
-                        tracing::warn!("page channel: {e}");
-                    }
-                }
-                _ => tracing::warn!("the page channel never arrived"),
-            }
+            let stream = match tokio::time::timeout(Duration::from_secs(60), rx).await {
+                Ok(Ok(s)) => s,
+                _ => return Err("the page channel never arrived".to_string()),
+            };
+            let fd = stream.into_blocking_fd().map_err(|e| e.to_string())?;
+            tokio::task::spawn_blocking(move || crate::pagestream::receive(fd, &img))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| format!("the page stream broke: {e}"))
         });
         let s = DestSession {
             id: session,
@@ -193,7 +193,6 @@ impl DestSession {
             unpacker: None,
             current: None,
             digest: bundle_digest,
-            page_server: Some(page_server),
             pages_task: Some(pages_task),
             lazy: None,
             restored: false,
@@ -203,6 +202,7 @@ impl DestSession {
                 None
             },
             tcp_established,
+            pages_bytes: 0,
             tl,
             meter: UsageMeter::start(),
             stats: DestStats::default(),
@@ -313,29 +313,30 @@ impl DestSession {
     }
 
     /// Waits until the page server wrote all pages.
-    pub async fn store_images(&mut self) -> Result<(), AgentError> {
+    pub async fn store_images(&mut self, pages_bytes: u64) -> Result<(), AgentError> {
         let t = Instant::now();
-        if let Some(mut ps) = self.page_server.take() {
-            match tokio::time::timeout(Duration::from_secs(120), ps.wait()).await {
-                Ok(Ok(status)) if status.success() => {}
-                Ok(Ok(status)) => {
+        if let Some(task) = self.pages_task.take() {
+            match tokio::time::timeout(Duration::from_secs(120), task).await {
+                Ok(Ok(Ok(n))) if n == pages_bytes => {}
+                Ok(Ok(Ok(n))) => {
                     return Err(AgentError::Input(format!(
-                        "the page server failed ({status}); see {}",
-                        self.work.join("page-server.log").display()
+                        "received {n} bytes of pages where the source sent {pages_bytes}"
                     )))
                 }
-                Ok(Err(e)) => return Err(AgentError::io("waiting for the page server", e)),
+                Ok(Ok(Err(e))) => return Err(AgentError::Input(e)),
+                Ok(Err(e)) => {
+                    return Err(AgentError::Input(format!(
+                        "the page server task failed: {e}"
+                    )))
+                }
                 Err(_) => {
-                    let _ = ps.start_kill();
                     return Err(AgentError::Input(
                         "the page server did not finish within 120 s".into(),
-                    ));
+                    ))
                 }
             }
         }
-        if let Some(task) = self.pages_task.take() {
-            let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
-        }
+        self.pages_bytes = pages_bytes;
         self.tl.record("pages-stored", t);
         self.journal("images");
         Ok(())
@@ -344,23 +345,16 @@ impl DestSession {
     /// Restores the container, reachable but still behind ferry's lock.
     pub async fn restore(&mut self) -> Result<DestStats, String> {
         let t = Instant::now();
-        let lock = self.agent.network_lock;
-        if lock == NetworkLock::Nftables {
-            let inv =
-                Inventory::read(&self.images.join("inventory.img")).map_err(|e| e.to_string())?;
-            if let Some(table) = inv.nft_lock_table() {
-                let l =
-                    NetLock::criu_nft(self.net.netns_path(), &table).map_err(|e| e.to_string())?;
-                l.install(&RealRunner).await.map_err(|e| e.to_string())?;
-            }
-        }
-        self.tl.record("lock", t);
-        let t = Instant::now();
         self.net.up().await.map_err(|e| e.to_string())?;
         self.net.announce().await.map_err(|e| e.to_string())?;
         self.tl.record("link-up", t);
 
-        let lazy = self.agent.lazy_pages && ensure_pipe_max_size().is_ok();
+        // Restoring memory lazily from the local images lets the container run before
+        // its pages are in place; for small memories starting the daemon costs more than
+        // it saves.
+        let lazy = self.agent.lazy_pages
+            && self.pages_bytes >= LAZY_RESTORE_MIN
+            && ensure_pipe_max_size().is_ok();
         if lazy {
             let t = Instant::now();
             let d = spawn_lazy_pages(&self.agent.cfg.criu, &self.images, &self.work)
@@ -382,7 +376,8 @@ impl DestSession {
                 tcp_established: self.tcp_established,
                 file_locks: false,
                 lazy_pages: lazy,
-                network_lock: lock,
+                // ferry's hold lock covers the namespace until Commit.
+                network_lock: NetworkLock::Skip,
             },
             &CriuConfigTarget::Annotation(self.agent.cfg.criu_conf(&self.container)),
         )
@@ -446,8 +441,20 @@ impl DestSession {
         self.journal("committed");
         let dir = self.dir.clone();
         if let Some(mut lazy) = self.lazy.take() {
+            // The container's memory is still being filled in from the local images: no
+            // checkpoint of it may start before this ends.
+            let done = self.agent.lazy_started(&self.container);
+            let agent = self.agent.clone();
+            let container = self.container.clone();
             tokio::spawn(async move {
-                let _ = lazy.child.wait().await;
+                match lazy.child.wait().await {
+                    Ok(s) if s.success() => {}
+                    other => {
+                        tracing::error!(%container, "the lazy-pages daemon ended badly ({other:?}); the container may be missing memory")
+                    }
+                }
+                agent.lazy_finished(&container);
+                let _ = done.send(true);
                 let _ = std::fs::remove_dir_all(&dir);
             });
         } else {
@@ -464,9 +471,6 @@ impl DestSession {
         }
         if let Some(mut l) = self.lazy.take() {
             let _ = l.child.kill().await;
-        }
-        if let Some(mut p) = self.page_server.take() {
-            let _ = p.kill().await;
         }
         if let Some(t) = self.pages_task.take() {
             t.abort();

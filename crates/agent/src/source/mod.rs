@@ -7,15 +7,13 @@
 mod inspect;
 mod send;
 
-use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ferry_criu::images::{ImageSizes, Stats};
 use ferry_criu::log::diagnose;
-use ferry_criu::plan::{CheckpointSpec, CriuOptionPlan, PageTransport};
-use ferry_criu::process::HELPER_SOCKET_FD;
+use ferry_criu::plan::{CheckpointSpec, CriuOptionPlan, NetworkLock, PageTransport};
 use ferry_engine::report::{CriuErrors, Operation, Outcome, Report};
 use ferry_engine::source::{rollback, Rollback, SourceProgress, Undo};
 use ferry_engine::timeline::{ms, Timeline};
@@ -28,7 +26,7 @@ use tokio::sync::mpsc::UnboundedSender;
 pub use inspect::{inspect, resident_bytes, Facts};
 pub use send::{bundle_digest, image_files, send_bundle, send_images};
 
-use crate::relay;
+use crate::pagestream::PageFifos;
 use crate::state::{Agent, Claim};
 use crate::AgentError;
 
@@ -95,6 +93,15 @@ pub async fn migrate(
 ) -> Result<Report, AgentError> {
     let strategy = effective_strategy(req.options.strategy)?;
     let claim = agent.claim(&req.container).map_err(AgentError::Input)?;
+    if !agent
+        .wait_memory_complete(&req.container, Duration::from_secs(300))
+        .await
+    {
+        return Err(AgentError::Input(format!(
+            "container '{}' is still receiving its memory from its last migration; try again when it is done",
+            req.container
+        )));
+    }
     let facts = inspect(&agent, &req.container).await?;
     let mut run = SourceRun::new(agent, req, facts, strategy, events, claim)?;
     let outcome = run.forward().await;
@@ -254,20 +261,21 @@ impl SourceRun {
                 .push("the destination already had the bundle".into());
         }
 
-        // The page channel: a second authenticated connection, relayed to CRIU's socket.
+        // The page channel: a second authenticated connection. CRIU dumps pages into
+        // FIFOs that a streamer splices into its socket (see pagestream).
         let pages = connect(
             &self.req.dest,
             hello(Role::Pages, Some(self.session.clone())),
             secret.as_ref(),
         )
         .await?;
-        let (ours, criu_end) = std::os::unix::net::UnixStream::pair()
-            .map_err(|e| Failure::new(format!("cannot create the page socket: {e}")))?;
-        ours.set_nonblocking(true)
-            .map_err(|e| Failure::new(e.to_string()))?;
-        let ours =
-            tokio::net::UnixStream::from_std(ours).map_err(|e| Failure::new(e.to_string()))?;
-        let relay = relay::start(ours, pages.into_stream());
+        let sock = pages
+            .into_stream()
+            .into_blocking_fd()
+            .map_err(|e| Failure::new(format!("page channel: {e}")))?;
+        let streamer = PageFifos::create(&self.dir)
+            .and_then(|f| f.stream(sock))
+            .map_err(|e| Failure::new(format!("cannot start the page stream: {e}")))?;
 
         let estimate = resident_bytes(&self.facts.freezer);
         let t = Instant::now();
@@ -296,16 +304,14 @@ impl SourceRun {
                 leave_running: true,
                 tcp_established: self.req.options.tcp_established,
                 file_locks: self.req.options.file_locks,
-                pages: PageTransport::Socket {
-                    fd: HELPER_SOCKET_FD,
-                },
-                network_lock: self.agent.network_lock,
+                pages: PageTransport::ImagesDir,
+                // ferry's hold lock is already in place and outlives the dump.
+                network_lock: NetworkLock::Skip,
             },
             &self.facts.config_target,
         )
         .map_err(|e| Failure::new(e.to_string()))?;
-        let ticker = self.start_ticker(&relay, estimate);
-        let fd: OwnedFd = criu_end.into();
+        let ticker = self.start_ticker(&streamer, estimate);
         let dump = self
             .agent
             .runc
@@ -316,13 +322,13 @@ impl SourceRun {
                     work: &self.dir,
                     plan: &plan,
                     config_target: &self.facts.config_target,
-                    fds: vec![(HELPER_SOCKET_FD, fd)],
+                    fds: Vec::new(),
                 },
             )
             .await;
         ticker.abort();
         if let Err(e) = dump {
-            relay.abort();
+            streamer.abort().await;
             let failure = diagnose(&self.dir.join("dump.log"), &e.to_string());
             return Err(Failure {
                 reason: format!("checkpoint failed: {failure}"),
@@ -336,8 +342,8 @@ impl SourceRun {
         self.tl.record("dump", t);
 
         let t = Instant::now();
-        let pages_bytes = relay
-            .finish(Duration::from_secs(60))
+        let pages_bytes = streamer
+            .finish()
             .await
             .map_err(|e| Failure::new(format!("the page transfer broke: {e}")))?;
         self.tl.record("pages", t);
@@ -414,21 +420,22 @@ impl SourceRun {
         Ok(())
     }
 
-    fn start_ticker(&self, relay: &relay::Relay, estimate: u64) -> tokio::task::JoinHandle<()> {
-        let forward = relay.forward.clone();
-        let cut = (self.req.options.inject_fault == Some(Fault::CutTransfer)
-            && self.agent.cfg.allow_fault_injection)
-            .then(|| relay.cutter());
+    fn start_ticker(
+        &self,
+        streamer: &crate::pagestream::Streamer,
+        estimate: u64,
+    ) -> tokio::task::JoinHandle<()> {
+        if self.req.options.inject_fault == Some(Fault::CutTransfer)
+            && self.agent.cfg.allow_fault_injection
+        {
+            tracing::warn!("fault injection: the page channel breaks after its first chunk");
+            streamer.cut_after(1);
+        }
+        let sent = streamer.counter();
         let events = self.events.clone();
         tokio::spawn(async move {
             loop {
-                let done = forward.load(std::sync::atomic::Ordering::Relaxed);
-                if let Some(c) = &cut {
-                    if done > 0 {
-                        tracing::warn!("fault injection: cutting the page channel");
-                        c.abort();
-                    }
-                }
+                let done = sent.load(std::sync::atomic::Ordering::Relaxed);
                 let _ = events.send(Message::Progress {
                     phase: "pages".into(),
                     done,

@@ -1,0 +1,233 @@
+//! A lab per test: unique name, torn down when the test ends.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use super::Env;
+
+pub struct Lab {
+    pub name: String,
+    pub ferry: PathBuf,
+    pub work: PathBuf,
+}
+
+pub const REDIS_ARGS: &[&str] = &[
+    "/usr/bin/redis-server",
+    "--port",
+    "6379",
+    "--bind",
+    "0.0.0.0",
+    "--save",
+    "",
+    "--appendonly",
+    "no",
+    "--protected-mode",
+    "no",
+    "--enable-debug-command",
+    "yes",
+];
+
+impl Lab {
+    /// Brings a lab up (with fault injection allowed).
+    pub fn up(env: &Env, hosts: usize) -> Lab {
+        let name = super::unique("t").replace('x', "");
+        let lab = Lab {
+            name: name.chars().take(12).collect(),
+            ferry: env.ferry.clone(),
+            work: env.work.clone(),
+        };
+        lab.ok(&["up", "--hosts", &hosts.to_string(), "--faults"]);
+        lab
+    }
+
+    fn cmd(&self) -> Command {
+        let mut c = Command::new(&self.ferry);
+        c.arg("lab").arg("--lab").arg(&self.name);
+        c
+    }
+
+    /// `ferry lab ARGS`, which must succeed.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self
+            .cmd()
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("ferry lab");
+        assert!(
+            out.status.success(),
+            "ferry lab {args:?} failed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub fn netns(&self, host: &str) -> String {
+        format!("ferry-{}-{host}", self.name)
+    }
+
+    /// Runs a command in the client namespace and returns its stdout.
+    pub fn client(&self, args: &[&str]) -> String {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.netns("client")])
+            .args(args)
+            .output()
+            .expect("exec");
+        let stdout = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        if stdout.is_empty() {
+            return String::from_utf8_lossy(&out.stderr).trim().to_string();
+        }
+        stdout
+    }
+
+    pub fn redis(&self, ip: &str, args: &[&str]) -> String {
+        let mut a = vec!["redis-cli", "-h", ip];
+        a.extend_from_slice(args);
+        self.client(&a)
+    }
+
+    /// Starts Redis on `host` and returns its address.
+    pub fn run_redis(&self, host: &str, name: &str) -> String {
+        let mut args = vec!["run", "--host", host, "--name", name, "--"];
+        args.extend_from_slice(REDIS_ARGS);
+        let out = self.ok(&args);
+        let ip = out
+            .split(" at ")
+            .nth(1)
+            .and_then(|s| s.split('/').next())
+            .expect("address")
+            .trim()
+            .to_string();
+        for _ in 0..200 {
+            if self.redis(&ip, &["ping"]) == "PONG" {
+                return ip;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("redis on {host} did not answer");
+    }
+
+    /// Starts the INCR probe from `client`; stop it with [`Probe::stop`].
+    pub fn probe(&self, ip: &str) -> Probe {
+        let out = self.work.join(format!("probe-{}.json", super::unique("p")));
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.netns("client")])
+            .arg(&self.ferry)
+            .args([
+                "probe",
+                "redis",
+                &format!("{ip}:6379"),
+                "--interval-ms",
+                "1",
+                "--out",
+            ])
+            .arg(&out)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("probe");
+        std::thread::sleep(Duration::from_millis(300));
+        Probe { child, out }
+    }
+
+    /// `ferry migrate`; returns whether it succeeded and its JSON report.
+    pub fn migrate(&self, container: &str, to: &str, extra: &[&str]) -> (bool, serde_json::Value) {
+        let report = self
+            .work
+            .join(format!("report-{}.json", super::unique("r")));
+        let out = Command::new(&self.ferry)
+            .args([
+                "migrate", container, "--to", to, "--lab", &self.name, "--report",
+            ])
+            .arg(&report)
+            .args(extra)
+            .stdin(Stdio::null())
+            .output()
+            .expect("ferry migrate");
+        let text = std::fs::read(&report).unwrap_or_else(|_| {
+            panic!(
+                "no report; stdout: {}\nstderr: {}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        (
+            out.status.success(),
+            serde_json::from_slice(&text).expect("report json"),
+        )
+    }
+
+    /// `ferry lab status --json`.
+    pub fn status(&self) -> serde_json::Value {
+        serde_json::from_str(&self.ok(&["status", "--json"])).expect("status json")
+    }
+
+    /// Names of the containers on `host`.
+    pub fn containers_on(&self, host: &str) -> Vec<String> {
+        let s = self.status();
+        s["hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h["name"] == host)
+            .map(|h| {
+                h["containers"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|c| c["name"].as_str().unwrap().to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    pub fn netns_exists(&self, name: &str) -> bool {
+        std::path::Path::new("/run/netns").join(name).exists()
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = self.cmd().arg("down").output();
+    }
+}
+
+pub struct Probe {
+    child: Child,
+    out: PathBuf,
+}
+
+impl Probe {
+    /// Stops the probe and returns what it saw.
+    pub fn stop(mut self) -> serde_json::Value {
+        // SAFETY: kill(2) on our own child.
+        unsafe {
+            libc_kill(self.child.id() as i32, 15);
+        }
+        let _ = self.child.wait();
+        serde_json::from_slice(&std::fs::read(&self.out).expect("probe output"))
+            .expect("probe json")
+    }
+}
+
+extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
+}
+
+/// Asserts a probe saw an unbroken run: no error, no lost or repeated INCR.
+pub fn assert_unbroken(p: &serde_json::Value) {
+    assert!(
+        p["errors"].as_array().unwrap().is_empty(),
+        "client errors: {p}"
+    );
+    assert_eq!(p["lost_or_repeated"], 0, "lost INCRs: {p}");
+    let first = p["first_value"].as_i64().unwrap();
+    let last = p["last_value"].as_i64().unwrap();
+    assert_eq!(
+        last - first + 1,
+        p["requests"].as_i64().unwrap(),
+        "every reply was the previous plus one: {p}"
+    );
+}
