@@ -13,6 +13,7 @@
 pub mod features;
 pub mod images;
 pub mod log;
+pub mod pageserver;
 pub mod plan;
 pub mod process;
 

@@ -130,6 +130,11 @@ async fn build(spec: &LabSpec, state: &mut LabState, prefix: &str) -> Result<(),
         run(ip(&["netns", "add", &ns])).await?;
         run(ip(&["-n", &ns, "link", "set", "lo", "up"])).await?;
         run(ip(&["-n", &ns, "link", "add", "br0", "type", "bridge"])).await?;
+        // A bridge takes the lowest MAC of its ports unless it has one of its own: without
+        // this, every container joining or leaving would change the host's MAC and leave
+        // the other hosts' ARP caches pointing at a MAC that no longer exists.
+        let mac = format!("02:fe:0a:4d:00:{:02x}", 1 + i);
+        run(ip(&["-n", &ns, "link", "set", "br0", "address", &mac])).await?;
         run(ip(&[
             "-n",
             &ns,

@@ -42,6 +42,7 @@
 mod error;
 mod frame;
 mod message;
+pub mod postcopy;
 mod preamble;
 
 pub use error::ProtoError;

@@ -138,26 +138,27 @@ pub async fn run(a: Args) -> anyhow::Result<i32> {
     }
 }
 
+/// Replaces this process with `command`, inside the namespace `ns`: signals and the exit
+/// status are the command's own.
 fn exec_in(ns: &str, command: &[String]) -> anyhow::Result<i32> {
+    use std::os::unix::process::CommandExt;
     let path: PathBuf = ferry_netns::netns_path(ns);
     let f = std::fs::File::open(&path)?;
     let fd = std::os::fd::AsRawFd::as_raw_fd(&f);
     let mut cmd = std::process::Command::new(&command[0]);
     cmd.args(&command[1..]);
-    // SAFETY: setns in the child before exec; the descriptor stays open until spawn.
+    // SAFETY: runs right before execvp in this process; setns is async-signal-safe and
+    // the descriptor is open.
     unsafe {
-        std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+        cmd.pre_exec(move || {
             if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
             Ok(())
         });
     }
-    let status = cmd
-        .status()
-        .map_err(|e| anyhow::anyhow!("cannot run {}: {e}", command[0]))?;
-    drop(f);
-    Ok(status.code().unwrap_or(1))
+    let err = cmd.exec();
+    anyhow::bail!("cannot run {}: {err}", command[0])
 }
 
 async fn status(name: &str, json: bool) -> anyhow::Result<i32> {

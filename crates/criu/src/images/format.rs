@@ -15,6 +15,8 @@ pub enum Magic {
     Inventory,
     Stats,
     Pagemap,
+    Pstree,
+    Mm,
 }
 
 impl Magic {
@@ -23,6 +25,8 @@ impl Magic {
             Magic::Inventory => 0x5831_3116,
             Magic::Stats => 0x5709_3306,
             Magic::Pagemap => 0x5608_4025,
+            Magic::Pstree => 0x5027_3030,
+            Magic::Mm => 0x5749_2820,
         }
     }
 
@@ -31,7 +35,7 @@ impl Magic {
         match self {
             Magic::Inventory => None,
             Magic::Stats => Some(IMG_SERVICE_MAGIC),
-            Magic::Pagemap => Some(IMG_COMMON_MAGIC),
+            Magic::Pagemap | Magic::Pstree | Magic::Mm => Some(IMG_COMMON_MAGIC),
         }
     }
 }

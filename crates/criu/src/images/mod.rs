@@ -9,6 +9,7 @@ mod inventory;
 mod pagemap;
 mod sizes;
 mod stats;
+mod tree;
 
 pub use format::{entries, write_image, ImageError, Magic, MAX_ENTRY};
 pub use inventory::Inventory;
@@ -17,6 +18,7 @@ pub use pagemap::{
 };
 pub use sizes::ImageSizes;
 pub use stats::{DumpStats, RestoreStats, Stats};
+pub use tree::{read_pstree, read_vmas};
 
 /// Largest image file ferry reads whole (everything except `pages-*.img`).
 pub const MAX_META_IMAGE: u64 = 64 << 20;
