@@ -11,6 +11,11 @@ set -euo pipefail
 
 FERRY_CRIU_PREFIX=${FERRY_CRIU_PREFIX:-/usr/local}
 FERRY_CRIU_SUITE=${FERRY_CRIU_SUITE:-forky}
+# Where the CRIU built here caches kernel facts (must match ferry's KDAT_DIR; the agent keeps
+# a tmpfs there). A marker next to the binary records how it was built.
+FERRY_CRIU_RUNDIR=/run/ferry/criu
+FERRY_CRIU_MARKER="$FERRY_CRIU_PREFIX/share/ferry/criu-build"
+FERRY_CRIU_BUILD="rundir=$FERRY_CRIU_RUNDIR"
 WORK=${FERRY_DEPS_WORKDIR:-/var/cache/ferry/deps}
 LOG_DIR=${WORK}/logs
 mkdir -p "$LOG_DIR"
@@ -91,6 +96,11 @@ criu_ok() {
 find_working_criu() {
     local c
     for c in "$FERRY_CRIU_PREFIX/sbin/criu" /usr/local/sbin/criu /usr/sbin/criu /usr/bin/criu; do
+        # A CRIU this script built earlier, in another way, is built again.
+        if [ "$c" = "$FERRY_CRIU_PREFIX/sbin/criu" ] && [ -e "$c" ] &&
+            [ "$(cat "$FERRY_CRIU_MARKER" 2>/dev/null)" != "$FERRY_CRIU_BUILD" ]; then
+            continue
+        fi
         if criu_ok "$c"; then
             echo "$c"
             return 0
@@ -155,8 +165,10 @@ EOF
     local dir
     dir=$(find "$src" -maxdepth 1 -mindepth 1 -type d | head -n1)
     step "building CRIU in $dir"
-    run criu-build make -C "$dir" -j"$(nproc)" criu
-    run criu-install make -C "$dir" PREFIX="$FERRY_CRIU_PREFIX" install-criu
+    run criu-build make -C "$dir" -j"$(nproc)" RUNDIR="$FERRY_CRIU_RUNDIR" criu
+    run criu-install make -C "$dir" PREFIX="$FERRY_CRIU_PREFIX" RUNDIR="$FERRY_CRIU_RUNDIR" install-criu
+    mkdir -p "$(dirname "$FERRY_CRIU_MARKER")"
+    echo "$FERRY_CRIU_BUILD" >"$FERRY_CRIU_MARKER"
     # Keep the libraries the binary links from being autoremoved.
     apt-mark manual "${CRIU_RUNTIME_LIBS[@]}" >/dev/null 2>&1 || true
 }

@@ -34,6 +34,8 @@ pub struct AgentConfig {
     pub allow_fault_injection: bool,
     /// Most migrations this agent takes part in at once.
     pub max_sessions: usize,
+    /// Keep every session's logs, not only those of failed ones.
+    pub keep_logs: bool,
 }
 
 #[derive(Debug, Error)]
@@ -136,6 +138,7 @@ mod tests {
             netns_prefix: "ferry-a".into(),
             allow_fault_injection: false,
             max_sessions: 4,
+            keep_logs: false,
         }
     }
 

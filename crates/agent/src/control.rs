@@ -76,6 +76,10 @@ async fn answer(agent: &Arc<Agent>, conn: &mut Conn, msg: Message) -> Message {
                 Err(e) => error(format!("the migration task failed: {e}")),
             }
         }
+        Message::Resume { name } => match crate::source::resume(agent, &name).await {
+            Ok(()) => Message::Resumed,
+            Err(e) => error(e),
+        },
         other => error(format!(
             "'{}' is not a request this agent serves",
             other.name()

@@ -6,8 +6,9 @@
 //! - [`containers`]: containers the agent starts itself (the lab uses them);
 //! - [`source`] and [`dest`]: the two sides of a migration;
 //! - [`network`]: container networks and the IP handover;
+//! - [`postcopy`]: pages after the container runs at the destination (lazy pages);
 //! - [`pagestream`]: memory pages from a local dump to the destination, zero-copy;
-//! - [`doctor`]: what this host can do.
+//! - [`doctor`]: what this host can do; [`logs`]: logs kept from failed sessions.
 
 pub mod client;
 pub mod config;
@@ -17,8 +18,10 @@ pub mod daemon;
 pub mod dest;
 pub mod doctor;
 mod error;
+pub mod logs;
 pub mod network;
 pub mod pagestream;
+pub mod postcopy;
 pub mod registry;
 pub mod source;
 pub mod state;

@@ -19,6 +19,8 @@ pub struct SessionEntry {
     pub state: SessionState,
     /// Where the page channel goes when it arrives.
     pub pages: Option<oneshot::Sender<Stream>>,
+    /// Where post-copy's urgent page channel goes when it arrives.
+    pub urgent: Option<oneshot::Sender<Stream>>,
 }
 
 #[derive(Debug)]

@@ -18,12 +18,23 @@ pub fn is_tmpfs(dir: &Path) -> bool {
 
 /// Makes sure `dir` is a tmpfs, mounting one (mode 0700) if it is not.
 pub fn ensure_tmpfs(dir: &Path) -> std::io::Result<()> {
+    ensure_tmpfs_sized(dir, "ferry-images", "100%")
+}
+
+/// Makes sure `dir` is a tmpfs, mounting one named `source` of `size` if it is not.
+pub fn ensure_tmpfs_sized(dir: &Path, source: &str, size: &str) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     if is_tmpfs(dir) {
         return Ok(());
     }
     let out = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "mode=0700,size=100%", "ferry-images"])
+        .args([
+            "-t",
+            "tmpfs",
+            "-o",
+            &format!("mode=0700,size={size}"),
+            source,
+        ])
         .arg(dir)
         .output()?;
     if !out.status.success() {

@@ -35,6 +35,8 @@ enum Command {
     Agent(cmd::agent::Args),
     /// Move a running container to another host.
     Migrate(cmd::migrate::Args),
+    /// Resume a container an agent keeps frozen after a failed migration.
+    Resume(cmd::resume::Args),
     /// A multi-host testbed on this machine, built from network namespaces.
     Lab(cmd::lab::Args),
     /// Clients that measure what users see during a migration.
@@ -74,6 +76,7 @@ pub fn main() {
             Command::Agent(a) => cmd::agent::run(a).await,
             Command::Migrate(a) => cmd::migrate::run(a).await,
             Command::Lab(a) => cmd::lab::run(a).await,
+            Command::Resume(a) => cmd::resume::run(a).await,
             Command::Probe(c) => cmd::probe::run(c).await,
         }
     });

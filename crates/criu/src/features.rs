@@ -217,6 +217,11 @@ pub fn pipe_max_size() -> Option<u64> {
         .ok()
 }
 
+/// Where the CRIU that ferry builds keeps its kernel-facts cache (`criu.kdat`): CRIU keeps
+/// it only on a tmpfs, so that a reboot clears it. ferry's agent mounts one there when
+/// needed (`scripts/install-deps.sh` builds CRIU with this directory).
+pub const KDAT_DIR: &str = "/run/ferry/criu";
+
 /// Raises `fs.pipe-max-size` to what lazy pages need, if it is lower. Returns whether it
 /// changed anything.
 pub fn ensure_pipe_max_size() -> Result<bool, FeatureError> {

@@ -21,4 +21,4 @@ pub use report::{Outcome, Phase, Report};
 pub use timeline::Timeline;
 
 /// The strategies this build of ferry implements.
-pub const IMPLEMENTED_STRATEGIES: &[Strategy] = &[Strategy::Cold];
+pub const IMPLEMENTED_STRATEGIES: &[Strategy] = &[Strategy::Cold, Strategy::Postcopy];

@@ -130,6 +130,7 @@ pub async fn checkpoint(
                 plan: &plan,
                 config_target: &target,
                 fds: Vec::new(),
+                status_fd: None,
             },
         )
         .await;

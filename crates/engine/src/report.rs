@@ -111,6 +111,22 @@ pub struct Report {
     pub usage: Option<Usage>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub destination_usage: Option<Usage>,
+    /// Post-copy: pages that were missing when the container started at the destination.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pages_total: Option<u64>,
+    /// Post-copy: pages installed because a process touched them first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pages_on_demand: Option<u64>,
+    /// Post-copy: pages installed from the background stream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pages_pushed: Option<u64>,
+    /// Post-copy: from the container running at the destination until its last page
+    /// arrived.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postcopy_ms: Option<f64>,
+    /// When the source released its copy, from the start of the migration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_released_ms: Option<f64>,
     /// Free-form notes: what ferry chose and why (for example which page path ran).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
@@ -137,6 +153,11 @@ impl Report {
             criu_errors: None,
             usage: None,
             destination_usage: None,
+            pages_total: None,
+            pages_on_demand: None,
+            pages_pushed: None,
+            postcopy_ms: None,
+            source_released_ms: None,
             notes: Vec::new(),
         }
     }
@@ -179,6 +200,17 @@ impl Report {
                 "sent",
                 human_bytes(self.bytes_sent),
                 human_bytes(self.bundle_bytes)
+            );
+        }
+        if let (Some(t), Some(ms)) = (self.pages_total, self.postcopy_ms) {
+            let _ = writeln!(
+                s,
+                "  {:<22}{:>10.1} ms ({} pages: {} on demand, {} pushed)",
+                "post-copy",
+                ms,
+                t,
+                self.pages_on_demand.unwrap_or(0),
+                self.pages_pushed.unwrap_or(0)
             );
         }
         if let Some(i) = &self.images {

@@ -15,6 +15,8 @@ pub struct SourceProgress {
     pub link_down: bool,
     pub commit_sent: bool,
     pub committed: bool,
+    /// Post-copy: the destination runs the container but still needs pages held here.
+    pub pages_owed: bool,
 }
 
 /// One undo action.
@@ -41,10 +43,17 @@ pub enum Rollback {
     InDoubt,
     /// The destination confirmed; the failure is in clean-up only.
     Done,
+    /// Post-copy broke after the container started at the destination: it cannot go on
+    /// there without its memory, and must not resume here on its own (what it did at the
+    /// destination would be lost, and its peers would be confused). Keep it frozen.
+    KeepFrozen,
 }
 
 /// The rollback for a failure after `p`.
 pub fn rollback(p: &SourceProgress) -> Rollback {
+    if p.committed && p.pages_owed {
+        return Rollback::KeepFrozen;
+    }
     if p.committed {
         return Rollback::Done;
     }
@@ -117,6 +126,7 @@ mod tests {
             link_down: true,
             commit_sent: true,
             committed: false,
+            pages_owed: false,
         };
         assert_eq!(rollback(&p), Rollback::InDoubt);
         let p = SourceProgress {

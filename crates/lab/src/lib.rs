@@ -82,12 +82,9 @@ pub async fn containers(lab: &LabState) -> Vec<(String, Result<Vec<ContainerInfo
 }
 
 /// The lab host running `container`, if any.
-pub async fn host_of(lab: &LabState, container: &str) -> Option<LabHost> {
+pub async fn host_of(lab: &LabState, container: &str, status: &str) -> Option<LabHost> {
     for (host, items) in containers(lab).await {
-        if items.is_ok_and(|v| {
-            v.iter()
-                .any(|c| c.name == container && c.status == "running")
-        }) {
+        if items.is_ok_and(|v| v.iter().any(|c| c.name == container && c.status == status)) {
             return lab.hosts.iter().find(|h| h.name == host).cloned();
         }
     }

@@ -16,8 +16,11 @@ pub enum Role {
     /// One agent driving a migration into another.
     Peer,
     /// The page channel of a migration session: after the handshake, raw bytes in both
-    /// directions between the two CRIU processes.
+    /// directions (the page stream of a cold move, post-copy's background pages).
     Pages,
+    /// Post-copy's second page channel: the pages processes wait for, so that they never
+    /// queue behind background pages.
+    UrgentPages,
 }
 
 /// A migration strategy. Names are part of the CLI and report interface.
@@ -83,6 +86,8 @@ pub enum Fault {
     DestDiesAfterRestore,
     /// The transfer connection is cut while the images are in flight.
     CutTransfer,
+    /// Post-copy: the page channel is cut after the container started at the destination.
+    CutPostcopy,
 }
 
 /// Options of a migration, as the CLI sends them.
@@ -244,6 +249,10 @@ pub enum Message {
         dest: String,
         options: MigrateOptions,
     },
+    /// Resume a container this agent keeps frozen after a failed migration.
+    Resume {
+        name: String,
+    },
 
     // ---- control: agent → CLI ----
     Pong {
@@ -257,6 +266,7 @@ pub enum Message {
         items: Vec<ContainerInfo>,
     },
     Removed,
+    Resumed,
     /// Progress of a long operation.
     Progress {
         phase: String,
@@ -335,6 +345,14 @@ pub enum Message {
         session: String,
         state: SessionState,
     },
+    /// Post-copy: every page is in place at the destination.
+    PostcopyDone {
+        stats: serde_json::Value,
+    },
+    /// Post-copy: the destination had to stop the container (it lacked memory).
+    PostcopyFailed {
+        reason: String,
+    },
 }
 
 impl Message {
@@ -351,6 +369,8 @@ impl Message {
             Message::Remove { .. } => "remove",
             Message::List => "list",
             Message::Migrate { .. } => "migrate",
+            Message::Resume { .. } => "resume",
+            Message::Resumed => "resumed",
             Message::Pong { .. } => "pong",
             Message::Ran { .. } => "ran",
             Message::Containers { .. } => "containers",
@@ -375,6 +395,8 @@ impl Message {
             Message::Committed { .. } => "committed",
             Message::Aborted => "aborted",
             Message::Resolution { .. } => "resolution",
+            Message::PostcopyDone { .. } => "postcopy_done",
+            Message::PostcopyFailed { .. } => "postcopy_failed",
         }
     }
 

@@ -1,5 +1,8 @@
-//! The post-copy page channel: fixed 32-byte headers, each followed (for chunks) by page
-//! data, in both directions of one authenticated connection.
+//! The post-copy page channels: fixed 32-byte headers, each followed (for chunks and
+//! answers) by page data. Two authenticated connections carry them: the bulk channel
+//! (`Chunk`s and `End`, source to destination) and the urgent channel (`Demand`, `Start`
+//! and `Done` one way, `Answer`s the other), so that a page a process waits for never
+//! queues behind background pages.
 //!
 //! | bytes | field |
 //! |---|---|
@@ -11,9 +14,10 @@
 //! | 8 | address, as in the images |
 //! | 8 | zero |
 //!
-//! The source sends `Chunk`s (background pushes and answers to demands) and then `End`;
-//! the destination sends `Demand`s for pages a process faulted on, and `Done` once every
-//! page is in place.
+//! The destination sends `Demand`s for pages a process faulted on (the source answers
+//! them at once, even while the restore runs), `Start` once the restore finished (the
+//! source then pushes every other page as `Chunk`s, and `End` after the last), and
+//! `Done` once every page is in place.
 
 use crate::ProtoError;
 
@@ -33,6 +37,10 @@ pub enum PcKind {
     Demand = 3,
     /// Destination → source: every page is in place; release the source copy.
     Done = 4,
+    /// Source → destination: page data answering a `Demand`.
+    Answer = 5,
+    /// Destination → source: the restore finished; push the other pages now.
+    Start = 6,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +70,8 @@ impl PcHeader {
             2 => PcKind::End,
             3 => PcKind::Demand,
             4 => PcKind::Done,
+            5 => PcKind::Answer,
+            6 => PcKind::Start,
             k => return Err(bad(&format!("unknown kind {k}"))),
         };
         if b[1..4] != [0, 0, 0] || b[24..32] != [0u8; 8] {
@@ -75,7 +85,7 @@ impl PcHeader {
             nr_pages: u32_at(12),
             vaddr: u64::from_le_bytes([b[16], b[17], b[18], b[19], b[20], b[21], b[22], b[23]]),
         };
-        if matches!(kind, PcKind::Chunk | PcKind::Demand) {
+        if matches!(kind, PcKind::Chunk | PcKind::Answer | PcKind::Demand) {
             if h.nr_pages == 0 || h.nr_pages > PC_MAX_PAGES {
                 return Err(bad("page count out of range"));
             }
@@ -95,7 +105,7 @@ impl PcHeader {
 
     /// Bytes of page data that follow this header.
     pub fn data_len(&self) -> usize {
-        if self.kind == PcKind::Chunk {
+        if matches!(self.kind, PcKind::Chunk | PcKind::Answer) {
             self.nr_pages as usize * PAGE_SIZE as usize
         } else {
             0

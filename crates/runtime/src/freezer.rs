@@ -32,6 +32,16 @@ impl Freezer {
         Self::resolve(&cgroups, &mountinfo)
     }
 
+    /// The freezer of the cgroup at `rel` (a container's `cgroupsPath`), whether or not
+    /// any process is in it yet.
+    pub fn for_cgroup(rel: &str) -> Result<Self, RuntimeError> {
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
+            .map_err(|e| RuntimeError::io("/proc/self/mountinfo", e))?;
+        let v1 = format!("1:freezer:{rel}\n");
+        let v2 = format!("0::{rel}\n");
+        Self::resolve(&v1, &mountinfo).or_else(|_| Self::resolve(&v2, &mountinfo))
+    }
+
     /// Pure part of [`Freezer::for_pid`]: from `/proc/PID/cgroup` and mountinfo.
     pub fn resolve(cgroups: &str, mountinfo: &str) -> Result<Self, RuntimeError> {
         let mut v2_rel = None;

@@ -45,6 +45,9 @@ pub struct CheckpointArgs<'a> {
     pub config_target: &'a CriuConfigTarget,
     /// Descriptors CRIU inherits, at the numbers the plan names.
     pub fds: Vec<(i32, OwnedFd)>,
+    /// Lazy dumps: CRIU writes one byte here when its images are written and it serves
+    /// pages (runc's `--status-fd`; the descriptor must be among `fds`).
+    pub status_fd: Option<i32>,
 }
 
 /// A restore to run.
@@ -322,6 +325,9 @@ impl Runtime for Runc {
             .arg(args.work);
         if args.plan.leave_running {
             cmd.arg("--leave-running");
+        }
+        if let Some(fd) = args.status_fd {
+            cmd.arg("--status-fd").arg(fd.to_string());
         }
         Self::add_plan_flags(&mut cmd, args.plan);
         cmd.arg(id);

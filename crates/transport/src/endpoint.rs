@@ -40,9 +40,9 @@ impl std::str::FromStr for Endpoint {
 
 impl Endpoint {
     pub async fn connect(&self) -> Result<Stream, TransportError> {
-        let err = |source| TransportError::Connect {
+        let err = |cause| TransportError::Connect {
             endpoint: self.to_string(),
-            source,
+            cause,
         };
         match self {
             Endpoint::Tcp(a) => {

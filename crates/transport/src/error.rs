@@ -3,11 +3,11 @@ use thiserror::Error;
 
 #[derive(Debug, Error)]
 pub enum TransportError {
-    #[error("cannot connect to {endpoint}: {source}")]
+    // The cause is in the message, not a `source`: reports print error chains whole.
+    #[error("cannot connect to {endpoint}: {cause}")]
     Connect {
         endpoint: String,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("connection error: {0}")]
     Io(#[from] std::io::Error),

@@ -1,6 +1,7 @@
 //! The destination side of a migration: one session per peer connection, driven by the
 //! receiver state machine of [`ferry_engine::dest`].
 
+mod postcopy;
 mod session;
 
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use ferry_proto::Message;
 use ferry_transport::{Conn, Incoming};
 use serde::{Deserialize, Serialize};
 
+pub use postcopy::{PostcopyRun, PostcopyWait};
 pub use session::{recover, DestSession};
 
 use crate::state::Agent;
@@ -30,6 +32,7 @@ pub struct DestStats {
 pub async fn serve(agent: Arc<Agent>, mut conn: Conn) {
     let mut machine = DestMachine::new();
     let mut session: Option<DestSession> = None;
+    let mut postcopy: Option<PostcopyWait> = None;
     loop {
         let input = match conn.recv().await {
             Ok(Incoming::Message(m)) => Input::Message(m),
@@ -60,7 +63,8 @@ pub async fn serve(agent: Arc<Agent>, mut conn: Conn) {
             }
         };
         for action in actions {
-            let reply = match step(&agent, &mut machine, &mut session, action).await {
+            let reply = match step(&agent, &mut machine, &mut session, &mut postcopy, action).await
+            {
                 Ok(r) => r,
                 Err(message) => {
                     if let Some(s) = session.take() {
@@ -85,6 +89,10 @@ pub async fn serve(agent: Arc<Agent>, mut conn: Conn) {
                     return;
                 }
                 if end {
+                    // Post-copy: the connection stays until the last page arrived.
+                    if let Some(w) = postcopy.take() {
+                        let _ = conn.send(&w.finish().await).await;
+                    }
                     return;
                 }
             }
@@ -101,6 +109,7 @@ async fn step(
     agent: &Arc<Agent>,
     machine: &mut DestMachine,
     session: &mut Option<DestSession>,
+    postcopy: &mut Option<PostcopyWait>,
     action: DestAction,
 ) -> Result<Option<Message>, String> {
     Ok(match action {
@@ -162,7 +171,8 @@ async fn step(
         },
         DestAction::Commit => {
             let s = session.take().ok_or("no session")?;
-            let stats = s.commit().await;
+            let (stats, wait) = s.commit().await;
+            *postcopy = wait;
             Some(Message::Committed {
                 stats: serde_json::to_value(stats).unwrap_or_default(),
             })

@@ -23,10 +23,29 @@ use tokio::sync::OwnedSemaphorePermit;
 use super::DestStats;
 use crate::config::valid_name;
 use crate::containers::container_net;
+use crate::logs::{keep_logs, logs_dir, remove_session_dir};
 use crate::network::ContainerNet;
 use crate::registry::ContainerRecord;
 use crate::state::{Agent, Claim, SessionEntry};
 use crate::AgentError;
+
+/// Receives a cold migration's page stream into `pages-<id>.img` files.
+fn cold_pages_task(
+    rx: tokio::sync::oneshot::Receiver<ferry_transport::Stream>,
+    img: PathBuf,
+) -> tokio::task::JoinHandle<Result<u64, String>> {
+    tokio::spawn(async move {
+        let stream = match tokio::time::timeout(Duration::from_secs(60), rx).await {
+            Ok(Ok(s)) => s,
+            _ => return Err("the page channel never arrived".to_string()),
+        };
+        let fd = stream.into_blocking_fd().map_err(|e| e.to_string())?;
+        tokio::task::spawn_blocking(move || crate::pagestream::receive(fd, &img))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("the page stream broke: {e}"))
+    })
+}
 
 /// Below this much memory, the destination restores eagerly.
 const LAZY_RESTORE_MIN: u64 = 32 << 20;
@@ -50,28 +69,35 @@ enum Current {
 
 pub struct DestSession {
     pub id: String,
-    agent: Arc<Agent>,
-    container: String,
-    net: ContainerNet,
-    spec: NetSpec,
-    dir: PathBuf,
-    images: PathBuf,
-    work: PathBuf,
-    staging: PathBuf,
-    unpacker: Option<Unpacker>,
+    pub(super) agent: Arc<Agent>,
+    pub(super) container: String,
+    pub(super) net: ContainerNet,
+    pub(super) spec: NetSpec,
+    pub(super) dir: PathBuf,
+    pub(super) images: PathBuf,
+    pub(super) work: PathBuf,
+    pub(super) staging: PathBuf,
+    pub(super) unpacker: Option<Unpacker>,
     current: Option<Current>,
-    digest: String,
-    pages_task: Option<tokio::task::JoinHandle<Result<u64, String>>>,
-    lazy: Option<LazyPagesDaemon>,
-    restored: bool,
-    fault: Option<Fault>,
-    tcp_established: bool,
-    pages_bytes: u64,
-    tl: Timeline,
-    meter: UsageMeter,
-    stats: DestStats,
-    _permit: OwnedSemaphorePermit,
-    _claim: Claim,
+    pub(super) digest: String,
+    pub(super) pages_task: Option<tokio::task::JoinHandle<Result<u64, String>>>,
+    /// Post-copy: the page channel, kept for the lazy-pages daemon.
+    pub(super) pages_rx: Option<tokio::sync::oneshot::Receiver<ferry_transport::Stream>>,
+    /// Post-copy's urgent page channel.
+    pub(super) urgent_rx: Option<tokio::sync::oneshot::Receiver<ferry_transport::Stream>>,
+    pub(super) strategy: Strategy,
+    /// Post-copy: the daemon installing the container's pages.
+    pub(super) postcopy: Option<super::postcopy::PostcopyRun>,
+    pub(super) lazy: Option<LazyPagesDaemon>,
+    pub(super) restored: bool,
+    pub(super) fault: Option<Fault>,
+    pub(super) tcp_established: bool,
+    pub(super) pages_bytes: u64,
+    pub(super) tl: Timeline,
+    pub(super) meter: UsageMeter,
+    pub(super) stats: DestStats,
+    pub(super) _permit: OwnedSemaphorePermit,
+    pub(super) _claim: Claim,
 }
 
 impl std::fmt::Debug for DestSession {
@@ -108,7 +134,7 @@ impl DestSession {
                 "invalid session or container name".into(),
             ));
         }
-        if strategy != Strategy::Cold {
+        if !matches!(strategy, Strategy::Cold | Strategy::Postcopy) {
             return Err(AgentError::Input(format!(
                 "strategy '{strategy}' is not implemented by {}",
                 agent.cfg.name
@@ -155,6 +181,12 @@ impl DestSession {
         // The page channel arrives as its own connection; its page stream is spliced into
         // `pages-<id>.img` files in the images directory.
         let (tx, rx) = tokio::sync::oneshot::channel();
+        let (urgent_tx, urgent_rx) = if strategy == Strategy::Postcopy {
+            let (t, r) = tokio::sync::oneshot::channel();
+            (Some(t), Some(r))
+        } else {
+            (None, None)
+        };
         if let Ok(mut s) = agent.sessions.lock() {
             s.insert(
                 session.clone(),
@@ -162,21 +194,16 @@ impl DestSession {
                     container: container.clone(),
                     state: SessionState::Pending,
                     pages: Some(tx),
+                    urgent: urgent_tx,
                 },
             );
         }
         let img = images.clone();
-        let pages_task = tokio::spawn(async move {
-            let stream = match tokio::time::timeout(Duration::from_secs(60), rx).await {
-                Ok(Ok(s)) => s,
-                _ => return Err("the page channel never arrived".to_string()),
-            };
-            let fd = stream.into_blocking_fd().map_err(|e| e.to_string())?;
-            tokio::task::spawn_blocking(move || crate::pagestream::receive(fd, &img))
-                .await
-                .map_err(|e| e.to_string())?
-                .map_err(|e| format!("the page stream broke: {e}"))
-        });
+        let (pages_task, pages_rx) = if strategy == Strategy::Postcopy {
+            (None, Some(rx))
+        } else {
+            (Some(cold_pages_task(rx, img)), None)
+        };
         let s = DestSession {
             id: session,
             agent: agent.clone(),
@@ -193,7 +220,11 @@ impl DestSession {
             unpacker: None,
             current: None,
             digest: bundle_digest,
-            pages_task: Some(pages_task),
+            pages_task,
+            pages_rx,
+            urgent_rx,
+            strategy,
+            postcopy: None,
             lazy: None,
             restored: false,
             fault: if agent.cfg.allow_fault_injection {
@@ -349,6 +380,14 @@ impl DestSession {
         self.net.announce().await.map_err(|e| e.to_string())?;
         self.tl.record("link-up", t);
 
+        if self.fault == Some(Fault::RestoreFails) {
+            tracing::error!("fault injection: corrupting core-1.img so that the restore fails");
+            let _ = std::fs::write(self.images.join("core-1.img"), [0u8; 4]);
+        }
+        if self.strategy == Strategy::Postcopy {
+            return self.restore_postcopy().await;
+        }
+
         // Restoring memory lazily from the local images lets the container run before
         // its pages are in place; for small memories starting the daemon costs more than
         // it saves.
@@ -366,11 +405,6 @@ impl DestSession {
                 .notes
                 .push("memory restored lazily from local images while the container runs".into());
         }
-        if self.fault == Some(Fault::RestoreFails) {
-            tracing::error!("fault injection: corrupting core-1.img so that the restore fails");
-            let _ = std::fs::write(self.images.join("core-1.img"), [0u8; 4]);
-        }
-        let t = Instant::now();
         let plan = CriuOptionPlan::restore(
             &RestoreSpec {
                 tcp_established: self.tcp_established,
@@ -382,6 +416,15 @@ impl DestSession {
             &CriuConfigTarget::Annotation(self.agent.cfg.criu_conf(&self.container)),
         )
         .map_err(|e| e.to_string())?;
+        self.run_restore(&plan).await?;
+        self.stats.phases = self.tl.phases().to_vec();
+        self.stats.usage = self.meter.finish();
+        Ok(self.stats.clone())
+    }
+
+    /// `runc restore` with `plan`; on success the container runs (behind the lock).
+    pub(super) async fn run_restore(&mut self, plan: &CriuOptionPlan) -> Result<(), String> {
+        let t = Instant::now();
         let bundle = self.agent.cfg.bundles_dir().join(&self.container);
         let target = CriuConfigTarget::Annotation(self.agent.cfg.criu_conf(&self.container));
         let r = self
@@ -393,7 +436,7 @@ impl DestSession {
                     images: &self.images,
                     work: &self.work,
                     bundle: &bundle,
-                    plan: &plan,
+                    plan,
                     config_target: &target,
                 },
             )
@@ -412,9 +455,7 @@ impl DestSession {
         self.stats.criu_restore = Stats::read(&self.work.join("stats-restore"))
             .ok()
             .and_then(|s| s.restore);
-        self.stats.phases = self.tl.phases().to_vec();
-        self.stats.usage = self.meter.finish();
-        Ok(self.stats.clone())
+        Ok(())
     }
 
     /// Fault injection: exit after restoring, before the source hears of it.
@@ -425,8 +466,9 @@ impl DestSession {
         }
     }
 
-    /// The source committed: release the container's network and keep it.
-    pub async fn commit(mut self) -> DestStats {
+    /// The source committed: release the container's network and keep it. For post-copy,
+    /// also returns what waits for the last page.
+    pub async fn commit(mut self) -> (DestStats, Option<super::postcopy::PostcopyWait>) {
         let t = Instant::now();
         if let Err(e) = self.net.hold_lock().remove(&RealRunner).await {
             tracing::error!("cannot remove the hold lock of {}: {e}", self.container);
@@ -440,12 +482,17 @@ impl DestSession {
         self.agent.set_session(&self.id, SessionState::Committed);
         self.journal("committed");
         let dir = self.dir.clone();
+        let wait = self
+            .postcopy
+            .take()
+            .map(|run| run.wait(&self.agent, &self.container, &self.spec));
         if let Some(mut lazy) = self.lazy.take() {
             // The container's memory is still being filled in from the local images: no
             // checkpoint of it may start before this ends.
             let done = self.agent.lazy_started(&self.container);
             let agent = self.agent.clone();
             let container = self.container.clone();
+            let id = self.id.clone();
             tokio::spawn(async move {
                 match lazy.child.wait().await {
                     Ok(s) if s.success() => {}
@@ -455,13 +502,13 @@ impl DestSession {
                 }
                 agent.lazy_finished(&container);
                 let _ = done.send(true);
-                let _ = std::fs::remove_dir_all(&dir);
+                remove_session_dir(&agent, &id, &dir);
             });
         } else {
-            let _ = std::fs::remove_dir_all(&dir);
+            remove_session_dir(&self.agent, &self.id, &dir);
         }
         self.stats.phases = self.tl.phases().to_vec();
-        self.stats.clone()
+        (self.stats.clone(), wait)
     }
 
     /// Drops everything this session built.
@@ -475,32 +522,16 @@ impl DestSession {
         if let Some(t) = self.pages_task.take() {
             t.abort();
         }
+        // Only after the processes are gone: the daemon holds their userfaultfds.
+        if let Some(p) = self.postcopy.take() {
+            p.abort();
+        }
         let _ = self.net.destroy().await;
         let _ = std::fs::remove_dir_all(&self.staging);
-        keep_logs(&self.agent, &self.id, &self.work);
+        let _ = keep_logs(&self.agent, &self.id, &self.work);
         let _ = std::fs::remove_dir_all(&self.dir);
         self.agent.set_session(&self.id, SessionState::Dropped);
         tracing::info!(session = %self.id, "dropped the incoming container");
-    }
-}
-
-/// Where the logs of failed sessions are kept.
-pub fn logs_dir(agent: &Agent, session: &str) -> PathBuf {
-    agent.cfg.state_dir.join("logs").join(session)
-}
-
-/// Copies a session's CRIU and runc logs out of the tmpfs before it is removed.
-fn keep_logs(agent: &Agent, session: &str, work: &Path) {
-    let dest = logs_dir(agent, session);
-    let Ok(rd) = std::fs::read_dir(work) else {
-        return;
-    };
-    for e in rd.filter_map(Result::ok) {
-        let name = e.file_name();
-        if name.to_string_lossy().ends_with(".log") {
-            let _ = std::fs::create_dir_all(&dest);
-            let _ = std::fs::copy(e.path(), dest.join(&name));
-        }
     }
 }
 

@@ -53,7 +53,11 @@ impl Missing {
                 let a = s.max(vs);
                 let b = end.min(ve);
                 if a < b {
-                    runs.push(Run { start: a, end: b, img_start: a });
+                    runs.push(Run {
+                        start: a,
+                        end: b,
+                        img_start: a,
+                    });
                 }
                 s = b;
             }
@@ -76,7 +80,10 @@ impl Missing {
 
     /// The missing run holding the current address `addr`.
     pub fn find(&self, addr: u64) -> Option<Run> {
-        self.runs.iter().copied().find(|r| r.start <= addr && addr < r.end)
+        self.runs
+            .iter()
+            .copied()
+            .find(|r| r.start <= addr && addr < r.end)
     }
 
     /// Forgets the current range `[start, start+len)` (installed, unmapped or discarded).
@@ -89,10 +96,18 @@ impl Missing {
                 continue;
             }
             if r.start < start {
-                out.push(Run { start: r.start, end: start, img_start: r.img_start });
+                out.push(Run {
+                    start: r.start,
+                    end: start,
+                    img_start: r.img_start,
+                });
             }
             if r.end > end {
-                out.push(Run { start: end, end: r.end, img_start: r.img_start + (end - r.start) });
+                out.push(Run {
+                    start: end,
+                    end: r.end,
+                    img_start: r.img_start + (end - r.start),
+                });
             }
         }
         self.runs = out;
@@ -109,14 +124,26 @@ impl Missing {
                 continue;
             }
             if r.start < from {
-                keep.push(Run { start: r.start, end: from, img_start: r.img_start });
+                keep.push(Run {
+                    start: r.start,
+                    end: from,
+                    img_start: r.img_start,
+                });
             }
             if r.end > end {
-                keep.push(Run { start: end, end: r.end, img_start: r.img_start + (end - r.start) });
+                keep.push(Run {
+                    start: end,
+                    end: r.end,
+                    img_start: r.img_start + (end - r.start),
+                });
             }
             let a = r.start.max(from);
             let b = r.end.min(end);
-            moved.push(Run { start: a - from + to, end: b - from + to, img_start: r.img_start + (a - r.start) });
+            moved.push(Run {
+                start: a - from + to,
+                end: b - from + to,
+                img_start: r.img_start + (a - r.start),
+            });
         }
         keep.extend(moved);
         keep.sort_by_key(|r| r.start);
@@ -133,7 +160,11 @@ impl Missing {
             .map(|r| {
                 let a = r.img_start.max(img);
                 let b = r.img_end().min(img_end);
-                Placement { dst: r.start + (a - r.img_start), offset: a - img, len: b - a }
+                Placement {
+                    dst: r.start + (a - r.img_start),
+                    offset: a - img,
+                    len: b - a,
+                }
             })
             .collect()
     }
@@ -171,7 +202,14 @@ mod tests {
         let r = m.find(0x90000).unwrap();
         assert_eq!(r.img_start, 0x10000);
         let p = m.place(0x10000 + P, 2 * P);
-        assert_eq!(p, vec![Placement { dst: 0x90000 + P, offset: 0, len: 2 * P }]);
+        assert_eq!(
+            p,
+            vec![Placement {
+                dst: 0x90000 + P,
+                offset: 0,
+                len: 2 * P
+            }]
+        );
     }
 
     #[test]
@@ -182,8 +220,16 @@ mod tests {
         assert_eq!(
             p,
             vec![
-                Placement { dst: 0x10000, offset: 0, len: P },
-                Placement { dst: 0x10000 + 2 * P, offset: 2 * P, len: 2 * P },
+                Placement {
+                    dst: 0x10000,
+                    offset: 0,
+                    len: P
+                },
+                Placement {
+                    dst: 0x10000 + 2 * P,
+                    offset: 2 * P,
+                    len: 2 * P
+                },
             ]
         );
         for pl in &p {

@@ -36,19 +36,34 @@ struct UffdioZeropage {
     zeropage: i64,
 }
 
-/// What a userfaultfd reports.
+/// What a userfaultfd reports. `F` is how a forked child's descriptor is held: a raw
+/// number as parsed, an owned descriptor once read from the kernel.
 #[derive(Debug)]
-pub enum Event {
+pub enum Event<F = OwnedFd> {
     /// A thread touched a missing page and waits for it.
-    PageFault { address: u64 },
+    PageFault {
+        address: u64,
+    },
     /// The process forked: the child's memory has its own descriptor.
-    Fork { uffd: OwnedFd },
+    Fork {
+        uffd: F,
+    },
     /// The process moved memory (mremap).
-    Remap { from: u64, to: u64, len: u64 },
+    Remap {
+        from: u64,
+        to: u64,
+        len: u64,
+    },
     /// The process discarded memory (madvise DONTNEED): it must read back as zeros.
-    Remove { start: u64, end: u64 },
+    Remove {
+        start: u64,
+        end: u64,
+    },
     /// The process unmapped memory.
-    Unmap { start: u64, end: u64 },
+    Unmap {
+        start: u64,
+        end: u64,
+    },
     Other(u8),
 }
 
@@ -72,18 +87,29 @@ fn u64_at(b: &[u8], i: usize) -> u64 {
 }
 
 /// Parses one `struct uffd_msg` (32 bytes).
-pub fn parse_msg(b: &[u8; 32]) -> Event {
+pub fn parse_msg(b: &[u8; 32]) -> Event<RawFd> {
     let arg = 8;
     match b[0] {
-        UFFD_EVENT_PAGEFAULT => Event::PageFault { address: u64_at(b, arg + 8) },
+        UFFD_EVENT_PAGEFAULT => Event::PageFault {
+            address: u64_at(b, arg + 8),
+        },
         UFFD_EVENT_FORK => {
             let fd = u32::from_le_bytes([b[arg], b[arg + 1], b[arg + 2], b[arg + 3]]) as RawFd;
-            // SAFETY: the kernel installed this descriptor in our table for us to own.
-            Event::Fork { uffd: unsafe { OwnedFd::from_raw_fd(fd) } }
+            Event::Fork { uffd: fd }
         }
-        UFFD_EVENT_REMAP => Event::Remap { from: u64_at(b, arg), to: u64_at(b, arg + 8), len: u64_at(b, arg + 16) },
-        UFFD_EVENT_REMOVE => Event::Remove { start: u64_at(b, arg), end: u64_at(b, arg + 8) },
-        UFFD_EVENT_UNMAP => Event::Unmap { start: u64_at(b, arg), end: u64_at(b, arg + 8) },
+        UFFD_EVENT_REMAP => Event::Remap {
+            from: u64_at(b, arg),
+            to: u64_at(b, arg + 8),
+            len: u64_at(b, arg + 16),
+        },
+        UFFD_EVENT_REMOVE => Event::Remove {
+            start: u64_at(b, arg),
+            end: u64_at(b, arg + 8),
+        },
+        UFFD_EVENT_UNMAP => Event::Unmap {
+            start: u64_at(b, arg),
+            end: u64_at(b, arg + 8),
+        },
         other => Event::Other(other),
     }
 }
@@ -107,7 +133,18 @@ pub fn read_event(fd: RawFd) -> std::io::Result<Option<Event>> {
     if n != 32 {
         return Err(std::io::Error::other("short userfaultfd message"));
     }
-    Ok(Some(parse_msg(&b)))
+    Ok(Some(match parse_msg(&b) {
+        // SAFETY: the kernel installed this descriptor in our table with the message it
+        // just gave us; nobody else owns it.
+        Event::Fork { uffd } => Event::Fork {
+            uffd: unsafe { OwnedFd::from_raw_fd(uffd) },
+        },
+        Event::PageFault { address } => Event::PageFault { address },
+        Event::Remap { from, to, len } => Event::Remap { from, to, len },
+        Event::Remove { start, end } => Event::Remove { start, end },
+        Event::Unmap { start, end } => Event::Unmap { start, end },
+        Event::Other(k) => Event::Other(k),
+    }))
 }
 
 fn errno() -> i32 {
@@ -148,7 +185,11 @@ pub fn copy(fd: &impl AsRawFd, dst: u64, data: &[u8]) -> std::io::Result<Fill> {
 
 /// Maps zero pages at `[start, start+len)`; pages already there are fine.
 pub fn zeropage(fd: &impl AsRawFd, start: u64, len: u64) -> std::io::Result<Fill> {
-    let mut z = UffdioZeropage { range: UffdioRange { start, len }, mode: 0, zeropage: 0 };
+    let mut z = UffdioZeropage {
+        range: UffdioRange { start, len },
+        mode: 0,
+        zeropage: 0,
+    };
     // SAFETY: plain ioctl on a userfaultfd with a valid argument struct.
     if unsafe { libc::ioctl(fd.as_raw_fd(), UFFDIO_ZEROPAGE, &mut z) } == 0 {
         return Ok(Fill::Done);
@@ -185,12 +226,24 @@ mod tests {
         let mut b = [0u8; 32];
         b[0] = UFFD_EVENT_PAGEFAULT;
         b[16..24].copy_from_slice(&0x7f00_0000_1234u64.to_le_bytes());
-        assert!(matches!(parse_msg(&b), Event::PageFault { address: 0x7f00_0000_1234 }));
+        assert!(matches!(
+            parse_msg(&b),
+            Event::PageFault {
+                address: 0x7f00_0000_1234
+            }
+        ));
         b[0] = UFFD_EVENT_REMAP;
         b[8..16].copy_from_slice(&1u64.to_le_bytes());
         b[16..24].copy_from_slice(&2u64.to_le_bytes());
         b[24..32].copy_from_slice(&3u64.to_le_bytes());
-        assert!(matches!(parse_msg(&b), Event::Remap { from: 1, to: 2, len: 3 }));
+        assert!(matches!(
+            parse_msg(&b),
+            Event::Remap {
+                from: 1,
+                to: 2,
+                len: 3
+            }
+        ));
         b[0] = UFFD_EVENT_REMOVE;
         assert!(matches!(parse_msg(&b), Event::Remove { start: 1, end: 2 }));
         b[0] = 0x77;
@@ -201,7 +254,13 @@ mod tests {
     fn ioctl_numbers_match_the_kernel_headers() {
         let ioc = |dir: u64, nr: u64, size: u64| (dir << 30) | (size << 16) | (0xAA << 8) | nr;
         assert_eq!(UFFDIO_UNREGISTER, ioc(2, 1, 16) as libc::c_ulong);
-        assert_eq!(UFFDIO_COPY, ioc(3, 3, std::mem::size_of::<UffdioCopy>() as u64) as libc::c_ulong);
-        assert_eq!(UFFDIO_ZEROPAGE, ioc(3, 4, std::mem::size_of::<UffdioZeropage>() as u64) as libc::c_ulong);
+        assert_eq!(
+            UFFDIO_COPY,
+            ioc(3, 3, std::mem::size_of::<UffdioCopy>() as u64) as libc::c_ulong
+        );
+        assert_eq!(
+            UFFDIO_ZEROPAGE,
+            ioc(3, 4, std::mem::size_of::<UffdioZeropage>() as u64) as libc::c_ulong
+        );
     }
 }

@@ -2,31 +2,34 @@
 //!
 //! The container is frozen (not killed) and its network locked from the freeze until the
 //! destination confirms the container runs there. Every failure before `Commit` is sent
-//! rolls back by the rules of [`ferry_engine::source::rollback`].
+//! rolls back by the rules of [`ferry_engine::source::rollback`]. The dump itself is
+//! either cold ([`cold`]: every page travels before the restore) or lazy ([`lazy`]:
+//! post-copy, the pages follow once the container runs at the destination).
 
+mod cold;
 mod inspect;
+mod lazy;
 mod send;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ferry_criu::images::{ImageSizes, Stats};
-use ferry_criu::log::diagnose;
-use ferry_criu::plan::{CheckpointSpec, CriuOptionPlan, NetworkLock, PageTransport};
 use ferry_engine::report::{CriuErrors, Operation, Outcome, Report};
 use ferry_engine::source::{rollback, Rollback, SourceProgress, Undo};
 use ferry_engine::timeline::{ms, Timeline};
 use ferry_engine::usage::UsageMeter;
-use ferry_proto::{Fault, Message, MigrateOptions, Role, SessionState, Strategy};
-use ferry_runtime::{CheckpointArgs, Runtime};
-use ferry_transport::{connect, ClientHello, Conn, Endpoint};
+use ferry_netns::RealRunner;
+use ferry_proto::{Message, MigrateOptions, Role, SessionState, Strategy};
+use ferry_runtime::freezer::Freezer;
+use ferry_runtime::Runtime;
+use ferry_transport::{connect, ClientHello, Conn, Endpoint, Stream};
 use tokio::sync::mpsc::UnboundedSender;
 
 pub use inspect::{inspect, resident_bytes, Facts};
 pub use send::{bundle_digest, image_files, send_bundle, send_images};
 
-use crate::pagestream::PageFifos;
+use crate::network::ContainerNet;
 use crate::state::{Agent, Claim};
 use crate::AgentError;
 
@@ -57,6 +60,10 @@ impl Failure {
             criu: None,
         }
     }
+
+    fn unexpected(m: &Message) -> Self {
+        Self::new(format!("unexpected {} from the destination", m.name()))
+    }
 }
 
 impl From<AgentError> for Failure {
@@ -75,11 +82,22 @@ impl From<ferry_transport::TransportError> for Failure {
 }
 
 /// Which strategy actually runs for a request.
-pub fn effective_strategy(s: Strategy) -> Result<Strategy, AgentError> {
-    match s {
-        Strategy::Cold | Strategy::Auto => Ok(Strategy::Cold),
+pub fn effective_strategy(
+    options: &MigrateOptions,
+    lazy_pages: bool,
+) -> Result<Strategy, AgentError> {
+    match options.strategy {
+        Strategy::Cold => Ok(Strategy::Cold),
+        Strategy::Postcopy if lazy_pages => Ok(Strategy::Postcopy),
+        Strategy::Postcopy => Err(AgentError::Input(
+            "post-copy needs userfaultfd, which this host lacks (see 'ferry doctor'); use --strategy cold".into(),
+        )),
+        // Post-copy ties the container to the source until its last page arrived; auto
+        // only takes that risk when the user allows it.
+        Strategy::Auto if options.allow_postcopy && lazy_pages => Ok(Strategy::Postcopy),
+        Strategy::Auto => Ok(Strategy::Cold),
         other => Err(AgentError::Input(format!(
-            "strategy '{other}' is not implemented in this ferry version; use --strategy cold"
+            "strategy '{other}' is not implemented in this ferry version; use --strategy cold or postcopy"
         ))),
     }
 }
@@ -91,7 +109,7 @@ pub async fn migrate(
     req: MigrateRequest,
     events: UnboundedSender<Message>,
 ) -> Result<Report, AgentError> {
-    let strategy = effective_strategy(req.options.strategy)?;
+    let strategy = effective_strategy(&req.options, agent.lazy_pages)?;
     let claim = agent.claim(&req.container).map_err(AgentError::Input)?;
     if !agent
         .wait_memory_complete(&req.container, Duration::from_secs(300))
@@ -111,10 +129,12 @@ pub async fn migrate(
     })
 }
 
-struct SourceRun {
+/// One outgoing migration.
+pub(crate) struct SourceRun {
     agent: Arc<Agent>,
     req: MigrateRequest,
     facts: Facts,
+    strategy: Strategy,
     session: String,
     dir: PathBuf,
     tl: Timeline,
@@ -124,6 +144,8 @@ struct SourceRun {
     conn: Option<Conn>,
     pages_sent: u64,
     t_freeze: Option<Instant>,
+    /// The lazy dump still running, if any (post-copy).
+    lazy: Option<lazy::LazyDump>,
     events: UnboundedSender<Message>,
     _claim: Claim,
 }
@@ -154,6 +176,7 @@ impl SourceRun {
             agent,
             req,
             facts,
+            strategy,
             session,
             dir,
             tl: Timeline::new(),
@@ -163,6 +186,7 @@ impl SourceRun {
             conn: None,
             pages_sent: 0,
             t_freeze: None,
+            lazy: None,
             events,
             _claim: claim,
         })
@@ -182,11 +206,23 @@ impl SourceRun {
             .ok_or_else(|| Failure::new("not connected to the destination"))
     }
 
+    fn hello(&self, role: Role, session: Option<String>) -> ClientHello {
+        ClientHello {
+            role,
+            host: self.agent.cfg.name.clone(),
+            session,
+        }
+    }
+
     async fn expect(&mut self, what: &str) -> Result<Message, Failure> {
+        self.expect_within(what, PEER_TIMEOUT).await
+    }
+
+    async fn expect_within(&mut self, what: &str, limit: Duration) -> Result<Message, Failure> {
         let conn = self.conn()?;
-        match tokio::time::timeout(PEER_TIMEOUT, conn.recv_msg()).await {
+        match tokio::time::timeout(limit, conn.recv_msg()).await {
             Err(_) => Err(Failure::new(format!(
-                "the destination did not answer within {PEER_TIMEOUT:?} (waiting for {what})"
+                "the destination did not answer within {limit:?} (waiting for {what})"
             ))),
             Ok(Err(e)) => Err(e.into()),
             Ok(Ok(Message::Error { message })) => {
@@ -196,21 +232,30 @@ impl SourceRun {
         }
     }
 
-    /// Everything up to the destination's confirmation.
     async fn forward(&mut self) -> Result<(), Failure> {
-        let secret = self.agent.cfg.secret.clone();
-        let me = self.agent.cfg.name.clone();
-        let hello = move |role, session| ClientHello {
-            role,
-            host: me.clone(),
-            session,
-        };
+        self.prepare_destination().await?;
+        let pages = self.page_channel(Role::Pages).await?;
+        match self.strategy {
+            Strategy::Postcopy => {
+                let urgent = self.page_channel(Role::UrgentPages).await?;
+                self.forward_lazy(pages, urgent).await
+            }
+            _ => self.forward_cold(pages).await,
+        }
+    }
 
+    /// Connect, prepare the destination, and send the bundle if it lacks it.
+    async fn prepare_destination(&mut self) -> Result<(), Failure> {
+        let secret = self.agent.cfg.secret.clone();
         let t = Instant::now();
         self.progress("connect", 0, 0);
-        let conn = connect(&self.req.dest, hello(Role::Peer, None), secret.as_ref())
-            .await
-            .map_err(|e| Failure::new(format!("destination unreachable: {e}")))?;
+        let conn = connect(
+            &self.req.dest,
+            self.hello(Role::Peer, None),
+            secret.as_ref(),
+        )
+        .await
+        .map_err(|e| Failure::new(format!("destination unreachable: {e}")))?;
         self.report.destination = Some(conn.peer_host().to_string());
         self.conn = Some(conn);
         self.tl.record("connect", t);
@@ -220,7 +265,7 @@ impl SourceRun {
         let prepare = Message::Prepare {
             session: self.session.clone(),
             container: self.req.container.clone(),
-            strategy: Strategy::Cold,
+            strategy: self.strategy,
             bundle_digest: digest.clone(),
             net: Some(self.facts.spec.clone()),
             tcp_established: self.req.options.tcp_established,
@@ -229,12 +274,7 @@ impl SourceRun {
         self.conn()?.send(&prepare).await?;
         let need_bundle = match self.expect("prepared").await? {
             Message::Prepared { need_bundle } => need_bundle,
-            other => {
-                return Err(Failure::new(format!(
-                    "unexpected {} from the destination",
-                    other.name()
-                )))
-            }
+            other => return Err(Failure::unexpected(&other)),
         };
         self.tl.record("prepare", t);
 
@@ -245,12 +285,7 @@ impl SourceRun {
             let bytes = send_bundle(self.conn()?, &bundle).await?;
             match self.expect("bundle_stored").await? {
                 Message::BundleStored => {}
-                other => {
-                    return Err(Failure::new(format!(
-                        "unexpected {} from the destination",
-                        other.name()
-                    )))
-                }
+                other => return Err(Failure::unexpected(&other)),
             }
             self.report.bundle_bytes = bytes;
             self.tl.record("bundle", t);
@@ -260,24 +295,20 @@ impl SourceRun {
                 .notes
                 .push("the destination already had the bundle".into());
         }
+        Ok(())
+    }
 
-        // The page channel: a second authenticated connection. CRIU dumps pages into
-        // FIFOs that a streamer splices into its socket (see pagestream).
-        let pages = connect(
-            &self.req.dest,
-            hello(Role::Pages, Some(self.session.clone())),
-            secret.as_ref(),
-        )
-        .await?;
-        let sock = pages
-            .into_stream()
-            .into_blocking_fd()
-            .map_err(|e| Failure::new(format!("page channel: {e}")))?;
-        let streamer = PageFifos::create(&self.dir)
-            .and_then(|f| f.stream(sock))
-            .map_err(|e| Failure::new(format!("cannot start the page stream: {e}")))?;
+    /// The page channel: a second authenticated connection to the destination.
+    async fn page_channel(&mut self, role: Role) -> Result<Stream, Failure> {
+        let secret = self.agent.cfg.secret.clone();
+        let hello = self.hello(role, Some(self.session.clone()));
+        Ok(connect(&self.req.dest, hello, secret.as_ref())
+            .await?
+            .into_stream())
+    }
 
-        let estimate = resident_bytes(&self.facts.freezer);
+    /// The downtime starts: freeze the container and lock its network.
+    async fn freeze_and_lock(&mut self) -> Result<(), Failure> {
         let t = Instant::now();
         self.t_freeze = Some(t);
         let freezer = self.facts.freezer.clone();
@@ -292,64 +323,16 @@ impl SourceRun {
         self.facts
             .net
             .hold_lock()
-            .install(&ferry_netns::RealRunner)
+            .install(&RealRunner)
             .await
             .map_err(|e| Failure::new(e.to_string()))?;
         self.p.locked = true;
         self.tl.record("lock", t);
+        Ok(())
+    }
 
-        let t = Instant::now();
-        let plan = CriuOptionPlan::checkpoint(
-            &CheckpointSpec {
-                leave_running: true,
-                tcp_established: self.req.options.tcp_established,
-                file_locks: self.req.options.file_locks,
-                pages: PageTransport::ImagesDir,
-                // ferry's hold lock is already in place and outlives the dump.
-                network_lock: NetworkLock::Skip,
-            },
-            &self.facts.config_target,
-        )
-        .map_err(|e| Failure::new(e.to_string()))?;
-        let ticker = self.start_ticker(&streamer, estimate);
-        let dump = self
-            .agent
-            .runc
-            .checkpoint(
-                &self.req.container,
-                CheckpointArgs {
-                    images: &self.dir,
-                    work: &self.dir,
-                    plan: &plan,
-                    config_target: &self.facts.config_target,
-                    fds: Vec::new(),
-                },
-            )
-            .await;
-        ticker.abort();
-        if let Err(e) = dump {
-            streamer.abort().await;
-            let failure = diagnose(&self.dir.join("dump.log"), &e.to_string());
-            return Err(Failure {
-                reason: format!("checkpoint failed: {failure}"),
-                criu: Some(CriuErrors {
-                    log: failure.log_path.display().to_string(),
-                    lines: failure.error_lines,
-                }),
-            });
-        }
-        self.p.dumped = true;
-        self.tl.record("dump", t);
-
-        let t = Instant::now();
-        let pages_bytes = streamer
-            .finish()
-            .await
-            .map_err(|e| Failure::new(format!("the page transfer broke: {e}")))?;
-        self.tl.record("pages", t);
-        self.pages_sent = pages_bytes;
-        self.progress("pages", pages_bytes, pages_bytes);
-
+    /// After the dump: detach the source's link and send the image files.
+    async fn detach_and_send_images(&mut self, pages_bytes: u64) -> Result<(), Failure> {
         let t = Instant::now();
         self.facts
             .net
@@ -364,22 +347,21 @@ impl SourceRun {
         send_images(self.conn()?, &dir, pages_bytes).await?;
         match self.expect("images_stored").await? {
             Message::ImagesStored => {}
-            other => {
-                return Err(Failure::new(format!(
-                    "unexpected {} from the destination",
-                    other.name()
-                )))
-            }
+            other => return Err(Failure::unexpected(&other)),
         }
         self.tl.record("images", t);
-        let mut sizes = ImageSizes::measure(&self.dir).unwrap_or_default();
+        let mut sizes = ferry_criu::images::ImageSizes::measure(&self.dir).unwrap_or_default();
         sizes.pages_bytes += pages_bytes;
         sizes.total_bytes += pages_bytes;
         self.report.images = Some(sizes);
-        self.report.criu.dump = Stats::read(&self.dir.join("stats-dump"))
+        self.report.criu.dump = ferry_criu::images::Stats::read(&self.dir.join("stats-dump"))
             .ok()
             .and_then(|s| s.dump);
+        Ok(())
+    }
 
+    /// `Restore` until `Restored`: the container runs at the destination, still isolated.
+    async fn restore_remote(&mut self) -> Result<(), Failure> {
         let t = Instant::now();
         self.progress("restore", 0, 0);
         self.conn()?.send(&Message::Restore).await?;
@@ -390,27 +372,21 @@ impl SourceRun {
                     "the destination could not restore the container: {reason}"
                 )))
             }
-            other => {
-                return Err(Failure::new(format!(
-                    "unexpected {} from the destination",
-                    other.name()
-                )))
-            }
+            other => return Err(Failure::unexpected(&other)),
         };
         self.tl.record("restore", t);
         self.absorb_dest_stats(&stats);
+        Ok(())
+    }
 
+    /// `Commit` until `Committed`: the downtime ends.
+    async fn commit(&mut self) -> Result<(), Failure> {
         let t = Instant::now();
         self.conn()?.send(&Message::Commit).await?;
         self.p.commit_sent = true;
         match self.expect("committed").await? {
             Message::Committed { .. } => {}
-            other => {
-                return Err(Failure::new(format!(
-                    "unexpected {} from the destination",
-                    other.name()
-                )))
-            }
+            other => return Err(Failure::unexpected(&other)),
         }
         self.p.committed = true;
         self.tl.record("commit", t);
@@ -418,32 +394,6 @@ impl SourceRun {
             self.report.downtime_ms = Some(ms(f.elapsed()));
         }
         Ok(())
-    }
-
-    fn start_ticker(
-        &self,
-        streamer: &crate::pagestream::Streamer,
-        estimate: u64,
-    ) -> tokio::task::JoinHandle<()> {
-        if self.req.options.inject_fault == Some(Fault::CutTransfer)
-            && self.agent.cfg.allow_fault_injection
-        {
-            tracing::warn!("fault injection: the page channel breaks after its first chunk");
-            streamer.cut_after(1);
-        }
-        let sent = streamer.counter();
-        let events = self.events.clone();
-        tokio::spawn(async move {
-            loop {
-                let done = sent.load(std::sync::atomic::Ordering::Relaxed);
-                let _ = events.send(Message::Progress {
-                    phase: "pages".into(),
-                    done,
-                    total: estimate.max(done),
-                });
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        })
     }
 
     fn absorb_dest_stats(&mut self, stats: &serde_json::Value) {
@@ -464,28 +414,23 @@ impl SourceRun {
         self.conn.as_ref().map_or(0, Conn::bytes_sent) + self.pages_sent
     }
 
-    /// The container runs at the destination: remove it here.
+    /// The container runs at the destination with all its memory: remove it here.
     async fn succeed(mut self) -> Report {
         let t = Instant::now();
         self.progress("cleanup", 0, 0);
         let mut warnings = Vec::new();
         // Kill while frozen, then thaw: the processes die without running again.
-        for pid in self.facts.freezer.procs() {
-            // SAFETY: plain kill(2) on a pid of the container's cgroup.
-            unsafe {
-                libc::kill(pid as i32, libc::SIGKILL);
-            }
-        }
-        let _ = self.facts.freezer.thaw();
+        kill_frozen(&self.facts.freezer);
         if let Err(e) = self.agent.runc.delete(&self.req.container, true).await {
             warnings.push(format!("removing the source container: {e}"));
         }
         if let Err(e) = self.facts.net.destroy().await {
             warnings.push(format!("removing the source network namespace: {e}"));
         }
-        let _ = std::fs::remove_dir_all(&self.dir);
+        crate::logs::remove_session_dir(&self.agent, &self.session, &self.dir);
         self.agent.registry.remove(&self.req.container);
         self.tl.record("cleanup", t);
+        self.report.source_released_ms = Some(self.tl.elapsed_ms());
         self.report.notes.extend(warnings);
         self.report.outcome = Outcome::Migrated;
         self.finish_report()
@@ -503,11 +448,7 @@ impl SourceRun {
     async fn resolve(&self) -> Option<SessionState> {
         let start = Instant::now();
         while start.elapsed() < RESOLVE_FOR {
-            let hello = ClientHello {
-                role: Role::Peer,
-                host: self.agent.cfg.name.clone(),
-                session: None,
-            };
+            let hello = self.hello(Role::Peer, None);
             if let Ok(mut c) = connect(&self.req.dest, hello, self.agent.cfg.secret.as_ref()).await
             {
                 if c.send(&Message::Resolve {
@@ -534,7 +475,23 @@ impl SourceRun {
         tracing::warn!(container = %self.req.container, reason = %f.reason, "migration failed");
         self.report.reason = Some(f.reason.clone());
         self.report.criu_errors = f.criu;
+        // A lazy dump still serves pages: end it first, so CRIU lets go of the processes.
+        if let Some(l) = self.lazy.take() {
+            l.stop().await;
+        }
         let mut plan = rollback(&self.p);
+        if plan == Rollback::KeepFrozen {
+            tracing::error!(container = %self.req.container, "post-copy broke after the container started at the destination; it stays frozen here");
+            self.report.outcome = Outcome::Failed;
+            self.report.reason = Some(format!(
+                "{}; the container had started on {} but cannot go on there without its memory, so the destination stops that copy; it is kept frozen on {} as it was when it left: 'ferry resume {}' resumes it here (whatever it did at the destination is lost)",
+                f.reason,
+                self.report.destination.clone().unwrap_or_default(),
+                self.agent.cfg.name,
+                self.req.container
+            ));
+            return self.finish_report();
+        }
         if plan == Rollback::InDoubt {
             match self.resolve().await {
                 Some(SessionState::Committed) => {
@@ -571,26 +528,10 @@ impl SourceRun {
             .await;
         }
         let t = Instant::now();
-        let mut undo_errors = Vec::new();
-        if let Rollback::Undo(steps) = &plan {
-            for step in steps {
-                let r = match step {
-                    Undo::LinkUp => self.facts.net.up().await.map_err(|e| e.to_string()),
-                    Undo::Unlock => self
-                        .facts
-                        .net
-                        .hold_lock()
-                        .remove(&ferry_netns::RealRunner)
-                        .await
-                        .map_err(|e| e.to_string()),
-                    Undo::Thaw => self.facts.freezer.thaw().map_err(|e| e.to_string()),
-                    Undo::Announce => self.facts.net.announce().await.map_err(|e| e.to_string()),
-                };
-                if let Err(e) = r {
-                    undo_errors.push(format!("{step:?}: {e}"));
-                }
-            }
-        }
+        let undo_errors = match &plan {
+            Rollback::Undo(steps) => undo(&self.facts.net, &self.facts.freezer, steps).await,
+            _ => Vec::new(),
+        };
         self.tl.record("rollback", t);
         if let Some(fz) = self.t_freeze {
             self.report.downtime_ms = Some(ms(fz.elapsed()));
@@ -609,5 +550,72 @@ impl SourceRun {
             ));
         }
         self.finish_report()
+    }
+}
+
+/// Kills a frozen container's processes; they die when thawed, without running again.
+fn kill_frozen(freezer: &Freezer) {
+    for pid in freezer.procs() {
+        // SAFETY: plain kill(2) on a pid of the container's own cgroup.
+        unsafe {
+            libc::kill(pid as i32, libc::SIGKILL);
+        }
+    }
+    let _ = freezer.thaw();
+}
+
+/// Undoes source steps; returns what could not be undone.
+async fn undo(net: &ContainerNet, freezer: &Freezer, steps: &[Undo]) -> Vec<String> {
+    let mut errors = Vec::new();
+    for step in steps {
+        let r = match step {
+            Undo::LinkUp => net.up().await.map_err(|e| e.to_string()),
+            Undo::Unlock => net
+                .hold_lock()
+                .remove(&RealRunner)
+                .await
+                .map_err(|e| e.to_string()),
+            Undo::Thaw => freezer.thaw().map_err(|e| e.to_string()),
+            Undo::Announce => net.announce().await.map_err(|e| e.to_string()),
+        };
+        if let Err(e) = r {
+            errors.push(format!("{step:?}: {e}"));
+        }
+    }
+    errors
+}
+
+/// Resumes a container this agent keeps frozen after a failed post-copy migration.
+pub async fn resume(agent: &Arc<Agent>, name: &str) -> Result<(), AgentError> {
+    let _claim = agent.claim(name).map_err(AgentError::Input)?;
+    let state = agent.runc.state(name).await?;
+    if state.status != "paused" {
+        return Err(AgentError::Input(format!(
+            "container '{name}' is {}, not frozen; there is nothing to resume",
+            state.status
+        )));
+    }
+    let spec = agent
+        .registry
+        .get(name)
+        .and_then(|r| r.net)
+        .ok_or_else(|| {
+            AgentError::Input(format!("container '{name}' is not managed by this agent"))
+        })?;
+    let net = crate::containers::container_net(agent, name, &spec)?;
+    let freezer = Freezer::for_pid(state.pid)?;
+    let errors = undo(
+        &net,
+        &freezer,
+        &[Undo::LinkUp, Undo::Unlock, Undo::Thaw, Undo::Announce],
+    )
+    .await;
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(AgentError::Input(format!(
+            "resuming '{name}' failed: {}",
+            errors.join("; ")
+        )))
     }
 }

@@ -51,6 +51,10 @@ pub struct Args {
     /// Honour fault-injection requests (tests only).
     #[arg(long, hide = true)]
     pub allow_fault_injection: bool,
+    /// Keep the CRIU and runc logs of every session under STATE_DIR/logs, not only those
+    /// of sessions that failed.
+    #[arg(long, env = "FERRY_KEEP_LOGS", value_parser = clap::builder::FalseyValueParser::new())]
+    pub keep_logs: bool,
 }
 
 /// Enters a named network namespace; must run before any thread is started.
@@ -98,6 +102,7 @@ pub async fn run(a: Args) -> anyhow::Result<i32> {
         },
         allow_fault_injection: a.allow_fault_injection,
         max_sessions: a.max_sessions,
+        keep_logs: a.keep_logs,
     };
     ferry_agent::daemon::run(cfg).await?;
     Ok(0)

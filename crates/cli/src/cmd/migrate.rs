@@ -14,9 +14,15 @@ pub struct Args {
     /// Destination: a lab host name, or an agent address HOST:PORT.
     #[arg(long)]
     to: String,
-    /// cold (checkpoint, stream, restore); others come with later versions.
+    /// cold (every page moves before the container restarts), postcopy (the container
+    /// restarts at once, its pages follow), or auto (cold, or postcopy when allowed).
     #[arg(long, default_value = "cold")]
     strategy: Strategy,
+    /// Let --strategy auto choose post-copy. Post-copy ties the container to the source
+    /// until its last page arrived: if the link or the source is lost before, the
+    /// container stops at the destination and stays frozen at the source.
+    #[arg(long)]
+    allow_postcopy: bool,
     /// The agent that runs the container now: a lab host name, a Unix socket, or
     /// HOST:PORT. Default: in a lab, the host running it; otherwise /var/lib/ferry/agent.sock.
     #[arg(long)]
@@ -66,23 +72,7 @@ async fn resolve(a: &Args) -> anyhow::Result<(Endpoint, Option<Secret>, String)>
         Some(p) => Some(Secret::from_file(p)?),
         None => None,
     };
-    let source = match (&a.agent, &lab) {
-        (Some(s), lab) => match (s.parse::<Endpoint>(), lab) {
-            (Ok(ep), _) => ep,
-            (Err(_), Some(l)) => Endpoint::Unix(l.host(s)?.control.clone()),
-            (Err(e), None) => return Err(e.into()),
-        },
-        (None, Some(l)) => {
-            let h = ferry_lab::host_of(l, &a.container).await.with_context(|| {
-                format!(
-                    "no host of lab '{}' runs a container named '{}'; see 'ferry lab status'",
-                    l.name, a.container
-                )
-            })?;
-            Endpoint::Unix(h.control)
-        }
-        (None, None) => Endpoint::Unix(PathBuf::from("/var/lib/ferry/agent.sock")),
-    };
+    let source = super::agent_of(a.agent.as_deref(), lab.as_ref(), &a.container, "running").await?;
     Ok((source, secret, dest))
 }
 
@@ -95,6 +85,7 @@ pub async fn run(a: Args) -> anyhow::Result<i32> {
         strategy: a.strategy,
         tcp_established: !a.no_tcp_established,
         file_locks: a.file_locks,
+        allow_postcopy: a.allow_postcopy,
         inject_fault: a.inject_fault,
         ..Default::default()
     };

@@ -1,0 +1,22 @@
+//! Post-copy: the container runs at the destination before its memory is there.
+//!
+//! - [`pump`]: the source asks the dump's CRIU (a lazy page server on a local socket
+//!   pair) for every page and streams them to the destination, demands first;
+//! - [`daemon`]: the destination is CRIU's lazy-pages daemon itself: it receives the
+//!   restored processes' userfaultfds, installs pages as they arrive, asks the source
+//!   first for those a process faulted on, and follows the processes' memory changes;
+//! - [`ranges`]: which pages are still missing; [`uffd`]: the kernel interface.
+
+pub mod daemon;
+pub mod pump;
+pub mod ranges;
+pub mod uffd;
+
+/// The two page channels between source and destination (see `ferry_proto::postcopy`).
+#[derive(Debug)]
+pub struct Channels<P> {
+    /// Background pages, source to destination.
+    pub bulk: P,
+    /// Demands one way, their answers the other; also `Start` and `Done`.
+    pub urgent: P,
+}

@@ -1,0 +1,614 @@
+//! The source side of post-copy: ferry asks the dump's CRIU (its lazy page server, on a
+//! local socket pair) for every lazy page, a few requests in flight, and forwards the
+//! answers to the destination: background pages on the bulk channel, pages a process
+//! faulted on (demands) on the urgent one. Demands jump CRIU's queue too.
+
+use std::collections::VecDeque;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use ferry_criu::images::{read_pagemap, PE_LAZY};
+use ferry_criu::pageserver::{Psi, PSI_LEN, PS_IOV_ADD_F};
+use ferry_proto::postcopy::{PcHeader, PcKind, PAGE_SIZE, PC_HEADER_LEN, PC_MAX_PAGES};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+
+use super::Channels;
+
+/// A run of lazy pages of one process, as the images number it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LazyRun {
+    pub pid: u32,
+    pub vaddr: u64,
+    pub nr_pages: u64,
+}
+
+/// The lazy runs of every `pagemap-<pid>.img` in `dir`.
+pub fn lazy_runs(dir: &Path) -> std::io::Result<Vec<LazyRun>> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir)?.filter_map(Result::ok) {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix("pagemap-")
+            .and_then(|r| r.strip_suffix(".img"))
+            .and_then(|n| n.parse().ok())
+        else {
+            continue;
+        };
+        let buf = ferry_criu::images::read_meta_file(&e.path()).map_err(std::io::Error::other)?;
+        let map = read_pagemap(&buf, &name).map_err(std::io::Error::other)?;
+        out.extend(
+            map.entries
+                .iter()
+                .filter(|pe| pe.flags & PE_LAZY != 0)
+                .map(|pe| LazyRun {
+                    pid,
+                    vaddr: pe.vaddr,
+                    nr_pages: pe.nr_pages,
+                }),
+        );
+    }
+    out.sort_by_key(|r| (r.pid, r.vaddr));
+    Ok(out)
+}
+
+/// What the pump sent so far: read while it runs (progress, and what a failed run sent).
+#[derive(Debug, Default)]
+pub struct Sent {
+    pub pages: AtomicU64,
+    pub bytes: AtomicU64,
+}
+
+/// What the pump did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PumpStats {
+    pub pages_total: u64,
+    pub pages_pushed: u64,
+    pub pages_answered: u64,
+    pub bytes_sent: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PumpError {
+    #[error("the page channel to the destination broke: {0}")]
+    Peer(std::io::Error),
+    #[error("the dump's page server failed: {0}")]
+    Criu(std::io::Error),
+    #[error("protocol error: {0}")]
+    Protocol(String),
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Req {
+    token: u32,
+    pid: u32,
+    vaddr: u64,
+    nr_pages: u64,
+    demand: bool,
+}
+
+/// Pages per background request: small, so that a demand never waits long behind one.
+const BACKGROUND_PAGES: u64 = 64;
+/// Background requests CRIU may have in hand at once (a demand queues behind them).
+const CRIU_AHEAD: usize = 4;
+/// How long CRIU may take to acknowledge the end of the page transfer.
+const CLOSE_WITHIN: std::time::Duration = std::time::Duration::from_secs(30);
+/// Background chunks read from CRIU but not yet on the wire: enough to keep the link busy.
+const BULK_WINDOW: usize = 32;
+
+enum FromCriu {
+    Pages(Psi, Vec<u8>),
+    Closed(std::io::Result<()>),
+}
+
+enum FromPeer {
+    Demand(PcHeader),
+    Start,
+    Done,
+    Closed(std::io::Result<()>),
+}
+
+async fn read_criu<R: AsyncRead + Unpin>(mut r: R, tx: mpsc::Sender<FromCriu>) {
+    loop {
+        let mut h = [0u8; PSI_LEN];
+        if let Err(e) = r.read_exact(&mut h).await {
+            let _ = tx.send(FromCriu::Closed(Err(e))).await;
+            return;
+        }
+        let psi = Psi::decode(&h);
+        if psi.command() != PS_IOV_ADD_F || psi.nr_pages > u64::from(PC_MAX_PAGES) {
+            let _ = tx
+                .send(FromCriu::Closed(Err(std::io::Error::other(format!(
+                    "unexpected answer {:#x}",
+                    psi.cmd
+                )))))
+                .await;
+            return;
+        }
+        let mut data = vec![0u8; (psi.nr_pages * PAGE_SIZE) as usize];
+        if let Err(e) = r.read_exact(&mut data).await {
+            let _ = tx.send(FromCriu::Closed(Err(e))).await;
+            return;
+        }
+        if tx.send(FromCriu::Pages(psi, data)).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn read_peer<R: AsyncRead + Unpin>(mut r: R, tx: mpsc::UnboundedSender<FromPeer>) {
+    loop {
+        let mut h = [0u8; PC_HEADER_LEN];
+        if let Err(e) = r.read_exact(&mut h).await {
+            let _ = tx.send(FromPeer::Closed(Err(e)));
+            return;
+        }
+        let msg = match PcHeader::decode(&h) {
+            Ok(h) if h.kind == PcKind::Demand => FromPeer::Demand(h),
+            Ok(h) if h.kind == PcKind::Done => FromPeer::Done,
+            Ok(h) if h.kind == PcKind::Start => FromPeer::Start,
+            Ok(h) => FromPeer::Closed(Err(std::io::Error::other(format!(
+                "unexpected {:?} from the destination",
+                h.kind
+            )))),
+            Err(e) => FromPeer::Closed(Err(std::io::Error::other(e.to_string()))),
+        };
+        let stop = matches!(msg, FromPeer::Closed(_) | FromPeer::Done);
+        if tx.send(msg).is_err() || stop {
+            return;
+        }
+    }
+}
+
+/// What the bulk writer puts on the wire: a chunk (holding its window slot until sent),
+/// or the end.
+enum Bulk {
+    Chunk {
+        header: PcHeader,
+        data: Vec<u8>,
+        _slot: OwnedSemaphorePermit,
+    },
+    End,
+}
+
+/// Writes background chunks to the bulk channel; a broken channel is reported as a lost
+/// destination.
+async fn write_bulk<W: AsyncWrite + Unpin>(
+    mut w: W,
+    mut rx: mpsc::UnboundedReceiver<Bulk>,
+    sent: Arc<Sent>,
+    lost: mpsc::UnboundedSender<FromPeer>,
+) {
+    while let Some(b) = rx.recv().await {
+        let r = match &b {
+            Bulk::Chunk { header, data, .. } => match w.write_all(&header.encode()).await {
+                Ok(()) => w.write_all(data).await.map(|()| PC_HEADER_LEN + data.len()),
+                Err(e) => Err(e),
+            },
+            Bulk::End => {
+                let end = PcHeader {
+                    kind: PcKind::End,
+                    token: 0,
+                    pid: 0,
+                    nr_pages: 0,
+                    vaddr: 0,
+                };
+                w.write_all(&end.encode()).await.map(|()| PC_HEADER_LEN)
+            }
+        };
+        match r {
+            Ok(n) => {
+                sent.bytes.fetch_add(n as u64, Ordering::Relaxed);
+            }
+            Err(e) => {
+                let _ = lost.send(FromPeer::Closed(Err(e)));
+                return;
+            }
+        }
+    }
+}
+
+/// Clamps a demand to the lazy run holding it (CRIU's server gives up on anything else).
+fn clamp(runs: &[LazyRun], h: &PcHeader) -> Option<Req> {
+    let r = runs.iter().find(|r| {
+        r.pid == h.pid && r.vaddr <= h.vaddr && h.vaddr < r.vaddr + r.nr_pages * PAGE_SIZE
+    })?;
+    let left = (r.vaddr + r.nr_pages * PAGE_SIZE - h.vaddr) / PAGE_SIZE;
+    Some(Req {
+        token: h.token,
+        pid: h.pid,
+        vaddr: h.vaddr,
+        nr_pages: left.min(u64::from(h.nr_pages)),
+        demand: true,
+    })
+}
+
+/// Every lazy page, cut into background requests.
+fn background_queue(runs: &[LazyRun]) -> VecDeque<Req> {
+    let mut q = VecDeque::new();
+    for r in runs {
+        let mut off = 0;
+        while off < r.nr_pages {
+            let n = (r.nr_pages - off).min(BACKGROUND_PAGES);
+            q.push_back(Req {
+                token: 0,
+                pid: r.pid,
+                vaddr: r.vaddr + off * PAGE_SIZE,
+                nr_pages: n,
+                demand: false,
+            });
+            off += n;
+        }
+    }
+    q
+}
+
+/// Moves every lazy page to the destination; returns when the destination says it has
+/// them all. `criu` is ferry's end of the dump's page-server socket; `peer` the two page
+/// channels. `sent` counts pages as they go (for progress). `cut_after` breaks the
+/// channels once that many pages went (fault injection).
+pub async fn pump<C, P>(
+    criu: C,
+    peer: Channels<P>,
+    runs: Vec<LazyRun>,
+    sent: Arc<Sent>,
+    cut_after: Option<u64>,
+) -> Result<PumpStats, PumpError>
+where
+    C: AsyncRead + AsyncWrite + Send + 'static,
+    P: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let (cr, mut cw) = tokio::io::split(criu);
+    let (ur, mut uw) = tokio::io::split(peer.urgent);
+    let (_, bw) = tokio::io::split(peer.bulk);
+    let (ctx, mut crx) = mpsc::channel(4);
+    let (ptx, mut prx) = mpsc::unbounded_channel();
+    let (btx, brx) = mpsc::unbounded_channel();
+    let tasks = [
+        tokio::spawn(read_criu(cr, ctx)),
+        tokio::spawn(read_peer(ur, ptx.clone())),
+        tokio::spawn(write_bulk(bw, brx, sent.clone(), ptx)),
+    ];
+    let window = Arc::new(Semaphore::new(BULK_WINDOW));
+
+    let mut stats = PumpStats {
+        pages_total: runs.iter().map(|r| r.nr_pages).sum(),
+        ..Default::default()
+    };
+    let mut background = background_queue(&runs);
+    let mut demands: VecDeque<Req> = VecDeque::new();
+    let mut outstanding: VecDeque<(Req, Option<OwnedSemaphorePermit>)> = VecDeque::new();
+    let mut end_queued = false;
+    let mut done = false;
+    // Background pushes wait until the restore finished: before that the destination
+    // cannot place them (only demands, from the restore itself, are served).
+    let mut started = false;
+
+    let result = 'pump: loop {
+        // Demands go to CRIU at once.
+        while let Some(req) = demands.pop_front() {
+            if let Err(e) = cw
+                .write_all(&Psi::get(req.pid, req.vaddr, req.nr_pages).encode())
+                .await
+            {
+                break 'pump Err(PumpError::Criu(e));
+            }
+            outstanding.push_back((req, None));
+        }
+        let background_out = outstanding.iter().filter(|(r, _)| !r.demand).count();
+        if !end_queued && started && background.is_empty() && background_out == 0 {
+            let _ = btx.send(Bulk::End);
+            end_queued = true;
+        }
+        if done && outstanding.is_empty() {
+            break Ok(());
+        }
+        let want_background =
+            started && !done && !background.is_empty() && background_out < CRIU_AHEAD;
+        tokio::select! {
+            biased;
+            m = prx.recv(), if !done => match m {
+                Some(FromPeer::Demand(h)) => {
+                    if let Some(req) = clamp(&runs, &h) {
+                        demands.push_back(req);
+                    }
+                }
+                Some(FromPeer::Start) => started = true,
+                Some(FromPeer::Done) => done = true,
+                Some(FromPeer::Closed(r)) => {
+                    break Err(PumpError::Peer(r.err().unwrap_or_else(|| std::io::Error::other("closed"))));
+                }
+                None => break Err(PumpError::Peer(std::io::Error::other("reader ended"))),
+            },
+            m = crx.recv() => match m {
+                Some(FromCriu::Pages(psi, data)) => {
+                    let Some((req, permit)) = outstanding.pop_front() else {
+                        break Err(PumpError::Protocol("an answer nobody asked for".into()));
+                    };
+                    if psi.vaddr != req.vaddr || psi.nr_pages == 0 || psi.nr_pages > req.nr_pages {
+                        break Err(PumpError::Protocol(format!(
+                            "CRIU answered {:#x}+{} for {:#x}+{}", psi.vaddr, psi.nr_pages, req.vaddr, req.nr_pages
+                        )));
+                    }
+                    if psi.nr_pages < req.nr_pages {
+                        let rest = Req { vaddr: req.vaddr + psi.nr_pages * PAGE_SIZE, nr_pages: req.nr_pages - psi.nr_pages, ..req };
+                        if req.demand { demands.push_front(rest) } else { background.push_front(rest) }
+                    }
+                    if done {
+                        continue; // the destination has every page already
+                    }
+                    let kind = if req.demand { PcKind::Answer } else { PcKind::Chunk };
+                    let h = PcHeader { kind, token: req.token, pid: req.pid, nr_pages: psi.nr_pages as u32, vaddr: psi.vaddr };
+                    match permit {
+                        Some(permit) => {
+                            let _ = btx.send(Bulk::Chunk { header: h, data, _slot: permit });
+                            stats.pages_pushed += psi.nr_pages;
+                        }
+                        None => {
+                            if let Err(e) = uw.write_all(&h.encode()).await {
+                                break Err(PumpError::Peer(e));
+                            }
+                            if let Err(e) = uw.write_all(&data).await {
+                                break Err(PumpError::Peer(e));
+                            }
+                            sent.bytes.fetch_add((PC_HEADER_LEN + data.len()) as u64, Ordering::Relaxed);
+                            stats.pages_answered += psi.nr_pages;
+                        }
+                    }
+                    let so_far = sent.pages.fetch_add(psi.nr_pages, Ordering::Relaxed) + psi.nr_pages;
+                    if cut_after.is_some_and(|c| so_far >= c) {
+                        tracing::warn!("fault injection: cutting the post-copy page channels");
+                        break Err(PumpError::Peer(std::io::Error::other("cut by fault injection")));
+                    }
+                }
+                Some(FromCriu::Closed(r)) => {
+                    break Err(PumpError::Criu(r.err().unwrap_or_else(|| std::io::Error::other("closed"))));
+                }
+                None => break Err(PumpError::Criu(std::io::Error::other("reader ended"))),
+            },
+            permit = window.clone().acquire_owned(), if want_background => {
+                let (Ok(permit), Some(req)) = (permit, background.pop_front()) else { continue };
+                if let Err(e) = cw.write_all(&Psi::get(req.pid, req.vaddr, req.nr_pages).encode()).await {
+                    break Err(PumpError::Criu(e));
+                }
+                outstanding.push_back((req, Some(permit)));
+            },
+        }
+    };
+    let [criu_reader, peer_tasks @ ..] = &tasks;
+    for t in peer_tasks {
+        t.abort();
+    }
+    stats.bytes_sent = sent.bytes.load(Ordering::Relaxed);
+    if result.is_ok() {
+        // Every page is at the destination: let CRIU finish its dump. It answers with a
+        // status word and closes its end; closing ours first would fail its dump.
+        if cw.write_all(&Psi::close().encode()).await.is_ok() {
+            let closed = async {
+                while let Some(m) = crx.recv().await {
+                    if matches!(m, FromCriu::Closed(_)) {
+                        break;
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(CLOSE_WITHIN, closed).await;
+        }
+    }
+    criu_reader.abort();
+    result.map(|()| stats)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A stand-in for CRIU's lazy page server: answers GETs with pages filled with their
+    /// page number, at most `clamp` pages at a time, and remembers CLOSE.
+    async fn fake_criu(mut s: tokio::io::DuplexStream, clamp: u64) -> bool {
+        loop {
+            let mut h = [0u8; PSI_LEN];
+            if s.read_exact(&mut h).await.is_err() {
+                return false;
+            }
+            let psi = Psi::decode(&h);
+            if psi.cmd == ferry_criu::pageserver::PS_IOV_CLOSE {
+                return true;
+            }
+            let n = psi.nr_pages.min(clamp);
+            let answer = Psi {
+                cmd: (4 << 16) | PS_IOV_ADD_F,
+                nr_pages: n,
+                ..psi
+            };
+            s.write_all(&answer.encode()).await.unwrap();
+            for i in 0..n {
+                let page = (psi.vaddr / PAGE_SIZE + i) as u8;
+                s.write_all(&[page; PAGE_SIZE as usize]).await.unwrap();
+            }
+        }
+    }
+
+    async fn read_pages<R: AsyncRead + Unpin>(r: &mut R) -> Option<(PcHeader, Vec<u8>)> {
+        let mut h = [0u8; PC_HEADER_LEN];
+        r.read_exact(&mut h).await.unwrap();
+        let h = PcHeader::decode(&h).unwrap();
+        if h.kind == PcKind::End {
+            return None;
+        }
+        let mut d = vec![0u8; h.data_len()];
+        r.read_exact(&mut d).await.unwrap();
+        assert_eq!(d[0], (h.vaddr / PAGE_SIZE) as u8, "the right page");
+        Some((h, d))
+    }
+
+    fn channels() -> (
+        Channels<tokio::io::DuplexStream>,
+        Channels<tokio::io::DuplexStream>,
+    ) {
+        let (b1, b2) = tokio::io::duplex(1 << 20);
+        let (u1, u2) = tokio::io::duplex(1 << 20);
+        (
+            Channels {
+                bulk: b1,
+                urgent: u1,
+            },
+            Channels {
+                bulk: b2,
+                urgent: u2,
+            },
+        )
+    }
+
+    #[tokio::test]
+    async fn pushes_everything_answers_demands_and_closes() {
+        let (criu_ours, criu_theirs) = tokio::io::duplex(1 << 20);
+        let (ours, mut theirs) = channels();
+        let criu = tokio::spawn(fake_criu(criu_theirs, 30));
+        let runs = vec![
+            LazyRun {
+                pid: 1,
+                vaddr: 0x10000,
+                nr_pages: 2000,
+            },
+            LazyRun {
+                pid: 1,
+                vaddr: 0x900000,
+                nr_pages: 5,
+            },
+        ];
+        let sent = Arc::new(Sent::default());
+        let pump = tokio::spawn(pump(criu_ours, ours, runs, sent.clone(), None));
+        // Before the start, only demands are answered, on the urgent channel.
+        let demand = PcHeader {
+            kind: PcKind::Demand,
+            token: 3,
+            pid: 1,
+            nr_pages: 1,
+            vaddr: 0x900000 + 2 * PAGE_SIZE,
+        };
+        theirs.urgent.write_all(&demand.encode()).await.unwrap();
+        let (h, _) = read_pages(&mut theirs.urgent).await.unwrap();
+        assert_eq!(
+            (h.kind, h.token, h.nr_pages, h.vaddr),
+            (PcKind::Answer, 3, 1, demand.vaddr)
+        );
+        // After it, every page comes on the bulk channel, then End.
+        let start = PcHeader {
+            kind: PcKind::Start,
+            token: 0,
+            pid: 0,
+            nr_pages: 0,
+            vaddr: 0,
+        };
+        theirs.urgent.write_all(&start.encode()).await.unwrap();
+        let mut pages = 0u64;
+        let mut chunks = 0u64;
+        while let Some((h, _)) = read_pages(&mut theirs.bulk).await {
+            assert_eq!(h.kind, PcKind::Chunk);
+            chunks += 1;
+            assert!(u64::from(h.nr_pages) <= BACKGROUND_PAGES);
+            pages += u64::from(h.nr_pages);
+        }
+        assert_eq!(pages, 2005, "every page once");
+        let done = PcHeader {
+            kind: PcKind::Done,
+            token: 0,
+            pid: 0,
+            nr_pages: 0,
+            vaddr: 0,
+        };
+        theirs.urgent.write_all(&done.encode()).await.unwrap();
+        let stats = pump.await.unwrap().unwrap();
+        assert_eq!(
+            (stats.pages_total, stats.pages_answered, stats.pages_pushed),
+            (2005, 1, 2005)
+        );
+        assert_eq!(sent.pages.load(Ordering::Relaxed), 2006);
+        // Pages, plus a header for the answer, each chunk and the end.
+        assert_eq!(
+            sent.bytes.load(Ordering::Relaxed),
+            2006 * PAGE_SIZE + (chunks + 2) * PC_HEADER_LEN as u64
+        );
+        assert!(criu.await.unwrap(), "CRIU was told to finish");
+    }
+
+    #[tokio::test]
+    async fn a_demand_is_answered_while_the_bulk_channel_is_stuck() {
+        let (criu_ours, criu_theirs) = tokio::io::duplex(1 << 20);
+        let (ours, mut theirs) = channels();
+        tokio::spawn(fake_criu(criu_theirs, 1024));
+        let runs = vec![LazyRun {
+            pid: 1,
+            vaddr: 0,
+            nr_pages: 100_000,
+        }];
+        let _pump = tokio::spawn(pump(criu_ours, ours, runs, Arc::new(Sent::default()), None));
+        let start = PcHeader {
+            kind: PcKind::Start,
+            token: 0,
+            pid: 0,
+            nr_pages: 0,
+            vaddr: 0,
+        };
+        theirs.urgent.write_all(&start.encode()).await.unwrap();
+        // Nobody reads the bulk channel: it fills up and stays full.
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let demand = PcHeader {
+            kind: PcKind::Demand,
+            token: 1,
+            pid: 1,
+            nr_pages: 2,
+            vaddr: 90_000 * PAGE_SIZE,
+        };
+        theirs.urgent.write_all(&demand.encode()).await.unwrap();
+        let answer = tokio::time::timeout(
+            std::time::Duration::from_secs(2),
+            read_pages(&mut theirs.urgent),
+        )
+        .await;
+        let (h, _) = answer.expect("answered").unwrap();
+        assert_eq!(
+            (h.kind, h.vaddr, h.nr_pages),
+            (PcKind::Answer, demand.vaddr, 2)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_lost_destination_is_an_error_not_a_hang() {
+        let (criu_ours, criu_theirs) = tokio::io::duplex(1 << 20);
+        let (ours, theirs) = channels();
+        tokio::spawn(fake_criu(criu_theirs, 1024));
+        drop(theirs);
+        let runs = vec![LazyRun {
+            pid: 1,
+            vaddr: 0x10000,
+            nr_pages: 10,
+        }];
+        let r = pump(criu_ours, ours, runs, Arc::new(Sent::default()), None).await;
+        assert!(matches!(r, Err(PumpError::Peer(_))), "{r:?}");
+    }
+
+    #[test]
+    fn demands_are_clamped_to_their_run() {
+        let runs = vec![LazyRun {
+            pid: 1,
+            vaddr: 0x10000,
+            nr_pages: 4,
+        }];
+        let h = PcHeader {
+            kind: PcKind::Demand,
+            token: 2,
+            pid: 1,
+            nr_pages: 16,
+            vaddr: 0x10000 + 2 * PAGE_SIZE,
+        };
+        let r = clamp(&runs, &h).unwrap();
+        assert_eq!((r.nr_pages, r.token), (2, 2));
+        let outside = PcHeader {
+            vaddr: 0x90000,
+            ..h
+        };
+        assert!(clamp(&runs, &outside).is_none());
+    }
+}

@@ -1,0 +1,50 @@
+//! `ferry resume`: resume a container an agent keeps frozen after a failed migration.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use ferry_proto::Message;
+use ferry_transport::Secret;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The frozen container.
+    name: String,
+    /// Its agent: a lab host name, a Unix socket, or HOST:PORT (with --secret-file).
+    /// Default: in a lab, the host holding it; otherwise the local agent.
+    #[arg(long)]
+    agent: Option<String>,
+    #[arg(long)]
+    secret_file: Option<PathBuf>,
+    #[arg(long, env = "FERRY_LAB", default_value = "lab")]
+    lab: String,
+}
+
+pub async fn run(a: Args) -> anyhow::Result<i32> {
+    let lab = ferry_lab::LabState::load(&a.lab).ok();
+    let endpoint = super::agent_of(a.agent.as_deref(), lab.as_ref(), &a.name, "paused").await?;
+    let secret = a
+        .secret_file
+        .as_deref()
+        .map(Secret::from_file)
+        .transpose()?;
+    let mut conn = ferry_agent::client::control(&endpoint, secret.as_ref())
+        .await
+        .with_context(|| format!("cannot reach the agent at {endpoint}"))?;
+    match ferry_agent::client::request(
+        &mut conn,
+        &Message::Resume {
+            name: a.name.clone(),
+        },
+        |_| {},
+    )
+    .await?
+    {
+        Message::Resumed => {
+            println!("{} runs again", a.name);
+            Ok(0)
+        }
+        Message::Error { message } => anyhow::bail!("{message}"),
+        other => anyhow::bail!("unexpected answer '{}'", other.name()),
+    }
+}
