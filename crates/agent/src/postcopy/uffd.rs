@@ -134,9 +134,9 @@ pub fn read_event(fd: RawFd) -> std::io::Result<Option<Event>> {
         return Err(std::io::Error::other("short userfaultfd message"));
     }
     Ok(Some(match parse_msg(&b) {
-        // SAFETY: the kernel installed this descriptor in our table with the message it
-        // just gave us; nobody else owns it.
         Event::Fork { uffd } => Event::Fork {
+            // SAFETY: the kernel installed this descriptor in our table with the message
+            // it just gave us; nobody else owns it.
             uffd: unsafe { OwnedFd::from_raw_fd(uffd) },
         },
         Event::PageFault { address } => Event::PageFault { address },
