@@ -182,6 +182,34 @@ impl Lab {
             .unwrap_or_default()
     }
 
+    /// The runc status of `name` on `host` ("running", "paused", …), if it is there.
+    pub fn container_status(&self, host: &str, name: &str) -> Option<String> {
+        let s = self.status();
+        let hosts = s["hosts"].as_array()?;
+        let h = hosts.iter().find(|h| h["name"] == host)?;
+        let c = h["containers"]
+            .as_array()?
+            .iter()
+            .find(|c| c["name"] == name)?;
+        c["status"].as_str().map(str::to_string)
+    }
+
+    /// `ferry ARGS` with this lab selected; returns whether it succeeded and its output.
+    pub fn ferry(&self, args: &[&str]) -> (bool, String) {
+        let out = Command::new(&self.ferry)
+            .args(args)
+            .env("FERRY_LAB", &self.name)
+            .stdin(Stdio::null())
+            .output()
+            .expect("ferry");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    }
+
     pub fn netns_exists(&self, name: &str) -> bool {
         std::path::Path::new("/run/netns").join(name).exists()
     }
