@@ -21,14 +21,16 @@ pub struct ColdBench {
     pub delay_ms: f64,
 }
 
-fn target(t: &crate::redis::RedisTarget) -> anyhow::Result<SocketAddr> {
+pub fn target(t: &crate::redis::RedisTarget) -> anyhow::Result<SocketAddr> {
     format!("{}:{}", t.host, t.port)
         .parse()
         .context("Redis address")
 }
 
-/// One ferry migration of a fresh Redis holding `size` bytes.
-async fn ferry_run(
+/// One ferry migration of a fresh Redis holding `size` bytes. For post-copy, the sample
+/// also has `postcopy_ms` and the client's latencies while pages were still arriving
+/// (`pagein_max_ms`, `pagein_p99_ms`).
+pub async fn ferry_run(
     lab: &mut BenchLab,
     size: u64,
     name: &str,
@@ -38,6 +40,7 @@ async fn ferry_run(
     t.fill(size)?;
     let probe = start_probe(&lab.lab.client_netns, target(&t)?, Duration::from_millis(1));
     tokio::time::sleep(Duration::from_millis(300)).await;
+    let t0 = std::time::Instant::now();
     let report = lab
         .migrate(
             "a",
@@ -74,6 +77,19 @@ async fn ferry_run(
     };
     s.extra
         .insert("freeze_to_run_ms".into(), report.downtime_ms.unwrap_or(0.0));
+    if let Some(pc) = report.postcopy_ms {
+        s.extra.insert("postcopy_ms".into(), pc);
+        let phase_end = |name: &str| {
+            report
+                .phases
+                .iter()
+                .find(|p| p.name == name)
+                .map(|p| t0 + Duration::from_secs_f64((p.start_ms + p.ms) / 1e3))
+        };
+        if let (Some(from), Some(to)) = (phase_end("commit"), phase_end("postcopy")) {
+            insert_window(&mut s, &seen, from, to);
+        }
+    }
     if let Some(u) = report.usage {
         let tmpfs = report.images.map_or(0, |i| i.total_bytes - i.pages_bytes);
         s.extra.insert(
@@ -84,8 +100,21 @@ async fn ferry_run(
     Ok(s)
 }
 
+/// Adds the client's latencies between `from` and `to` (the page-in window).
+pub fn insert_window(
+    s: &mut Sample,
+    seen: &crate::probe::ProbeResult,
+    from: std::time::Instant,
+    to: std::time::Instant,
+) {
+    if let Some(w) = seen.window(from, to) {
+        s.extra.insert("pagein_max_ms".into(), w.max_ms);
+        s.extra.insert("pagein_p99_ms".into(), w.p99_ms);
+    }
+}
+
 /// One naive migration of a fresh Redis holding `size` bytes.
-async fn naive_run(
+pub async fn naive_run(
     lab: &mut BenchLab,
     criu: &std::path::Path,
     size: u64,

@@ -3,9 +3,12 @@
 //! time, bytes sent, memory). `--json FILE` writes [`row::Row`]s, one format for all.
 
 pub mod cold;
+pub mod criu_lazy;
 pub mod labctl;
 pub mod local;
+pub mod manual;
 pub mod naive;
+pub mod postcopy;
 pub mod probe;
 pub mod redis;
 pub mod row;

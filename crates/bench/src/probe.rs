@@ -28,6 +28,44 @@ pub struct ProbeResult {
     /// Requests slower than 50 ms: when (ms since start) and how long.
     pub stalls: Vec<Stall>,
     pub duration_ms: f64,
+    /// When the probe started, and every request: when it was sent (ms since the start)
+    /// and how long it took. Kept in memory for benches, not written out.
+    #[serde(skip)]
+    pub started: Option<Instant>,
+    #[serde(skip)]
+    pub timeline: Vec<(f64, f64)>,
+}
+
+/// Latencies of the requests sent within a window.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WindowStats {
+    pub requests: usize,
+    pub max_ms: f64,
+    pub p99_ms: f64,
+}
+
+impl ProbeResult {
+    /// The requests sent between `from` and `to`; `None` if there were none.
+    pub fn window(&self, from: Instant, to: Instant) -> Option<WindowStats> {
+        let start = self.started?;
+        let at = |t: Instant| t.saturating_duration_since(start).as_secs_f64() * 1e3;
+        let (a, b) = (at(from), at(to));
+        let mut lat: Vec<f64> = self
+            .timeline
+            .iter()
+            .filter(|(sent, _)| *sent >= a && *sent <= b)
+            .map(|(_, l)| *l)
+            .collect();
+        if lat.is_empty() {
+            return None;
+        }
+        lat.sort_by(f64::total_cmp);
+        Some(WindowStats {
+            requests: lat.len(),
+            max_ms: lat[lat.len() - 1],
+            p99_ms: percentile(&lat, 0.99),
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -93,6 +131,7 @@ pub fn run(
     let mut reader = BufReader::new(stream);
     let cmd = format!("*2\r\n$4\r\nINCR\r\n${}\r\n{key}\r\n", key.len());
     let start = Instant::now();
+    res.started = Some(start);
     let mut lat = Vec::new();
     let mut next = Instant::now();
     while !stop.load(Ordering::Relaxed) && duration.is_none_or(|d| start.elapsed() < d) {
@@ -125,6 +164,7 @@ pub fn run(
             });
         }
         lat.push(l);
+        res.timeline.push(((sent - start).as_secs_f64() * 1e3, l));
         res.requests += 1;
         next += interval;
         let now = Instant::now();
@@ -185,5 +225,15 @@ mod tests {
         assert_eq!(res.stalls.len(), 1);
         assert!(res.max_latency_ms >= 80.0);
         assert!(res.errors.is_empty());
+        let start = res.started.unwrap();
+        let all = res.window(start, start + Duration::from_secs(10)).unwrap();
+        assert_eq!(all.requests as u64, res.requests);
+        assert!(all.max_ms >= 80.0);
+        assert!(res
+            .window(
+                start + Duration::from_secs(5),
+                start + Duration::from_secs(6)
+            )
+            .is_none());
     }
 }
