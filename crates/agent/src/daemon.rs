@@ -33,12 +33,16 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
             "CRIU cannot cache kernel facts ({e}); every dump and restore takes ~30 ms longer"
         );
     }
-    let lazy = criu.check_feature("uffd-noncoop").ok;
-    if lazy {
-        if let Err(e) = ensure_pipe_max_size() {
-            tracing::warn!("lazy restores disabled: {e}");
-        }
-    }
+    // Lazy pages (post-copy, and lazy restores of cold migrations) need userfaultfd and
+    // pipes big enough for CRIU's page pipes.
+    let lazy = criu.check_feature("uffd-noncoop").ok
+        && match ensure_pipe_max_size() {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::warn!("lazy pages disabled (post-copy refused, restores eager): {e}");
+                false
+            }
+        };
     let lock = if nft {
         NetworkLock::Nftables
     } else {

@@ -140,6 +140,12 @@ impl DestSession {
                 agent.cfg.name
             )));
         }
+        if strategy == Strategy::Postcopy && !agent.lazy_pages {
+            return Err(AgentError::Input(format!(
+                "{} cannot take a post-copy migration: it lacks userfaultfd or fs.pipe-max-size (see 'ferry doctor' there); use --strategy cold",
+                agent.cfg.name
+            )));
+        }
         let permit = agent.slots.clone().try_acquire_owned().map_err(|_| {
             AgentError::Input(format!(
                 "{} already takes part in {} migrations, its limit; try again later",
