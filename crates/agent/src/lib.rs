@@ -22,6 +22,7 @@ pub mod logs;
 pub mod network;
 pub mod pagestream;
 pub mod postcopy;
+pub mod precopy;
 pub mod registry;
 pub mod source;
 pub mod state;

@@ -22,7 +22,7 @@ pub const FIFOS: u32 = 64;
 /// Marks the end of the stream.
 pub const END: u32 = u32::MAX;
 /// Largest chunk behind one header.
-const CHUNK: usize = 4 << 20;
+pub const CHUNK: usize = 4 << 20;
 const F_SETPIPE_SZ: i32 = 1031;
 
 fn last_err() -> std::io::Error {
@@ -84,6 +84,35 @@ fn splice_exact(from: RawFd, to: RawFd, mut len: usize) -> std::io::Result<()> {
         len -= n as usize;
     }
     Ok(())
+}
+
+/// Where the streamer puts what CRIU writes into the FIFOs.
+pub trait FifoSink: Send + 'static {
+    /// `len` bytes (at most [`CHUNK`]) are ready to read from FIFO `id`.
+    fn chunk(&mut self, id: u32, fifo: RawFd, len: usize) -> std::io::Result<()>;
+    /// FIFO `id` ended: CRIU closed it and it is drained.
+    fn file_done(&mut self, _id: u32) -> std::io::Result<()> {
+        Ok(())
+    }
+    /// Every FIFO ended.
+    fn finish(&mut self) -> std::io::Result<()>;
+}
+
+/// The cold stream: each chunk behind an 8-byte header, spliced into the socket.
+struct SpliceSink {
+    sock: OwnedFd,
+}
+
+impl FifoSink for SpliceSink {
+    fn chunk(&mut self, id: u32, fifo: RawFd, len: usize) -> std::io::Result<()> {
+        let s = self.sock.as_raw_fd();
+        send_all(s, &header(id, len as u32), true)?;
+        splice_exact(fifo, s, len)
+    }
+
+    fn finish(&mut self) -> std::io::Result<()> {
+        send_all(self.sock.as_raw_fd(), &header(END, 0), false)
+    }
 }
 
 struct Fifo {
@@ -159,6 +188,11 @@ impl PageFifos {
 
     /// Starts streaming into `sock` on a thread of its own.
     pub fn stream(self, sock: OwnedFd) -> std::io::Result<Streamer> {
+        self.stream_to(Box::new(SpliceSink { sock }))
+    }
+
+    /// Starts streaming into `sink` on a thread of its own.
+    pub fn stream_to(self, sink: Box<dyn FifoSink>) -> std::io::Result<Streamer> {
         let sent = Arc::new(AtomicU64::new(0));
         let dumped = Arc::new(AtomicBool::new(false));
         let cut = Arc::new(AtomicBool::new(false));
@@ -172,7 +206,7 @@ impl PageFifos {
         let cut_after = Arc::new(AtomicU64::new(u64::MAX));
         let (s, d, c, w) = (sent.clone(), dumped.clone(), cut.clone(), wake.clone());
         let a = cut_after.clone();
-        let thread = std::thread::spawn(move || run_streamer(self.fifos, sock, s, d, c, w, a));
+        let thread = std::thread::spawn(move || run_streamer(self.fifos, sink, s, d, c, w, a));
         Ok(Streamer {
             sent,
             dumped,
@@ -201,14 +235,13 @@ pub struct Streamer {
 
 fn run_streamer(
     mut fifos: Vec<Fifo>,
-    sock: OwnedFd,
+    mut sink: Box<dyn FifoSink>,
     sent: Arc<AtomicU64>,
     dumped: Arc<AtomicBool>,
     cut: Arc<AtomicBool>,
     wake: Arc<OwnedFd>,
     cut_after: Arc<AtomicU64>,
 ) -> std::io::Result<u64> {
-    let s = sock.as_raw_fd();
     let result = (|| -> std::io::Result<u64> {
         loop {
             if cut.load(Ordering::Relaxed) {
@@ -221,7 +254,7 @@ fn run_streamer(
                 }
             }
             if fifos.is_empty() {
-                send_all(s, &header(END, 0), false)?;
+                sink.finish()?;
                 return Ok(sent.load(Ordering::Relaxed));
             }
             let mut pfds: Vec<libc::pollfd> = fifos
@@ -260,8 +293,7 @@ fn run_streamer(
                 }
                 if avail > 0 {
                     let len = (avail as usize).min(CHUNK);
-                    send_all(s, &header(fifos[i].id, len as u32), true)?;
-                    splice_exact(fd, s, len)?;
+                    sink.chunk(fifos[i].id, fd, len)?;
                     let total = sent.fetch_add(len as u64, Ordering::Relaxed) + len as u64;
                     if total >= cut_after.load(Ordering::Relaxed) {
                         cut.store(true, Ordering::Relaxed);
@@ -271,7 +303,8 @@ fn run_streamer(
                 }
             }
             for i in finished.into_iter().rev() {
-                fifos.remove(i);
+                let f = fifos.remove(i);
+                sink.file_done(f.id)?;
             }
         }
     })();

@@ -127,9 +127,66 @@ pub struct Report {
     /// When the source released its copy, from the start of the migration.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_released_ms: Option<f64>,
+    /// Pre-copy and hybrid: the rounds and the final copy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub precopy: Option<PrecopySummary>,
     /// Free-form notes: what ferry chose and why (for example which page path ran).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+}
+
+/// One pre-copy round, sent while the container ran.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PrecopyRound {
+    pub round: u32,
+    /// Bytes of the pages read.
+    pub scanned_bytes: u64,
+    /// Bytes of the pages whose content differed from the previous round (all, in the
+    /// first).
+    pub changed_bytes: u64,
+    /// Bytes of the pages the destination did not hold yet, before compression.
+    pub sent_bytes: u64,
+    /// Bytes on the wire for this round.
+    pub wire_bytes: u64,
+    pub ms: f64,
+    /// The downtime the stopping rule predicted for a freeze after this round.
+    pub predicted_downtime_ms: f64,
+}
+
+/// Why the rounds ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StopReason {
+    /// The predicted downtime met `--max-downtime`.
+    Target,
+    /// `--max-rounds` rounds ran.
+    MaxRounds,
+    /// A round sent less than `--threshold` percent of the first.
+    Threshold,
+    /// What is left to send would take a few milliseconds.
+    Converged,
+    /// The rounds stopped shrinking: the memory changes as fast as the link carries it.
+    NoProgress,
+}
+
+/// Pre-copy's part of the report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PrecopySummary {
+    /// `ferry-hash` (ferry reads and hashes the memory; needs no dirty tracking) or
+    /// `criu-pre-dump`.
+    pub path: String,
+    pub rounds: Vec<PrecopyRound>,
+    pub stop_reason: StopReason,
+    /// `zstd` or `none`.
+    pub compress: String,
+    /// The link's rate as the rounds measured it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link_mbit_s: Option<f64>,
+    /// After the freeze: pages sent whole, and pages sent as a reference to one the
+    /// destination held.
+    pub final_pages_sent: u64,
+    pub final_pages_referenced: u64,
+    pub final_wire_bytes: u64,
 }
 
 impl Report {
@@ -158,6 +215,7 @@ impl Report {
             pages_pushed: None,
             postcopy_ms: None,
             source_released_ms: None,
+            precopy: None,
             notes: Vec::new(),
         }
     }
@@ -212,6 +270,9 @@ impl Report {
                 self.pages_on_demand.unwrap_or(0),
                 self.pages_pushed.unwrap_or(0)
             );
+        }
+        if let Some(pc) = &self.precopy {
+            render_precopy(&mut s, pc);
         }
         if let Some(i) = &self.images {
             let _ = writeln!(
@@ -287,6 +348,45 @@ pub fn human_bytes(b: u64) -> String {
     } else {
         format!("{v:.1} {}", UNITS[i])
     }
+}
+
+fn render_precopy(s: &mut String, pc: &PrecopySummary) {
+    let _ = writeln!(
+        s,
+        "  pre-copy ({}, compress {}): {} rounds, stopped: {}",
+        pc.path,
+        pc.compress,
+        pc.rounds.len(),
+        serde_json::to_value(pc.stop_reason)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default()
+    );
+    let _ = writeln!(
+        s,
+        "    {:<6}{:>10}{:>10}{:>10}{:>10}{:>10}{:>12}",
+        "round", "scanned", "changed", "new", "wire", "ms", "predicted"
+    );
+    for r in &pc.rounds {
+        let _ = writeln!(
+            s,
+            "    {:<6}{:>10}{:>10}{:>10}{:>10}{:>10.1}{:>9.0} ms",
+            r.round,
+            human_bytes(r.scanned_bytes),
+            human_bytes(r.changed_bytes),
+            human_bytes(r.sent_bytes),
+            human_bytes(r.wire_bytes),
+            r.ms,
+            r.predicted_downtime_ms
+        );
+    }
+    let _ = writeln!(
+        s,
+        "    final: {} pages sent, {} by reference, {} on the wire",
+        pc.final_pages_sent,
+        pc.final_pages_referenced,
+        human_bytes(pc.final_wire_bytes)
+    );
 }
 
 #[cfg(test)]

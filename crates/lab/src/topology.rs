@@ -165,8 +165,14 @@ async fn build(spec: &LabSpec, state: &mut LabState, prefix: &str) -> Result<(),
                 .in_netns(ferry_netns::netns_path(&ns));
             let down = shape::plan_shape(&fabric_if, rate, spec.delay_ms)?
                 .in_netns(ferry_netns::netns_path(&fabric));
-            run(up).await?;
-            run(down).await?;
+            for c in [up, down] {
+                run(c).await.map_err(|e| match e.to_string() {
+                    m if spec.delay_ms > 0.0 && shape::netem_missing(&m) => LabError::Invalid(
+                        "this kernel lacks the netem qdisc (sch_netem), so the lab cannot add a delay; shape the rate alone with --link RATE and no --delay".into(),
+                    ),
+                    _ => e,
+                })?;
+            }
         }
         let state_dir = lab_dir(&spec.name).join(name);
         let host = LabHost {

@@ -41,12 +41,27 @@ pub fn rate_bits(rate: &str) -> Option<u64> {
 }
 
 /// Shapes egress of `dev` (in the current namespace) to `rate`, with `delay_ms` of delay.
+/// Without delay a token bucket (`tbf`) does it; a delay needs `netem`, which some
+/// kernels lack (see [`netem_missing`]).
 pub fn plan_shape(dev: &str, rate: &str, delay_ms: f64) -> Result<Cmd, NetError> {
     validate_rate(rate)?;
     if !(0.0..=10_000.0).contains(&delay_ms) {
         return Err(NetError::Invalid(format!(
             "delay {delay_ms} ms is out of range"
         )));
+    }
+    if delay_ms == 0.0 {
+        // The bucket must hold a timer tick's worth of traffic (4 ms at HZ=250) and
+        // at least one 64 KiB GSO packet.
+        let bits = rate_bits(rate).unwrap_or(1_000_000_000);
+        let burst = (bits / 8 / 250).max(128 << 10).to_string();
+        return Ok(Cmd::new(
+            "tc",
+            &[
+                "qdisc", "replace", "dev", dev, "root", "tbf", "rate", rate, "burst", &burst,
+                "latency", "20ms",
+            ],
+        ));
     }
     let delay = format!("{delay_ms}ms");
     // netem's queue must hold a bandwidth-delay product plus bursts; 10000 packets is
@@ -58,6 +73,11 @@ pub fn plan_shape(dev: &str, rate: &str, delay_ms: f64) -> Result<Cmd, NetError>
             "limit", "10000",
         ],
     ))
+}
+
+/// Whether a failed `tc` said the qdisc is unknown to this kernel.
+pub fn netem_missing(stderr: &str) -> bool {
+    stderr.contains("qdisc kind is unknown")
 }
 
 #[cfg(test)]
@@ -81,5 +101,9 @@ mod tests {
             "tc qdisc replace dev veth0 root netem delay 1ms rate 1gbit limit 10000"
         );
         assert!(plan_shape("veth0", "1gbit", -1.0).is_err());
+        assert_eq!(
+            plan_shape("veth0", "1gbit", 0.0).unwrap().display(),
+            "tc qdisc replace dev veth0 root tbf rate 1gbit burst 500000 latency 20ms"
+        );
     }
 }

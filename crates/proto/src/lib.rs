@@ -44,6 +44,7 @@ mod frame;
 mod message;
 pub mod postcopy;
 mod preamble;
+pub mod precopy;
 
 pub use error::ProtoError;
 pub use frame::{

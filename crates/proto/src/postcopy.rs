@@ -41,7 +41,18 @@ pub enum PcKind {
     Answer = 5,
     /// Destination → source: the restore finished; push the other pages now.
     Start = 6,
+    /// Hybrid, source → destination: a chunk as page references (see [`REF_ENTRY`]).
+    ChunkRefs = 7,
+    /// Hybrid, source → destination: an answer as page references.
+    AnswerRefs = 8,
 }
+
+/// Hybrid migration: a `ChunkRefs` or `AnswerRefs` header is followed by one entry per
+/// page — a tag (1 = the page follows, 2 = the destination holds it) and the page's
+/// 16-byte hash — and then, in order, the 4 KiB of each page tagged 1.
+pub const REF_ENTRY: usize = 17;
+pub const REF_TAG_PAGE: u8 = 1;
+pub const REF_TAG_HELD: u8 = 2;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PcHeader {
@@ -72,6 +83,8 @@ impl PcHeader {
             4 => PcKind::Done,
             5 => PcKind::Answer,
             6 => PcKind::Start,
+            7 => PcKind::ChunkRefs,
+            8 => PcKind::AnswerRefs,
             k => return Err(bad(&format!("unknown kind {k}"))),
         };
         if b[1..4] != [0, 0, 0] || b[24..32] != [0u8; 8] {
@@ -85,7 +98,14 @@ impl PcHeader {
             nr_pages: u32_at(12),
             vaddr: u64::from_le_bytes([b[16], b[17], b[18], b[19], b[20], b[21], b[22], b[23]]),
         };
-        if matches!(kind, PcKind::Chunk | PcKind::Answer | PcKind::Demand) {
+        if matches!(
+            kind,
+            PcKind::Chunk
+                | PcKind::Answer
+                | PcKind::Demand
+                | PcKind::ChunkRefs
+                | PcKind::AnswerRefs
+        ) {
             if h.nr_pages == 0 || h.nr_pages > PC_MAX_PAGES {
                 return Err(bad("page count out of range"));
             }
@@ -103,12 +123,22 @@ impl PcHeader {
         Ok(h)
     }
 
-    /// Bytes of page data that follow this header.
+    /// Bytes of page data that follow this header (for reference kinds: the entries;
+    /// the pages they announce follow them).
     pub fn data_len(&self) -> usize {
-        if matches!(self.kind, PcKind::Chunk | PcKind::Answer) {
-            self.nr_pages as usize * PAGE_SIZE as usize
-        } else {
-            0
+        match self.kind {
+            PcKind::Chunk | PcKind::Answer => self.nr_pages as usize * PAGE_SIZE as usize,
+            PcKind::ChunkRefs | PcKind::AnswerRefs => self.nr_pages as usize * REF_ENTRY,
+            _ => 0,
+        }
+    }
+
+    /// The plain kind a reference kind stands for.
+    pub fn plain_kind(&self) -> PcKind {
+        match self.kind {
+            PcKind::ChunkRefs => PcKind::Chunk,
+            PcKind::AnswerRefs => PcKind::Answer,
+            k => k,
         }
     }
 }

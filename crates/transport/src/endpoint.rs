@@ -88,6 +88,36 @@ impl Stream {
         }
     }
 
+    /// The reverse of [`Stream::into_blocking_fd`]: a stream again, for the async side.
+    /// Must be called inside a Tokio runtime.
+    pub fn from_blocking_fd(fd: std::os::fd::OwnedFd) -> std::io::Result<Self> {
+        use std::os::fd::AsRawFd;
+        let mut domain: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: getsockopt writes one int into `domain`.
+        let r = unsafe {
+            libc::getsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_DOMAIN,
+                std::ptr::addr_of_mut!(domain).cast(),
+                &mut len,
+            )
+        };
+        if r != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        if domain == libc::AF_UNIX {
+            let s = std::os::unix::net::UnixStream::from(fd);
+            s.set_nonblocking(true)?;
+            Ok(Stream::Unix(UnixStream::from_std(s)?))
+        } else {
+            let s = std::net::TcpStream::from(fd);
+            s.set_nonblocking(true)?;
+            Ok(Stream::Tcp(TcpStream::from_std(s)?))
+        }
+    }
+
     pub fn peer(&self) -> String {
         match self {
             Stream::Tcp(t) => t

@@ -112,9 +112,16 @@ impl DestSession {
     /// Restores under ferry's lazy-pages daemon, which serves the restore's own faults.
     pub(super) async fn restore_postcopy(&mut self) -> Result<DestStats, String> {
         let t = Instant::now();
-        let prepared = daemon::prepare(&self.images, &self.work).map_err(|e| e.to_string())?;
+        let mut prepared = daemon::prepare(&self.images, &self.work).map_err(|e| e.to_string())?;
         let pages_total = prepared.pages_total();
-        let bulk = arrival(self.pages_rx.take()).await?;
+        let bulk = match self.hybrid_rounds.take() {
+            Some(task) => {
+                let rounds = task.await.map_err(|e| e.to_string())??;
+                prepared = prepared.with_store(rounds.store);
+                Stream::from_blocking_fd(rounds.channel).map_err(|e| e.to_string())?
+            }
+            None => arrival(self.pages_rx.take()).await?,
+        };
         let urgent = arrival(self.urgent_rx.take()).await?;
         // If the source is lost before every page arrived, the processes must die while
         // the daemon still holds their userfaultfds, even during the restore.

@@ -25,6 +25,8 @@ use crate::config::valid_name;
 use crate::containers::container_net;
 use crate::logs::{keep_logs, logs_dir, remove_session_dir};
 use crate::network::ContainerNet;
+use crate::precopy::receive::receive as receive_precopy;
+use crate::precopy::store::{default_limit as store_limit, PageStore};
 use crate::registry::ContainerRecord;
 use crate::state::{Agent, Claim, SessionEntry};
 use crate::AgentError;
@@ -44,6 +46,78 @@ fn cold_pages_task(
             .await
             .map_err(|e| e.to_string())?
             .map_err(|e| format!("the page stream broke: {e}"))
+    })
+}
+
+/// Receives a pre-copy stream: rounds into a page store, then the final page files.
+fn precopy_pages_task(
+    rx: tokio::sync::oneshot::Receiver<ferry_transport::Stream>,
+    img: PathBuf,
+) -> tokio::task::JoinHandle<Result<u64, String>> {
+    tokio::spawn(async move {
+        let stream = match tokio::time::timeout(Duration::from_secs(60), rx).await {
+            Ok(Ok(s)) => s,
+            _ => return Err("the page channel never arrived".to_string()),
+        };
+        let file = std::fs::File::from(stream.into_blocking_fd().map_err(|e| e.to_string())?);
+        tokio::task::spawn_blocking(move || {
+            let ack = file.try_clone()?;
+            let mut store = PageStore::new(store_limit());
+            let got = receive_precopy(&file, ack, &img, &mut store)?;
+            tracing::info!(
+                rounds = got.rounds,
+                stored = store.len(),
+                refs = got.final_refs,
+                "pre-copy pages received"
+            );
+            Ok::<_, std::io::Error>(got.file_bytes)
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("the pre-copy stream broke: {e}"))
+    })
+}
+
+/// What hybrid's rounds leave for its post-copy: the store and the page channel.
+pub(super) struct HybridRounds {
+    pub store: PageStore,
+    pub channel: std::os::fd::OwnedFd,
+}
+
+/// Receives hybrid's pre-copy rounds into a page store, until the source switches the
+/// channel to post-copy.
+fn hybrid_rounds_task(
+    rx: tokio::sync::oneshot::Receiver<ferry_transport::Stream>,
+    img: PathBuf,
+) -> tokio::task::JoinHandle<Result<HybridRounds, String>> {
+    tokio::spawn(async move {
+        let stream = match tokio::time::timeout(Duration::from_secs(60), rx).await {
+            Ok(Ok(s)) => s,
+            _ => return Err("the page channel never arrived".to_string()),
+        };
+        let file = std::fs::File::from(stream.into_blocking_fd().map_err(|e| e.to_string())?);
+        tokio::task::spawn_blocking(move || {
+            let ack = file.try_clone()?;
+            let mut store = PageStore::new(store_limit());
+            let got = receive_precopy(&file, ack, &img, &mut store)?;
+            if got.final_pages + got.final_refs > 0 {
+                return Err(std::io::Error::other(
+                    "the source sent page files in a hybrid migration",
+                ));
+            }
+            tracing::info!(
+                rounds = got.rounds,
+                stored = store.len(),
+                "hybrid: pre-copy rounds received"
+            );
+            Ok(HybridRounds {
+                store,
+                channel: file.into(),
+            })
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("the pre-copy stream broke: {e}"))
     })
 }
 
@@ -85,6 +159,8 @@ pub struct DestSession {
     pub(super) pages_rx: Option<tokio::sync::oneshot::Receiver<ferry_transport::Stream>>,
     /// Post-copy's urgent page channel.
     pub(super) urgent_rx: Option<tokio::sync::oneshot::Receiver<ferry_transport::Stream>>,
+    /// Hybrid: the pre-copy rounds, ending with the store and the page channel.
+    pub(super) hybrid_rounds: Option<tokio::task::JoinHandle<Result<HybridRounds, String>>>,
     pub(super) strategy: Strategy,
     /// Post-copy: the daemon installing the container's pages.
     pub(super) postcopy: Option<super::postcopy::PostcopyRun>,
@@ -134,13 +210,13 @@ impl DestSession {
                 "invalid session or container name".into(),
             ));
         }
-        if !matches!(strategy, Strategy::Cold | Strategy::Postcopy) {
+        if strategy == Strategy::Auto {
             return Err(AgentError::Input(format!(
                 "strategy '{strategy}' is not implemented by {}",
                 agent.cfg.name
             )));
         }
-        if strategy == Strategy::Postcopy && !agent.lazy_pages {
+        if matches!(strategy, Strategy::Postcopy | Strategy::Hybrid) && !agent.lazy_pages {
             return Err(AgentError::Input(format!(
                 "{} cannot take a post-copy migration: it lacks userfaultfd or fs.pipe-max-size (see 'ferry doctor' there); use --strategy cold",
                 agent.cfg.name
@@ -187,7 +263,8 @@ impl DestSession {
         // The page channel arrives as its own connection; its page stream is spliced into
         // `pages-<id>.img` files in the images directory.
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let (urgent_tx, urgent_rx) = if strategy == Strategy::Postcopy {
+        let lazy_strategy = matches!(strategy, Strategy::Postcopy | Strategy::Hybrid);
+        let (urgent_tx, urgent_rx) = if lazy_strategy {
             let (t, r) = tokio::sync::oneshot::channel();
             (Some(t), Some(r))
         } else {
@@ -205,10 +282,15 @@ impl DestSession {
             );
         }
         let img = images.clone();
-        let (pages_task, pages_rx) = if strategy == Strategy::Postcopy {
-            (None, Some(rx))
-        } else {
-            (Some(cold_pages_task(rx, img)), None)
+        let mut hybrid_rounds = None;
+        let (pages_task, pages_rx) = match strategy {
+            Strategy::Postcopy => (None, Some(rx)),
+            Strategy::Hybrid => {
+                hybrid_rounds = Some(hybrid_rounds_task(rx, img));
+                (None, None)
+            }
+            Strategy::Precopy => (Some(precopy_pages_task(rx, img)), None),
+            _ => (Some(cold_pages_task(rx, img)), None),
         };
         let s = DestSession {
             id: session,
@@ -229,6 +311,7 @@ impl DestSession {
             pages_task,
             pages_rx,
             urgent_rx,
+            hybrid_rounds,
             strategy,
             postcopy: None,
             lazy: None,
@@ -390,7 +473,7 @@ impl DestSession {
             tracing::error!("fault injection: corrupting core-1.img so that the restore fails");
             let _ = std::fs::write(self.images.join("core-1.img"), [0u8; 4]);
         }
-        if self.strategy == Strategy::Postcopy {
+        if matches!(self.strategy, Strategy::Postcopy | Strategy::Hybrid) {
             return self.restore_postcopy().await;
         }
 
@@ -526,6 +609,9 @@ impl DestSession {
             let _ = l.child.kill().await;
         }
         if let Some(t) = self.pages_task.take() {
+            t.abort();
+        }
+        if let Some(t) = self.hybrid_rounds.take() {
             t.abort();
         }
         // Only after the processes are gone: the daemon holds their userfaultfds.

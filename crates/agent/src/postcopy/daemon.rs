@@ -29,6 +29,8 @@ use tokio::sync::mpsc;
 use super::ranges::Missing;
 use super::uffd::{self, Event, Fill};
 use super::Channels;
+use crate::precopy::refs::{expand, pages_following};
+use crate::precopy::store::PageStore;
 
 const LAZY_PAGES_SOCKET: &str = "lazy-pages.socket";
 /// How long the restore has to connect and hand every process over.
@@ -57,6 +59,8 @@ pub struct Prepared {
     listener: UnixListener,
     pids: Vec<u32>,
     missing: HashMap<u32, Missing>,
+    /// Hybrid: pages the pre-copy rounds brought, which the source may name by hash.
+    store: Option<Arc<PageStore>>,
 }
 
 /// Reads the images and listens on `work/lazy-pages.socket` (before the restore starts).
@@ -92,11 +96,18 @@ pub fn prepare(images: &Path, work: &Path) -> Result<Prepared, DaemonError> {
         listener,
         pids,
         missing,
+        store: None,
     })
 }
 
 impl Prepared {
     /// Pages the restore will leave missing.
+    /// Resolves the source's page references from `store` (hybrid migration).
+    pub fn with_store(mut self, store: PageStore) -> Self {
+        self.store = Some(Arc::new(store));
+        self
+    }
+
     pub fn pages_total(&self) -> u64 {
         self.missing.values().map(Missing::pages).sum()
     }
@@ -282,7 +293,22 @@ impl Sink {
     }
 }
 
-async fn read_peer<R: AsyncRead + Unpin>(mut r: R, out: Sink) {
+/// Reads a reference chunk's entries and pages and rebuilds its pages from the store.
+async fn read_refs<R: AsyncRead + Unpin>(
+    r: &mut R,
+    h: &PcHeader,
+    store: Option<&PageStore>,
+) -> std::io::Result<Vec<u8>> {
+    let store = store.ok_or_else(|| std::io::Error::other("page references without a store"))?;
+    let mut entries = vec![0u8; h.data_len()];
+    r.read_exact(&mut entries).await?;
+    let n = pages_following(&entries).map_err(std::io::Error::other)?;
+    let mut pages = vec![0u8; n * PAGE_SIZE as usize];
+    r.read_exact(&mut pages).await?;
+    expand(store, &entries, &pages).map_err(std::io::Error::other)
+}
+
+async fn read_peer<R: AsyncRead + Unpin>(mut r: R, out: Sink, store: Option<Arc<PageStore>>) {
     loop {
         let mut h = [0u8; PC_HEADER_LEN];
         if let Err(e) = r.read_exact(&mut h).await {
@@ -305,6 +331,18 @@ async fn read_peer<R: AsyncRead + Unpin>(mut r: R, out: Sink) {
                     return;
                 }
                 Msg::Chunk(h, data)
+            }
+            PcKind::ChunkRefs | PcKind::AnswerRefs => {
+                match read_refs(&mut r, &h, store.as_deref()).await {
+                    Ok(data) => Msg::Chunk(
+                        PcHeader {
+                            kind: h.plain_kind(),
+                            ..h
+                        },
+                        data,
+                    ),
+                    Err(e) => Msg::PeerLost(e),
+                }
             }
             // The source sent every page: the bulk channel has nothing more to say.
             PcKind::End => {
@@ -360,6 +398,7 @@ where
         listener,
         pids,
         mut missing,
+        store,
     } = prepared;
     let (ur, mut pw) = tokio::io::split(channels.urgent);
     let (br, bulk_w) = tokio::io::split(channels.bulk);
@@ -381,8 +420,8 @@ where
         })
     };
     let readers = [
-        tokio::spawn(read_peer(ur, Sink::Priority(tx.clone()))),
-        tokio::spawn(read_peer(br, Sink::Bulk(btx))),
+        tokio::spawn(read_peer(ur, Sink::Priority(tx.clone()), store.clone())),
+        tokio::spawn(read_peer(br, Sink::Bulk(btx), store)),
         go_task,
     ];
     let mut stats = DaemonStats {

@@ -10,11 +10,12 @@ use std::sync::Arc;
 
 use ferry_criu::images::{read_pagemap, PE_LAZY};
 use ferry_criu::pageserver::{Psi, PSI_LEN, PS_IOV_ADD_F};
-use ferry_proto::postcopy::{PcHeader, PcKind, PAGE_SIZE, PC_HEADER_LEN, PC_MAX_PAGES};
+use ferry_proto::postcopy::{PcHeader, PcKind, PAGE_SIZE, PC_HEADER_LEN, PC_MAX_PAGES, REF_ENTRY};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
 use super::Channels;
+use crate::precopy::refs::Dedupe;
 
 /// A run of lazy pages of one process, as the images number it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +67,8 @@ pub struct PumpStats {
     pub pages_total: u64,
     pub pages_pushed: u64,
     pub pages_answered: u64,
+    /// Hybrid: pages sent as a reference to the destination's store.
+    pub pages_referenced: u64,
     pub bytes_sent: u64,
 }
 
@@ -247,13 +250,15 @@ fn background_queue(runs: &[LazyRun]) -> VecDeque<Req> {
 /// Moves every lazy page to the destination; returns when the destination says it has
 /// them all. `criu` is ferry's end of the dump's page-server socket; `peer` the two page
 /// channels. `sent` counts pages as they go (for progress). `cut_after` breaks the
-/// channels once that many pages went (fault injection).
+/// channels once that many pages went (fault injection). With `dedupe` (hybrid), pages the
+/// destination holds travel as references.
 pub async fn pump<C, P>(
     criu: C,
     peer: Channels<P>,
     runs: Vec<LazyRun>,
     sent: Arc<Sent>,
     cut_after: Option<u64>,
+    dedupe: Option<Arc<Dedupe>>,
 ) -> Result<PumpStats, PumpError>
 where
     C: AsyncRead + AsyncWrite + Send + 'static,
@@ -338,7 +343,14 @@ where
                     if done {
                         continue; // the destination has every page already
                     }
-                    let kind = if req.demand { PcKind::Answer } else { PcKind::Chunk };
+                    let mut kind = if req.demand { PcKind::Answer } else { PcKind::Chunk };
+                    let mut data = data;
+                    if let Some(enc) = dedupe.as_ref().and_then(|d| d.encode(&data)) {
+                        let whole = (enc.len() - psi.nr_pages as usize * REF_ENTRY) / PAGE_SIZE as usize;
+                        stats.pages_referenced += psi.nr_pages - whole as u64;
+                        kind = if req.demand { PcKind::AnswerRefs } else { PcKind::ChunkRefs };
+                        data = enc;
+                    }
                     let h = PcHeader { kind, token: req.token, pid: req.pid, nr_pages: psi.nr_pages as u32, vaddr: psi.vaddr };
                     match permit {
                         Some(permit) => {
@@ -478,7 +490,7 @@ mod tests {
             },
         ];
         let sent = Arc::new(Sent::default());
-        let pump = tokio::spawn(pump(criu_ours, ours, runs, sent.clone(), None));
+        let pump = tokio::spawn(pump(criu_ours, ours, runs, sent.clone(), None, None));
         // Before the start, only demands are answered, on the urgent channel.
         let demand = PcHeader {
             kind: PcKind::Demand,
@@ -543,7 +555,14 @@ mod tests {
             vaddr: 0,
             nr_pages: 100_000,
         }];
-        let _pump = tokio::spawn(pump(criu_ours, ours, runs, Arc::new(Sent::default()), None));
+        let _pump = tokio::spawn(pump(
+            criu_ours,
+            ours,
+            runs,
+            Arc::new(Sent::default()),
+            None,
+            None,
+        ));
         let start = PcHeader {
             kind: PcKind::Start,
             token: 0,
@@ -585,7 +604,7 @@ mod tests {
             vaddr: 0x10000,
             nr_pages: 10,
         }];
-        let r = pump(criu_ours, ours, runs, Arc::new(Sent::default()), None).await;
+        let r = pump(criu_ours, ours, runs, Arc::new(Sent::default()), None, None).await;
         assert!(matches!(r, Err(PumpError::Peer(_))), "{r:?}");
     }
 

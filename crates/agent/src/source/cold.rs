@@ -83,7 +83,11 @@ impl SourceRun {
         self.commit().await
     }
 
-    fn start_ticker(&self, streamer: &Streamer, estimate: u64) -> tokio::task::JoinHandle<()> {
+    pub(super) fn start_ticker(
+        &self,
+        streamer: &Streamer,
+        estimate: u64,
+    ) -> tokio::task::JoinHandle<()> {
         if self.req.options.inject_fault == Some(Fault::CutTransfer)
             && self.agent.cfg.allow_fault_injection
         {

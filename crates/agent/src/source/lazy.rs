@@ -23,6 +23,7 @@ use super::{Failure, SourceRun};
 use crate::postcopy::daemon::DaemonStats;
 use crate::postcopy::pump::{lazy_runs, pump, PumpError, PumpStats, Sent};
 use crate::postcopy::Channels;
+use crate::precopy::refs::Dedupe;
 
 /// Where CRIU reports that its lazy dump is ready (runc's `--status-fd`).
 const STATUS_FD: i32 = HELPER_SOCKET_FD + 1;
@@ -67,6 +68,7 @@ impl SourceRun {
         &mut self,
         bulk: Stream,
         urgent: Stream,
+        dedupe: Option<Arc<Dedupe>>,
     ) -> Result<(), Failure> {
         let (ours, criu_end) = std::os::unix::net::UnixStream::pair()
             .map_err(|e| Failure::new(format!("page server socket: {e}")))?;
@@ -168,6 +170,7 @@ impl SourceRun {
             runs,
             counter.clone(),
             cut,
+            dedupe,
         ));
         if let Some(l) = self.lazy.as_mut() {
             l.pump = Some(handle);
@@ -189,6 +192,12 @@ impl SourceRun {
         self.pages_sent = counter.bytes.load(Ordering::Relaxed);
         let stats = pumped.map_err(|e| Failure::new(format!("post-copy broke: {e}")))?;
         self.pages_sent = stats.bytes_sent;
+        if let Some(pc) = self.report.precopy.as_mut() {
+            pc.final_pages_referenced = stats.pages_referenced;
+            pc.final_pages_sent =
+                (stats.pages_pushed + stats.pages_answered).saturating_sub(stats.pages_referenced);
+            pc.final_wire_bytes = stats.bytes_sent;
+        }
         let dest = match self
             .expect_within("postcopy_done", Duration::from_secs(60))
             .await?

@@ -9,6 +9,7 @@
 mod cold;
 mod inspect;
 mod lazy;
+mod precopy;
 mod send;
 
 use std::path::PathBuf;
@@ -88,6 +89,11 @@ pub fn effective_strategy(
 ) -> Result<Strategy, AgentError> {
     match options.strategy {
         Strategy::Cold => Ok(Strategy::Cold),
+        Strategy::Precopy => Ok(Strategy::Precopy),
+        Strategy::Hybrid if lazy_pages => Ok(Strategy::Hybrid),
+        Strategy::Hybrid => Err(AgentError::Input(
+            "hybrid ends in post-copy, which needs userfaultfd, which this host lacks (see 'ferry doctor'); use --strategy precopy".into(),
+        )),
         Strategy::Postcopy if lazy_pages => Ok(Strategy::Postcopy),
         Strategy::Postcopy => Err(AgentError::Input(
             "post-copy needs userfaultfd, which this host lacks (see 'ferry doctor'); use --strategy cold".into(),
@@ -96,9 +102,6 @@ pub fn effective_strategy(
         // only takes that risk when the user allows it.
         Strategy::Auto if options.allow_postcopy && lazy_pages => Ok(Strategy::Postcopy),
         Strategy::Auto => Ok(Strategy::Cold),
-        other => Err(AgentError::Input(format!(
-            "strategy '{other}' is not implemented in this ferry version; use --strategy cold or postcopy"
-        ))),
     }
 }
 
@@ -238,8 +241,13 @@ impl SourceRun {
         match self.strategy {
             Strategy::Postcopy => {
                 let urgent = self.page_channel(Role::UrgentPages).await?;
-                self.forward_lazy(pages, urgent).await
+                self.forward_lazy(pages, urgent, None).await
             }
+            Strategy::Hybrid => {
+                let urgent = self.page_channel(Role::UrgentPages).await?;
+                self.forward_hybrid(pages, urgent).await
+            }
+            Strategy::Precopy => self.forward_precopy(pages).await,
             _ => self.forward_cold(pages).await,
         }
     }

@@ -14,8 +14,9 @@ pub struct Args {
     /// Destination: a lab host name, or an agent address HOST:PORT.
     #[arg(long)]
     to: String,
-    /// cold (every page moves before the container restarts), postcopy (the container
-    /// restarts at once, its pages follow), or auto (cold, or postcopy when allowed).
+    /// cold (every page moves before the container restarts), precopy (pages move while
+    /// it runs, then what changed), postcopy (the container restarts at once, its pages
+    /// follow), hybrid (precopy rounds, then postcopy), or auto (see docs/strategies.md).
     #[arg(long, default_value = "cold")]
     strategy: Strategy,
     /// Let --strategy auto choose post-copy. Post-copy ties the container to the source
@@ -23,6 +24,18 @@ pub struct Args {
     /// container stops at the destination and stays frozen at the source.
     #[arg(long)]
     allow_postcopy: bool,
+    /// Pre-copy: freeze once the predicted downtime is below this (e.g. 300ms, 1.5s).
+    #[arg(long, value_parser = parse_duration_ms, value_name = "DUR")]
+    max_downtime: Option<u64>,
+    /// Pre-copy: freeze after at most this many rounds (default 8).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1000), value_name = "N")]
+    max_rounds: Option<u32>,
+    /// Pre-copy: freeze once a round sends less than this percent of the first round.
+    #[arg(long, value_parser = parse_percent, value_name = "PCT")]
+    threshold: Option<f64>,
+    /// Pre-copy: compress pages on the wire where it pays (zstd) or never (none).
+    #[arg(long, value_parser = ["zstd", "none"])]
+    compress: Option<String>,
     /// The agent that runs the container now: a lab host name, a Unix socket, or
     /// HOST:PORT. Default: in a lab, the host running it; otherwise /var/lib/ferry/agent.sock.
     #[arg(long)]
@@ -48,6 +61,33 @@ pub struct Args {
     /// Inject a fault (tests; agents must allow it).
     #[arg(long, hide = true, value_parser = parse_fault)]
     inject_fault: Option<Fault>,
+}
+
+/// `300ms`, `1.5s`, or a plain number of milliseconds.
+pub fn parse_duration_ms(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (num, scale) = if let Some(n) = t.strip_suffix("ms") {
+        (n, 1.0)
+    } else if let Some(n) = t.strip_suffix('s') {
+        (n, 1000.0)
+    } else {
+        (t, 1.0)
+    };
+    match num.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 && v * scale < 86_400_000.0 => {
+            Ok((v * scale).round() as u64)
+        }
+        _ => Err(format!(
+            "'{s}' is not a duration; write it like 300ms or 1.5s"
+        )),
+    }
+}
+
+fn parse_percent(s: &str) -> Result<f64, String> {
+    match s.trim().trim_end_matches('%').parse::<f64>() {
+        Ok(v) if v > 0.0 && v <= 100.0 => Ok(v),
+        _ => Err(format!("'{s}' is not a percentage between 0 and 100")),
+    }
 }
 
 fn parse_fault(s: &str) -> Result<Fault, String> {
@@ -87,7 +127,10 @@ pub async fn run(a: Args) -> anyhow::Result<i32> {
         file_locks: a.file_locks,
         allow_postcopy: a.allow_postcopy,
         inject_fault: a.inject_fault,
-        ..Default::default()
+        max_downtime_ms: a.max_downtime,
+        max_rounds: a.max_rounds,
+        threshold_pct: a.threshold,
+        compress: a.compress.clone(),
     };
     let msg = Message::Migrate {
         container: a.container.clone(),
@@ -115,5 +158,22 @@ pub async fn run(a: Args) -> anyhow::Result<i32> {
         }
         Message::Error { message } => anyhow::bail!("{message}"),
         other => anyhow::bail!("unexpected answer '{}' from the agent", other.name()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_percentages_parse_or_say_why_not() {
+        assert_eq!(parse_duration_ms("300ms"), Ok(300));
+        assert_eq!(parse_duration_ms("1.5s"), Ok(1500));
+        assert_eq!(parse_duration_ms("250"), Ok(250));
+        assert!(parse_duration_ms("soon").unwrap_err().contains("300ms"));
+        assert!(parse_duration_ms("-1s").is_err());
+        assert_eq!(parse_percent("5%"), Ok(5.0));
+        assert!(parse_percent("0").is_err());
+        assert!(parse_percent("150").is_err());
     }
 }
