@@ -70,7 +70,7 @@ apt_install() {
     run "apt-install" apt-get install -y --no-install-recommends $todo
 }
 
-RUNTIME_PKGS=(runc iproute2 nftables iptables redis-server redis-tools iperf3 procps kmod ethtool)
+RUNTIME_PKGS=(runc iproute2 nftables iptables redis-server redis-tools iperf3 procps kmod ethtool python3)
 apt_install "${RUNTIME_PKGS[@]}"
 
 # The Debian redis-server package starts a system-wide server; ferry's demo and tests start

@@ -41,6 +41,25 @@ impl Lab {
         lab
     }
 
+    /// Brings a lab up whose links are shaped to `rate` (for example `100mbit`).
+    pub fn up_shaped(env: &Env, hosts: usize, rate: &str) -> Lab {
+        let name = super::unique("t").replace('x', "");
+        let lab = Lab {
+            name: name.chars().take(12).collect(),
+            ferry: env.ferry.clone(),
+            work: env.work.clone(),
+        };
+        lab.ok(&[
+            "up",
+            "--hosts",
+            &hosts.to_string(),
+            "--faults",
+            "--link",
+            rate,
+        ]);
+        lab
+    }
+
     fn cmd(&self) -> Command {
         let mut c = Command::new(&self.ferry);
         c.arg("lab").arg("--lab").arg(&self.name);
