@@ -304,9 +304,9 @@ pub fn run() -> DoctorReport {
     let pre_reason = if !base_ok {
         "cold migration is not available".to_string()
     } else if dirty_tracking {
-        "CRIU's soft-dirty pre-dump, or ferry's content-addressed rounds".to_string()
+        "ferry's content-addressed rounds (they need no soft-dirty bits)".to_string()
     } else {
-        "ferry's content-addressed rounds (no soft-dirty bits on this kernel, so CRIU's pre-dump cannot run)".to_string()
+        "ferry's content-addressed rounds (this kernel has no soft-dirty bits, so CRIU's own pre-dump cannot run; ferry does not need them)".to_string()
     };
     details.push(StrategyInfo {
         name: "precopy".into(),

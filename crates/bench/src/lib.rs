@@ -5,10 +5,12 @@
 pub mod cold;
 pub mod criu_lazy;
 pub mod labctl;
+pub mod load;
 pub mod local;
 pub mod manual;
 pub mod naive;
 pub mod postcopy;
+pub mod precopy;
 pub mod probe;
 pub mod redis;
 pub mod row;

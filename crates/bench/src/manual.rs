@@ -70,6 +70,86 @@ pub fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Runs `f` on a thread inside network namespace `netns`.
+fn in_netns<T: Send + 'static>(
+    netns: &str,
+    f: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+) -> std::thread::JoinHandle<anyhow::Result<T>> {
+    let path = ferry_netns::netns_path(netns);
+    std::thread::spawn(move || {
+        let ns = std::fs::File::open(&path)?;
+        // SAFETY: setns on a valid descriptor; it changes only this thread.
+        if unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&ns), libc::CLONE_NEWNET) } != 0 {
+            bail!(
+                "cannot enter {}: {}",
+                path.display(),
+                std::io::Error::last_os_error()
+            );
+        }
+        f()
+    })
+}
+
+/// Copies a directory from one lab host to another over the lab's network, as a script
+/// would with `tar | ssh tar`: through the hosts' (possibly shaped) links.
+pub fn copy_dir_over(
+    from: &ferry_lab::LabHost,
+    to: &ferry_lab::LabHost,
+    src: &Path,
+    dst: &Path,
+) -> anyhow::Result<()> {
+    use std::process::{Command, Stdio};
+    let (port_tx, port_rx) = std::sync::mpsc::channel();
+    let (addr, dst) = (to.address, dst.to_path_buf());
+    let receiver = in_netns(&to.netns, move || {
+        let l = std::net::TcpListener::bind((addr, 0))?;
+        port_tx.send(l.local_addr()?.port())?;
+        let (mut sock, _) = l.accept()?;
+        let mut tar = Command::new("tar")
+            .arg("-x")
+            .arg("-C")
+            .arg(&dst)
+            .stdin(Stdio::piped())
+            .spawn()?;
+        if let Some(mut stdin) = tar.stdin.take() {
+            std::io::copy(&mut sock, &mut stdin)?;
+        }
+        if !tar.wait()?.success() {
+            bail!("tar -x failed at the destination");
+        }
+        Ok(())
+    });
+    let port = port_rx
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .map_err(|_| anyhow::anyhow!("the copy's receiver did not start"))?;
+    let src = src.to_path_buf();
+    let sender = in_netns(&from.netns, move || {
+        let mut sock = std::net::TcpStream::connect((addr, port))?;
+        let mut tar = Command::new("tar")
+            .arg("-c")
+            .arg("-C")
+            .arg(&src)
+            .arg(".")
+            .stdout(Stdio::piped())
+            .spawn()?;
+        if let Some(mut out) = tar.stdout.take() {
+            std::io::copy(&mut out, &mut sock)?;
+        }
+        sock.shutdown(std::net::Shutdown::Write)?;
+        if !tar.wait()?.success() {
+            bail!("tar -c failed at the source");
+        }
+        Ok(())
+    });
+    let sent = sender
+        .join()
+        .map_err(|_| anyhow::anyhow!("the copy's sender panicked"))?;
+    let got = receiver
+        .join()
+        .map_err(|_| anyhow::anyhow!("the copy's receiver panicked"))?;
+    sent.and(got)
+}
+
 /// CRIU's iptables lock, as CRIU itself installs it, in the namespace at `netns`.
 fn criu_iptables_lock(netns: &Path) -> Cmd {
     let rules = format!(

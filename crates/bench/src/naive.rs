@@ -1,5 +1,5 @@
 //! The naive method, as people script it by hand: `runc checkpoint` to files, copy the
-//! files, `runc restore` on the other host (see [`crate::manual`] for the handover).
+//! files over the network (`tar | tar`, through the lab's links), `runc restore` on the other host (see [`crate::manual`] for the handover).
 
 use std::path::Path;
 use std::time::Instant;
@@ -8,7 +8,7 @@ use ferry_lab::{LabHost, LabState};
 use ferry_netns::RealRunner;
 use ferry_proto::NetSpec;
 
-use crate::manual::{copy_dir, dir_bytes, ms, runc, Manual};
+use crate::manual::{copy_dir_over, dir_bytes, ms, runc, Manual};
 
 /// What the naive method measured.
 #[derive(Debug, Clone, Copy, Default)]
@@ -51,7 +51,7 @@ pub async fn migrate(
     m.src_link.down(&RealRunner).await?;
 
     let t = Instant::now();
-    copy_dir(&m.src_img, &m.dst_img)?;
+    copy_dir_over(from, to, &m.src_img, &m.dst_img)?;
     let copy_ms = ms(t);
 
     let t = Instant::now();

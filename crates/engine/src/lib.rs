@@ -21,4 +21,9 @@ pub use report::{Outcome, Phase, Report};
 pub use timeline::Timeline;
 
 /// The strategies this build of ferry implements.
-pub const IMPLEMENTED_STRATEGIES: &[Strategy] = &[Strategy::Cold, Strategy::Postcopy];
+pub const IMPLEMENTED_STRATEGIES: &[Strategy] = &[
+    Strategy::Cold,
+    Strategy::Precopy,
+    Strategy::Postcopy,
+    Strategy::Hybrid,
+];

@@ -212,7 +212,7 @@ impl DestSession {
         }
         if strategy == Strategy::Auto {
             return Err(AgentError::Input(format!(
-                "strategy '{strategy}' is not implemented by {}",
+                "the source must pick a strategy before preparing ('{strategy}' is not one {} can run)",
                 agent.cfg.name
             )));
         }

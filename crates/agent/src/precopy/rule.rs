@@ -4,8 +4,9 @@
 //! After each round the rule predicts the downtime of freezing now: a fixed cost (freeze,
 //! runc at both ends, network moves), the final dump of the resident memory, and sending
 //! what the last round found new over the measured link. It freezes when that prediction
-//! meets the target, when a round sent less than `threshold` of the first round, when the
-//! transfer part no longer shrinks, or at `max_rounds`.
+//! meets the target, when what is left would take a few milliseconds to send, when the
+//! transfer part no longer shrinks, or at `max_rounds`. A `threshold` (the thesis's rule:
+//! a round sent less than this share of the first) replaces the two convergence tests.
 
 use ferry_engine::report::{PrecopyRound, StopReason};
 
@@ -113,12 +114,16 @@ impl Estimator {
         if k >= rule.max_rounds {
             return Verdict::Stop(StopReason::MaxRounds);
         }
-        if k >= 2 {
-            if let Some(pct) = rule.threshold_pct {
-                if (self.rounds[k as usize - 1].sent_bytes as f64) <= first as f64 * pct / 100.0 {
-                    return Verdict::Stop(StopReason::Threshold);
-                }
+        // A threshold the user chose replaces ferry's own convergence tests.
+        if let Some(pct) = rule.threshold_pct {
+            if k >= 2
+                && (self.rounds[k as usize - 1].sent_bytes as f64) <= first as f64 * pct / 100.0
+            {
+                return Verdict::Stop(StopReason::Threshold);
             }
+            return Verdict::Continue;
+        }
+        if k >= 2 {
             if transfer <= CONVERGED_MS {
                 return Verdict::Stop(StopReason::Converged);
             }

@@ -98,11 +98,41 @@ pub fn effective_strategy(
         Strategy::Postcopy => Err(AgentError::Input(
             "post-copy needs userfaultfd, which this host lacks (see 'ferry doctor'); use --strategy cold".into(),
         )),
-        // Post-copy ties the container to the source until its last page arrived; auto
-        // only takes that risk when the user allows it.
-        Strategy::Auto if options.allow_postcopy && lazy_pages => Ok(Strategy::Postcopy),
-        Strategy::Auto => Ok(Strategy::Cold),
+        // Decided once the container's size is known: see `pick_auto`.
+        Strategy::Auto => Ok(Strategy::Auto),
     }
+}
+
+/// Below this resident memory, `auto` moves a container cold: its whole memory crosses
+/// within the fixed cost of a migration, so rounds would only add time.
+pub const AUTO_PRECOPY_MIN: u64 = 64 << 20;
+
+/// What `--strategy auto` runs for a container of `resident` bytes. Post-copy ties the
+/// container to the source until its last page arrived: auto only takes that risk when
+/// the user allows it.
+pub fn pick_auto(allow_postcopy: bool, lazy_pages: bool, resident: u64) -> (Strategy, String) {
+    if resident < AUTO_PRECOPY_MIN {
+        return (
+            Strategy::Cold,
+            format!(
+                "auto chose cold: {} MiB of memory move within the fixed cost",
+                resident >> 20
+            ),
+        );
+    }
+    if allow_postcopy && lazy_pages {
+        return (
+            Strategy::Hybrid,
+            "auto chose hybrid: post-copy is allowed and both hosts have userfaultfd".into(),
+        );
+    }
+    (
+        Strategy::Precopy,
+        format!(
+            "auto chose precopy: {} MiB of memory move while the container runs",
+            resident >> 20
+        ),
+    )
 }
 
 /// Migrates a container. Bad input is an error (nothing changed); anything else ends in a
@@ -124,7 +154,19 @@ pub async fn migrate(
         )));
     }
     let facts = inspect(&agent, &req.container).await?;
+    let (strategy, why) = match strategy {
+        Strategy::Auto => {
+            let (s, why) = pick_auto(
+                req.options.allow_postcopy,
+                agent.lazy_pages,
+                resident_bytes(&facts.freezer),
+            );
+            (s, Some(why))
+        }
+        s => (s, None),
+    };
     let mut run = SourceRun::new(agent, req, facts, strategy, events, claim)?;
+    run.report.notes.extend(why);
     let outcome = run.forward().await;
     Ok(match outcome {
         Ok(()) => run.succeed().await,
@@ -625,5 +667,30 @@ pub async fn resume(agent: &Arc<Agent>, name: &str) -> Result<(), AgentError> {
             "resuming '{name}' failed: {}",
             errors.join("; ")
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_moves_small_containers_cold_and_large_ones_while_they_run() {
+        assert_eq!(pick_auto(true, true, 10 << 20).0, Strategy::Cold);
+        assert_eq!(pick_auto(false, true, 1 << 30).0, Strategy::Precopy);
+        assert_eq!(pick_auto(true, false, 1 << 30).0, Strategy::Precopy);
+        assert_eq!(pick_auto(true, true, 1 << 30).0, Strategy::Hybrid);
+    }
+
+    #[test]
+    fn hybrid_and_postcopy_need_userfaultfd() {
+        let mut o = MigrateOptions {
+            strategy: Strategy::Hybrid,
+            ..Default::default()
+        };
+        assert!(effective_strategy(&o, false).is_err());
+        assert_eq!(effective_strategy(&o, true).unwrap(), Strategy::Hybrid);
+        o.strategy = Strategy::Precopy;
+        assert_eq!(effective_strategy(&o, false).unwrap(), Strategy::Precopy);
     }
 }

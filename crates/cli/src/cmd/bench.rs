@@ -14,6 +14,42 @@ pub enum Command {
     /// ferry's post-copy against plain runc + CRIU lazy pages, ferry's cold migration and
     /// the naive method, between lab hosts.
     Postcopy(PostcopyArgs),
+    /// Cold, pre-copy, post-copy and hybrid (and the naive method) on a shaped link,
+    /// with Redis under a write load; a threshold sweep; the bytes of each round.
+    Precopy(PrecopyArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PrecopyArgs {
+    /// Redis data sizes to test (decimal units).
+    #[arg(long, default_value = "1G")]
+    sizes: String,
+    /// Measured runs per size (one warm-up run comes first).
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// The lab's link rate.
+    #[arg(long, default_value = "1gbit")]
+    link: String,
+    /// Keys the write load rewrites per second, in percent of all keys.
+    #[arg(long, default_value_t = 1.0)]
+    writes_pct: f64,
+    /// Pre-copy thresholds (percent) to sweep, comma-separated; "" for none.
+    #[arg(long, default_value = "2,5,10,20,40")]
+    thresholds: String,
+    /// Write the rows as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+fn parse_list(s: &str) -> anyhow::Result<Vec<f64>> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|x| !x.is_empty())
+        .map(|x| match x.trim_end_matches('%').parse::<f64>() {
+            Ok(v) if v > 0.0 && v <= 100.0 => Ok(v),
+            _ => anyhow::bail!("'{x}' is not a percentage between 0 and 100"),
+        })
+        .collect()
 }
 
 #[derive(Debug, clap::Args)]
@@ -98,6 +134,61 @@ pub async fn run(c: Command) -> anyhow::Result<i32> {
             let rows = ferry_bench::cold::run_bench(&b).await?;
             println!("downtime = longest request latency a client doing INCR every 1 ms saw; freeze_to_run = the tool's own measure");
             print_table(&rows, &["freeze_to_run_ms", "source_mem_mb"]);
+            if let Some(p) = a.json {
+                write_json(&p, &rows)?;
+            }
+            Ok(0)
+        }
+        Command::Precopy(a) => {
+            let criu = ferry_criu::features::CriuBinary::locate(None)?;
+            ferry_netns::shape::validate_rate(&a.link)?;
+            let b = ferry_bench::precopy::PrecopyBench {
+                sizes: parse_sizes(&a.sizes).map_err(anyhow::Error::msg)?,
+                runs: a.runs,
+                ferry: std::env::current_exe()?,
+                criu: criu.path,
+                link: Some(a.link.clone()),
+                writes_pct: a.writes_pct,
+                thresholds: parse_list(&a.thresholds)?,
+            };
+            let rows = ferry_bench::precopy::run_bench(&b).await?;
+            println!(
+                "link {}, write load {}% of keys per second (naive runs without it);",
+                a.link, a.writes_pct
+            );
+            println!("downtime = longest request latency a client doing INCR every 1 ms saw; freeze_to_run = ferry's own measure;");
+            println!("throughput_in_rounds_pct = Redis throughput while the rounds ran, in percent of before");
+            print_table(
+                &rows,
+                &[
+                    "freeze_to_run_ms",
+                    "postcopy_ms",
+                    "rounds",
+                    "threshold_pct",
+                    "throughput_in_rounds_pct",
+                ],
+            );
+            let per_round: Vec<String> = rows
+                .iter()
+                .filter(|r| r.method != "naive")
+                .filter_map(|r| {
+                    let mb: Vec<String> = (1..=30)
+                        .map_while(|k| r.extra.get(&format!("round{k}_sent_mb")))
+                        .map(|s| format!("{:.1}", s.median))
+                        .collect();
+                    (!mb.is_empty()).then(|| {
+                        let t = r
+                            .extra
+                            .get("threshold_pct")
+                            .map_or(String::new(), |t| format!(" threshold {}%", t.median));
+                        format!("  {}{t}: {} MB", r.method, mb.join(", "))
+                    })
+                })
+                .collect();
+            if !per_round.is_empty() {
+                println!("bytes sent per round (median):");
+                println!("{}", per_round.join("\n"));
+            }
             if let Some(p) = a.json {
                 write_json(&p, &rows)?;
             }
