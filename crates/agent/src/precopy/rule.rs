@@ -123,10 +123,8 @@ impl Estimator {
             }
             return Verdict::Continue;
         }
-        if k >= 2 {
-            if transfer <= CONVERGED_MS {
-                return Verdict::Stop(StopReason::Converged);
-            }
+        if k >= 2 && transfer <= CONVERGED_MS {
+            return Verdict::Stop(StopReason::Converged);
         }
         if k >= 3 && previous.len() == 2 && previous.iter().all(|&p| transfer > p * PROGRESS) {
             return Verdict::Stop(StopReason::NoProgress);
