@@ -9,6 +9,7 @@
 
 pub mod dest;
 mod error;
+pub mod group;
 pub mod local;
 pub mod report;
 pub mod source;

@@ -9,8 +9,15 @@ use ferry_transport::{Endpoint, Secret};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The container to move.
-    container: String,
+    /// The container to move (or --group FILE).
+    #[arg(required_unless_present = "group", conflicts_with = "group")]
+    container: Option<String>,
+    /// Move the containers of a group file together, in order (docs/groups.md).
+    #[arg(long, value_name = "FILE")]
+    group: Option<PathBuf>,
+    /// With --group: sequential, parallel or pipeline.
+    #[arg(long, value_enum, default_value = "pipeline", requires = "group")]
+    schedule: super::group::Schedule,
     /// Destination: a lab host name, or an agent address HOST:PORT.
     #[arg(long)]
     to: String,
@@ -61,6 +68,9 @@ pub struct Args {
     /// Inject a fault (tests; agents must allow it).
     #[arg(long, hide = true, value_parser = parse_fault)]
     inject_fault: Option<Fault>,
+    /// With --group: the member that gets --inject-fault (tests).
+    #[arg(long, hide = true)]
+    fault_member: Option<String>,
 }
 
 /// `300ms`, `1.5s`, or a plain number of milliseconds.
@@ -95,33 +105,31 @@ fn parse_fault(s: &str) -> Result<Fault, String> {
         .map_err(|_| format!("unknown fault '{s}'"))
 }
 
-/// Where to reach the source agent, and the destination's address.
-async fn resolve(a: &Args) -> anyhow::Result<(Endpoint, Option<Secret>, String)> {
-    let lab = ferry_lab::LabState::load(&a.lab).ok();
-    let dest = match a.to.parse::<Endpoint>() {
-        Ok(Endpoint::Tcp(addr)) => addr.to_string(),
-        _ => match &lab {
-            Some(l) => l.host(&a.to)?.listen.to_string(),
+/// The destination's peer address and, in a lab, its control socket.
+fn resolve_dest(
+    a: &Args,
+    lab: Option<&ferry_lab::LabState>,
+) -> anyhow::Result<(String, Option<Endpoint>)> {
+    Ok(match a.to.parse::<Endpoint>() {
+        Ok(Endpoint::Tcp(addr)) => (addr.to_string(), None),
+        _ => match lab {
+            Some(l) => {
+                let h = l.host(&a.to)?;
+                (
+                    h.listen.to_string(),
+                    Some(Endpoint::Unix(h.control.clone())),
+                )
+            }
             None => anyhow::bail!(
                 "'{}' is neither HOST:PORT nor a host of a running lab",
                 a.to
             ),
         },
-    };
-    let secret = match &a.secret_file {
-        Some(p) => Some(Secret::from_file(p)?),
-        None => None,
-    };
-    let source = super::agent_of(a.agent.as_deref(), lab.as_ref(), &a.container, "running").await?;
-    Ok((source, secret, dest))
+    })
 }
 
-pub async fn run(a: Args) -> anyhow::Result<i32> {
-    let (source, secret, dest) = resolve(&a).await?;
-    let mut conn = ferry_agent::client::control(&source, secret.as_ref())
-        .await
-        .with_context(|| format!("cannot reach the source agent at {source}"))?;
-    let options = MigrateOptions {
+fn options(a: &Args) -> MigrateOptions {
+    MigrateOptions {
         strategy: a.strategy,
         tcp_established: !a.no_tcp_established,
         file_locks: a.file_locks,
@@ -131,9 +139,110 @@ pub async fn run(a: Args) -> anyhow::Result<i32> {
         max_rounds: a.max_rounds,
         threshold_pct: a.threshold,
         compress: a.compress.clone(),
+    }
+}
+
+async fn run_group(a: &Args, file: &std::path::Path) -> anyhow::Result<i32> {
+    use super::group::{GroupRun, Placement};
+    let group = super::group::load(file)?;
+    let lab = ferry_lab::LabState::load(&a.lab).ok();
+    let (dest, dest_control) = resolve_dest(a, lab.as_ref())?;
+    let secret = match &a.secret_file {
+        Some(p) => Some(Secret::from_file(p)?),
+        None => None,
     };
+    let mut placements = Vec::new();
+    for m in &group.members {
+        let (source, source_peer) = match (&a.agent, &lab) {
+            (None, Some(l)) => {
+                let h = ferry_lab::host_of(l, &m.name, "running").await.with_context(|| {
+                    format!(
+                        "container '{}' of group '{}' is not running on any host of lab '{}'; start it or remove it from {}",
+                        m.name, group.name, l.name, file.display()
+                    )
+                })?;
+                (
+                    Endpoint::Unix(h.control.clone()),
+                    Some(h.listen.to_string()),
+                )
+            }
+            _ => {
+                let ep =
+                    super::agent_of(a.agent.as_deref(), lab.as_ref(), &m.name, "running").await?;
+                let peer = match &ep {
+                    Endpoint::Tcp(addr) => Some(addr.to_string()),
+                    _ => None,
+                };
+                (ep, peer)
+            }
+        };
+        placements.push(Placement {
+            source,
+            source_peer,
+            dest: dest.clone(),
+            dest_control: dest_control.clone(),
+        });
+    }
+    if let Some(f) = &a.fault_member {
+        if group.member(f).is_none() {
+            anyhow::bail!("--fault-member {f}: the group has no such container");
+        }
+    }
+    let run = std::sync::Arc::new(GroupRun {
+        group,
+        schedule: a.schedule,
+        base: options(a),
+        secret,
+        placements,
+        fault_member: a.fault_member.clone(),
+    });
+    let report = super::group::run_group(run).await;
+    let json = serde_json::to_string_pretty(&report)?;
+    if let Some(p) = &a.report {
+        std::fs::write(p, &json)
+            .with_context(|| format!("cannot write the report to {}", p.display()))?;
+    }
+    if a.json {
+        println!("{json}");
+    } else {
+        print!("{}", super::group::render(&report));
+    }
+    if report.outcome == "migrated" {
+        Ok(0)
+    } else {
+        eprintln!(
+            "ferry: {}: {}",
+            report.outcome,
+            report.reason.as_deref().unwrap_or("see the report")
+        );
+        Ok(1)
+    }
+}
+
+/// Where to reach the source agent, and the destination's address.
+async fn resolve(a: &Args, container: &str) -> anyhow::Result<(Endpoint, Option<Secret>, String)> {
+    let lab = ferry_lab::LabState::load(&a.lab).ok();
+    let (dest, _) = resolve_dest(a, lab.as_ref())?;
+    let secret = match &a.secret_file {
+        Some(p) => Some(Secret::from_file(p)?),
+        None => None,
+    };
+    let source = super::agent_of(a.agent.as_deref(), lab.as_ref(), container, "running").await?;
+    Ok((source, secret, dest))
+}
+
+pub async fn run(a: Args) -> anyhow::Result<i32> {
+    if let Some(file) = a.group.clone() {
+        return run_group(&a, &file).await;
+    }
+    let container = a.container.clone().unwrap_or_default();
+    let (source, secret, dest) = resolve(&a, &container).await?;
+    let mut conn = ferry_agent::client::control(&source, secret.as_ref())
+        .await
+        .with_context(|| format!("cannot reach the source agent at {source}"))?;
+    let options = options(&a);
     let msg = Message::Migrate {
-        container: a.container.clone(),
+        container: container.clone(),
         dest,
         options,
     };

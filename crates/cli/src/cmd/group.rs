@@ -1,0 +1,383 @@
+//! `ferry migrate --group FILE`: the containers of a deployment, in order, as one.
+//!
+//! Each container moves with its own migration (its own strategy, rollback and report).
+//! The schedule decides when each starts; if one fails, those already moved are moved
+//! back, so that the whole group ends up on the source, each container running exactly
+//! once (see `docs/groups.md`).
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use anyhow::Context;
+use ferry_engine::group::{Group, Member};
+use ferry_engine::Report;
+use ferry_proto::{Message, MigrateOptions, Strategy};
+use ferry_transport::{Endpoint, Secret};
+use serde::Serialize;
+
+/// How the members' migrations are laid out in time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Schedule {
+    /// One container after another, dependents first.
+    Sequential,
+    /// All at once.
+    Parallel,
+    /// Dependents first, each starting as soon as the previous one restores at the
+    /// destination: one container's restore overlaps the next one's dump and transfer.
+    Pipeline,
+}
+
+/// What the CLI knows of one member once it ran.
+#[derive(Debug, Clone, Serialize)]
+pub struct MemberResult {
+    pub name: String,
+    pub level: u32,
+    pub strategy: Option<Strategy>,
+    pub outcome: String,
+    pub start_ms: f64,
+    pub end_ms: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub downtime_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// When each phase began, as the CLI saw the agent's progress (ms since the start).
+    pub timeline: Vec<(String, f64)>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub report: Option<Report>,
+}
+
+/// The group's report.
+#[derive(Debug, Clone, Serialize)]
+pub struct GroupReport {
+    pub group: String,
+    pub schedule: Schedule,
+    pub outcome: String,
+    pub total_ms: f64,
+    /// The longest downtime of any one member.
+    pub worst_downtime_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failed: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Members moved back to the source after another failed.
+    pub moved_back: Vec<String>,
+    pub containers: Vec<MemberResult>,
+}
+
+/// Where a member runs and how to reach the agents.
+#[derive(Debug, Clone)]
+pub struct Placement {
+    pub source: Endpoint,
+    /// The source agent's peer address, to move a member back.
+    pub source_peer: Option<String>,
+    pub dest: String,
+    pub dest_control: Option<Endpoint>,
+}
+
+#[derive(Debug, Clone)]
+pub struct GroupRun {
+    pub group: Group,
+    pub schedule: Schedule,
+    pub base: MigrateOptions,
+    pub secret: Option<Secret>,
+    pub placements: Vec<Placement>,
+    /// Fault injection (tests): which member gets `base.inject_fault`.
+    pub fault_member: Option<String>,
+}
+
+pub fn load(path: &Path) -> anyhow::Result<Group> {
+    let meta = std::fs::metadata(path)
+        .with_context(|| format!("cannot read the group file {}", path.display()))?;
+    if meta.len() > ferry_engine::group::MAX_FILE as u64 {
+        anyhow::bail!("{}: the group file is too large", path.display());
+    }
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the group file {}", path.display()))?;
+    Group::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+type Timeline = Arc<Mutex<Vec<(String, f64)>>>;
+
+async fn migrate_one(
+    run: Arc<GroupRun>,
+    m: Member,
+    p: Placement,
+    t0: Instant,
+    restoring: Option<tokio::sync::oneshot::Sender<()>>,
+) -> MemberResult {
+    let start_ms = t0.elapsed().as_secs_f64() * 1e3;
+    let mut options = run.base.clone();
+    if let Some(s) = m.strategy {
+        options.strategy = s;
+    }
+    if run.fault_member.as_deref() != Some(m.name.as_str()) {
+        options.inject_fault = None;
+    }
+    let timeline: Timeline = Arc::new(Mutex::new(Vec::new()));
+    let result = async {
+        let mut conn = ferry_agent::client::control(&p.source, run.secret.as_ref()).await?;
+        let msg = Message::Migrate {
+            container: m.name.clone(),
+            dest: p.dest.clone(),
+            options,
+        };
+        let tl = timeline.clone();
+        let mut restoring = restoring;
+        let reply = ferry_agent::client::request(&mut conn, &msg, |ev| {
+            if let Message::Progress { phase, .. } = ev {
+                if let Ok(mut v) = tl.lock() {
+                    if v.last().map(|(p, _)| p) != Some(phase) {
+                        v.push((phase.clone(), t0.elapsed().as_secs_f64() * 1e3));
+                    }
+                }
+                if phase == "restore" {
+                    if let Some(tx) = restoring.take() {
+                        let _ = tx.send(());
+                    }
+                }
+            }
+        })
+        .await?;
+        match reply {
+            Message::Report { report } => Ok(serde_json::from_value::<Report>(report)?),
+            Message::Error { message } => Err(anyhow::anyhow!(message)),
+            other => Err(anyhow::anyhow!("unexpected answer '{}'", other.name())),
+        }
+    }
+    .await;
+    let end_ms = t0.elapsed().as_secs_f64() * 1e3;
+    let timeline = timeline.lock().map(|v| v.clone()).unwrap_or_default();
+    match result {
+        Ok(r) => MemberResult {
+            name: m.name.clone(),
+            level: m.level,
+            strategy: r.strategy,
+            outcome: r.outcome.name().to_string(),
+            start_ms,
+            end_ms,
+            downtime_ms: r.downtime_ms,
+            reason: r.reason.clone(),
+            timeline,
+            report: Some(r),
+        },
+        Err(e) => MemberResult {
+            name: m.name.clone(),
+            level: m.level,
+            strategy: m.strategy,
+            outcome: "refused".into(),
+            start_ms,
+            end_ms,
+            downtime_ms: None,
+            reason: Some(e.to_string()),
+            timeline,
+            report: None,
+        },
+    }
+}
+
+fn placement<'a>(run: &'a GroupRun, m: &Member) -> &'a Placement {
+    let i = run
+        .group
+        .members
+        .iter()
+        .position(|x| x.name == m.name)
+        .unwrap_or(0);
+    &run.placements[i]
+}
+
+/// Starts one member's migration on a task of its own.
+fn spawn_one(
+    run: &Arc<GroupRun>,
+    m: &Member,
+    t0: Instant,
+    restoring: Option<tokio::sync::oneshot::Sender<()>>,
+) -> tokio::task::JoinHandle<MemberResult> {
+    let p = placement(run, m).clone();
+    tokio::spawn(migrate_one(run.clone(), m.clone(), p, t0, restoring))
+}
+
+async fn finish(m: &Member, h: tokio::task::JoinHandle<MemberResult>) -> MemberResult {
+    h.await.unwrap_or_else(|e| MemberResult {
+        name: m.name.clone(),
+        level: m.level,
+        strategy: m.strategy,
+        outcome: "failed".into(),
+        start_ms: 0.0,
+        end_ms: 0.0,
+        downtime_ms: None,
+        reason: Some(format!("the CLI lost track of it: {e}")),
+        timeline: Vec::new(),
+        report: None,
+    })
+}
+
+/// Runs the group's migrations by its schedule; moves members back if one fails.
+pub async fn run_group(run: Arc<GroupRun>) -> GroupReport {
+    let t0 = Instant::now();
+    let order: Vec<Member> = run.group.freeze_order().into_iter().cloned().collect();
+    let mut results: Vec<MemberResult> = Vec::new();
+    match run.schedule {
+        Schedule::Sequential => {
+            for m in &order {
+                let r = finish(m, spawn_one(&run, m, t0, None)).await;
+                let ok = r.outcome == "migrated";
+                results.push(r);
+                if !ok {
+                    break;
+                }
+            }
+        }
+        Schedule::Parallel => {
+            let handles: Vec<_> = order.iter().map(|m| spawn_one(&run, m, t0, None)).collect();
+            for (m, h) in order.iter().zip(handles) {
+                results.push(finish(m, h).await);
+            }
+        }
+        Schedule::Pipeline => {
+            let mut running = Vec::new();
+            for m in &order {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                let h = spawn_one(&run, m, t0, Some(tx));
+                // The next one starts once this one restores, or ended.
+                // The next one starts once this one restores at the destination; if it
+                // ended before that, it is looked at first.
+                if rx.await.is_ok() {
+                    running.push((m, h));
+                    continue;
+                }
+                let r = finish(m, h).await;
+                let ok = r.outcome == "migrated";
+                results.push(r);
+                if !ok {
+                    break;
+                }
+            }
+            for (m, h) in running {
+                results.push(finish(m, h).await);
+            }
+        }
+    }
+    let failed = results.iter().find(|r| r.outcome != "migrated").cloned();
+    let mut moved_back = Vec::new();
+    let mut reason = None;
+    if let Some(f) = &failed {
+        reason = Some(format!(
+            "container '{}' did not move: {}",
+            f.name,
+            f.reason.as_deref().unwrap_or("see its report")
+        ));
+        // Dependencies go back first, as they were restored first.
+        let mut moved: Vec<&MemberResult> =
+            results.iter().filter(|r| r.outcome == "migrated").collect();
+        moved.sort_by_key(|r| r.level);
+        for r in moved {
+            let Some(m) = run.group.member(&r.name) else {
+                continue;
+            };
+            let p = placement(&run, m);
+            match move_back(&run, m, p).await {
+                Ok(()) => moved_back.push(r.name.clone()),
+                Err(e) => {
+                    reason = Some(format!(
+                        "{}; moving '{}' back to the source failed too ({e}): it runs at the destination",
+                        reason.unwrap_or_default(),
+                        r.name
+                    ));
+                }
+            }
+        }
+    }
+    let worst = results
+        .iter()
+        .filter_map(|r| r.downtime_ms)
+        .fold(None, |a: Option<f64>, d| Some(a.map_or(d, |x| x.max(d))));
+    GroupReport {
+        group: run.group.name.clone(),
+        schedule: run.schedule,
+        outcome: if failed.is_none() {
+            "migrated".into()
+        } else if moved_back.len() == results.iter().filter(|r| r.outcome == "migrated").count() {
+            "rolled_back".into()
+        } else {
+            "failed".into()
+        },
+        total_ms: t0.elapsed().as_secs_f64() * 1e3,
+        worst_downtime_ms: worst,
+        failed: failed.map(|f| f.name),
+        reason,
+        moved_back,
+        containers: results,
+    }
+}
+
+/// Moves a member back to its source with a cold migration.
+async fn move_back(run: &GroupRun, m: &Member, p: &Placement) -> anyhow::Result<()> {
+    let (Some(from), Some(to)) = (&p.dest_control, &p.source_peer) else {
+        anyhow::bail!("ferry does not know how to reach the agents to move it back");
+    };
+    let mut conn = ferry_agent::client::control(from, run.secret.as_ref()).await?;
+    let msg = Message::Migrate {
+        container: m.name.clone(),
+        dest: to.clone(),
+        options: MigrateOptions {
+            strategy: Strategy::Cold,
+            tcp_established: run.base.tcp_established,
+            file_locks: run.base.file_locks,
+            ..Default::default()
+        },
+    };
+    match ferry_agent::client::request(&mut conn, &msg, |_| {}).await? {
+        Message::Report { report } => {
+            let r: Report = serde_json::from_value(report)?;
+            if r.outcome.is_success() {
+                Ok(())
+            } else {
+                anyhow::bail!("{}", r.reason.unwrap_or_default())
+            }
+        }
+        Message::Error { message } => anyhow::bail!("{message}"),
+        other => anyhow::bail!("unexpected answer '{}'", other.name()),
+    }
+}
+
+/// A short table of the group's report, for people.
+pub fn render(r: &GroupReport) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "ferry migrate --group {}  schedule {:?}  outcome {}  total {:.1} ms  worst downtime {}",
+        r.group,
+        r.schedule,
+        r.outcome,
+        r.total_ms,
+        r.worst_downtime_ms
+            .map_or("-".to_string(), |d| format!("{d:.1} ms"))
+    );
+    if let Some(why) = &r.reason {
+        let _ = writeln!(s, "  reason: {why}");
+    }
+    let _ = writeln!(
+        s,
+        "  {:<20}{:>6}{:>12}{:>12}{:>14}  outcome",
+        "container", "level", "start ms", "end ms", "downtime ms"
+    );
+    for c in &r.containers {
+        let _ = writeln!(
+            s,
+            "  {:<20}{:>6}{:>12.1}{:>12.1}{:>14}  {}",
+            c.name,
+            c.level,
+            c.start_ms,
+            c.end_ms,
+            c.downtime_ms.map_or("-".into(), |d| format!("{d:.1}")),
+            c.outcome
+        );
+    }
+    if !r.moved_back.is_empty() {
+        let _ = writeln!(s, "  moved back to the source: {}", r.moved_back.join(", "));
+    }
+    s
+}

@@ -1,0 +1,335 @@
+//! Groups: the containers of a deployment, described in a TOML file, with their
+//! dependencies; validation, levels and the order in which a schedule moves them. Pure:
+//! the CLI runs the plan (see `docs/groups.md`).
+//!
+//! ```toml
+//! name = "shop"
+//!
+//! [[container]]
+//! name = "db"
+//!
+//! [[container]]
+//! name = "worker"
+//! after = ["db"]          # worker depends on db
+//! strategy = "precopy"    # optional, per container
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use ferry_proto::Strategy;
+use serde::{Deserialize, Serialize};
+
+/// Most containers one group may hold.
+pub const MAX_MEMBERS: usize = 256;
+/// Largest group file read.
+pub const MAX_FILE: usize = 1 << 20;
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GroupFile {
+    name: String,
+    #[serde(rename = "container", default)]
+    containers: Vec<MemberFile>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MemberFile {
+    name: String,
+    #[serde(default)]
+    after: Vec<String>,
+    strategy: Option<Strategy>,
+    level: Option<u32>,
+}
+
+/// A container of a group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Member {
+    pub name: String,
+    pub after: Vec<String>,
+    pub strategy: Option<Strategy>,
+    /// 0 for containers that depend on nothing, else one more than their deepest
+    /// dependency (or as the file sets it).
+    pub level: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Group {
+    pub name: String,
+    /// In the file's order.
+    pub members: Vec<Member>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GroupError {
+    #[error("the group file is not valid TOML for a group: {0}")]
+    Syntax(String),
+    #[error("the group file is larger than {MAX_FILE} bytes")]
+    TooLarge,
+    #[error("the group '{0}' names no container; add [[container]] tables")]
+    Empty(String),
+    #[error("the group has more than {MAX_MEMBERS} containers")]
+    TooMany,
+    #[error("'{0}' is not a valid container name (letters, digits, '-', '_', '.', at most 40)")]
+    BadName(String),
+    #[error("container '{0}' appears twice in the group")]
+    Duplicate(String),
+    #[error("container '{member}' comes after '{dep}', which the group does not name")]
+    Unknown { member: String, dep: String },
+    #[error("container '{0}' cannot come after itself")]
+    SelfDependency(String),
+    #[error("the dependencies form a cycle: {}", .0.join(" -> "))]
+    Cycle(Vec<String>),
+    #[error("container '{member}' has level {level} but comes after '{dep}' at level {dep_level}; a container's level must be above its dependencies'")]
+    LevelOrder {
+        member: String,
+        level: u32,
+        dep: String,
+        dep_level: u32,
+    },
+}
+
+fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 40
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && !s.starts_with('.')
+}
+
+impl Group {
+    /// Parses and checks a group file.
+    pub fn parse(text: &str) -> Result<Self, GroupError> {
+        if text.len() > MAX_FILE {
+            return Err(GroupError::TooLarge);
+        }
+        let f: GroupFile =
+            toml::from_str(text).map_err(|e| GroupError::Syntax(e.message().to_string()))?;
+        if !valid_name(&f.name) {
+            return Err(GroupError::BadName(f.name));
+        }
+        if f.containers.is_empty() {
+            return Err(GroupError::Empty(f.name));
+        }
+        if f.containers.len() > MAX_MEMBERS {
+            return Err(GroupError::TooMany);
+        }
+        let mut seen = BTreeSet::new();
+        for m in &f.containers {
+            if !valid_name(&m.name) {
+                return Err(GroupError::BadName(m.name.clone()));
+            }
+            if !seen.insert(m.name.as_str()) {
+                return Err(GroupError::Duplicate(m.name.clone()));
+            }
+        }
+        for m in &f.containers {
+            for d in &m.after {
+                if d == &m.name {
+                    return Err(GroupError::SelfDependency(m.name.clone()));
+                }
+                if !seen.contains(d.as_str()) {
+                    return Err(GroupError::Unknown {
+                        member: m.name.clone(),
+                        dep: d.clone(),
+                    });
+                }
+            }
+        }
+        let deps: BTreeMap<&str, &[String]> = f
+            .containers
+            .iter()
+            .map(|m| (m.name.as_str(), m.after.as_slice()))
+            .collect();
+        if let Some(cycle) = find_cycle(&f.containers, &deps) {
+            return Err(GroupError::Cycle(cycle));
+        }
+        let mut levels: BTreeMap<String, u32> = BTreeMap::new();
+        for m in &f.containers {
+            depth(&m.name, &deps, &mut levels);
+        }
+        let explicit: BTreeMap<&str, u32> = f
+            .containers
+            .iter()
+            .filter_map(|m| m.level.map(|l| (m.name.as_str(), l)))
+            .collect();
+        let level_of = |n: &str| explicit.get(n).copied().unwrap_or(levels[n]);
+        for m in &f.containers {
+            for d in &m.after {
+                if level_of(&m.name) <= level_of(d) {
+                    return Err(GroupError::LevelOrder {
+                        member: m.name.clone(),
+                        level: level_of(&m.name),
+                        dep: d.clone(),
+                        dep_level: level_of(d),
+                    });
+                }
+            }
+        }
+        Ok(Group {
+            name: f.name,
+            members: f
+                .containers
+                .iter()
+                .map(|m| Member {
+                    name: m.name.clone(),
+                    after: m.after.clone(),
+                    strategy: m.strategy,
+                    level: level_of(&m.name),
+                })
+                .collect(),
+        })
+    }
+
+    /// Dependents first: the order in which containers are frozen (deepest level first;
+    /// the file's order within a level).
+    pub fn freeze_order(&self) -> Vec<&Member> {
+        let mut v: Vec<&Member> = self.members.iter().collect();
+        v.sort_by_key(|m| std::cmp::Reverse(m.level));
+        v
+    }
+
+    /// Dependencies first: the order in which containers are restored.
+    pub fn restore_order(&self) -> Vec<&Member> {
+        let mut v: Vec<&Member> = self.members.iter().collect();
+        v.sort_by_key(|m| m.level);
+        v
+    }
+
+    pub fn member(&self, name: &str) -> Option<&Member> {
+        self.members.iter().find(|m| m.name == name)
+    }
+}
+
+fn depth(name: &str, deps: &BTreeMap<&str, &[String]>, memo: &mut BTreeMap<String, u32>) -> u32 {
+    if let Some(&d) = memo.get(name) {
+        return d;
+    }
+    let d = deps.get(name).map_or(0, |ds| {
+        ds.iter()
+            .map(|x| depth(x, deps, memo) + 1)
+            .max()
+            .unwrap_or(0)
+    });
+    memo.insert(name.to_string(), d);
+    d
+}
+
+/// A cycle in the dependencies, as a path that returns to its start, if there is one.
+fn find_cycle(members: &[MemberFile], deps: &BTreeMap<&str, &[String]>) -> Option<Vec<String>> {
+    // 0 = unseen, 1 = on the current path, 2 = done.
+    let mut state: BTreeMap<&str, u8> = BTreeMap::new();
+    fn visit<'a>(
+        n: &'a str,
+        deps: &BTreeMap<&'a str, &'a [String]>,
+        state: &mut BTreeMap<&'a str, u8>,
+        path: &mut Vec<&'a str>,
+    ) -> Option<Vec<String>> {
+        match state.get(n) {
+            Some(2) => return None,
+            Some(1) => {
+                let from = path.iter().position(|p| *p == n).unwrap_or(0);
+                let mut c: Vec<String> = path[from..].iter().map(|s| s.to_string()).collect();
+                c.push(n.to_string());
+                return Some(c);
+            }
+            _ => {}
+        }
+        state.insert(n, 1);
+        path.push(n);
+        for d in deps.get(n).copied().unwrap_or(&[]) {
+            if let Some(c) = visit(d.as_str(), deps, state, path) {
+                return Some(c);
+            }
+        }
+        path.pop();
+        state.insert(n, 2);
+        None
+    }
+    for m in members {
+        let mut path = Vec::new();
+        if let Some(c) = visit(m.name.as_str(), deps, &mut state, &mut path) {
+            return Some(c);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SHOP: &str = r#"
+name = "shop"
+[[container]]
+name = "front1"
+after = ["worker1"]
+[[container]]
+name = "db1"
+[[container]]
+name = "worker1"
+after = ["db1"]
+strategy = "precopy"
+[[container]]
+name = "db2"
+"#;
+
+    #[test]
+    fn levels_and_orders_follow_the_dependencies() {
+        let g = Group::parse(SHOP).unwrap();
+        let lv: Vec<(&str, u32)> = g
+            .members
+            .iter()
+            .map(|m| (m.name.as_str(), m.level))
+            .collect();
+        assert_eq!(lv, [("front1", 2), ("db1", 0), ("worker1", 1), ("db2", 0)]);
+        let names = |v: Vec<&Member>| v.iter().map(|m| m.name.clone()).collect::<Vec<_>>();
+        assert_eq!(names(g.freeze_order()), ["front1", "worker1", "db1", "db2"]);
+        assert_eq!(
+            names(g.restore_order()),
+            ["db1", "db2", "worker1", "front1"]
+        );
+        assert_eq!(
+            g.member("worker1").unwrap().strategy,
+            Some(Strategy::Precopy)
+        );
+    }
+
+    #[test]
+    fn mistakes_get_errors_that_name_them() {
+        let cycle = "name = \"g\"\n[[container]]\nname = \"a\"\nafter = [\"c\"]\n[[container]]\nname = \"b\"\nafter = [\"a\"]\n[[container]]\nname = \"c\"\nafter = [\"b\"]\n";
+        match Group::parse(cycle) {
+            Err(GroupError::Cycle(c)) => assert_eq!(c, ["a", "c", "b", "a"]),
+            other => panic!("{other:?}"),
+        }
+        let unknown = "name = \"g\"\n[[container]]\nname = \"a\"\nafter = [\"zz\"]\n";
+        assert!(Group::parse(unknown)
+            .unwrap_err()
+            .to_string()
+            .contains("'zz'"));
+        let dup = "name = \"g\"\n[[container]]\nname = \"a\"\n[[container]]\nname = \"a\"\n";
+        assert_eq!(Group::parse(dup), Err(GroupError::Duplicate("a".into())));
+        let own = "name = \"g\"\n[[container]]\nname = \"a\"\nafter = [\"a\"]\n";
+        assert_eq!(
+            Group::parse(own),
+            Err(GroupError::SelfDependency("a".into()))
+        );
+        assert!(matches!(
+            Group::parse("name = \"g\"\n"),
+            Err(GroupError::Empty(_))
+        ));
+        assert!(matches!(
+            Group::parse("name = \"g\"\n[[container]]\nname = \"a\"\nwhat = 1\n"),
+            Err(GroupError::Syntax(_))
+        ));
+        assert!(matches!(
+            Group::parse("name = \"g\"\n[[container]]\nname = \"../x\"\n"),
+            Err(GroupError::BadName(_))
+        ));
+        let levels = "name = \"g\"\n[[container]]\nname = \"a\"\nlevel = 3\n[[container]]\nname = \"b\"\nafter = [\"a\"]\nlevel = 1\n";
+        assert!(matches!(
+            Group::parse(levels),
+            Err(GroupError::LevelOrder { .. })
+        ));
+    }
+}

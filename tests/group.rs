@@ -1,0 +1,207 @@
+//! End-to-end: a group of dependent containers moves between lab hosts as one, with
+//! live connections between its members and from the lab's client.
+
+mod common;
+
+use std::time::Duration;
+
+use common::lab::{assert_unbroken, Lab};
+use common::*;
+
+const GROUP: &str = r#"
+name = "shop"
+
+[[container]]
+name = "front"
+after = ["worker"]
+
+[[container]]
+name = "worker"
+after = ["db"]
+
+[[container]]
+name = "db"
+"#;
+
+/// Starts `args` as container `name` on `host`; returns its address.
+fn run(lab: &Lab, host: &str, name: &str, args: &[&str]) -> String {
+    let mut a = vec!["run", "--host", host, "--name", name, "--"];
+    a.extend_from_slice(args);
+    let out = lab.ok(&a);
+    out.split(" at ")
+        .nth(1)
+        .and_then(|s| s.split('/').next())
+        .expect("address")
+        .trim()
+        .to_string()
+}
+
+/// The id of the connection `db` has from `peer`.
+fn connection_from(lab: &Lab, db: &str, peer: &str) -> Option<String> {
+    lab.redis(db, &["client", "list"])
+        .lines()
+        .find(|l| l.contains(&format!("addr={peer}:")))
+        .and_then(|l| l.split_whitespace().next().map(str::to_string))
+}
+
+/// Waits until the worker's counter moves on, proving its connection works.
+fn ticking(lab: &Lab, db: &str) -> bool {
+    let first: i64 = lab.redis(db, &["get", "worker:ticks"]).parse().unwrap_or(0);
+    for _ in 0..100 {
+        std::thread::sleep(Duration::from_millis(100));
+        let now: i64 = lab.redis(db, &["get", "worker:ticks"]).parse().unwrap_or(0);
+        if now > first {
+            return true;
+        }
+    }
+    false
+}
+
+#[test]
+fn a_three_level_group_moves_with_the_pipeline_and_rolls_back_as_one() {
+    let Some(env) = e2e("a_three_level_group_moves_with_the_pipeline_and_rolls_back_as_one") else {
+        return;
+    };
+    let lab = Lab::up(&env, 2);
+    let db = lab.run_redis("a", "db");
+    lab.redis(&db, &["debug", "populate", "50000", "key", "1000"]);
+    let digest = lab.redis(&db, &["debug", "digest-value", "key:1", "key:49999"]);
+    let front = lab.run_redis("a", "front");
+    let worker = run(
+        &lab,
+        "a",
+        "worker",
+        &[
+            "/usr/bin/redis-cli",
+            "-h",
+            &db,
+            "-r",
+            "-1",
+            "-i",
+            "0.05",
+            "incr",
+            "worker:ticks",
+        ],
+    );
+    assert!(ticking(&lab, &db), "the worker writes to the database");
+    let conn = connection_from(&lab, &db, &worker).expect("the worker's connection");
+    let file = env.work.join(format!("{}.toml", unique("group")));
+    std::fs::write(&file, GROUP).unwrap();
+    let file = file.to_str().unwrap().to_string();
+    let probe = lab.probe(&front);
+
+    let report = env.work.join(format!("{}.json", unique("report")));
+    let (ok, out) = lab.ferry(&[
+        "migrate",
+        "--group",
+        &file,
+        "--to",
+        "b",
+        "--schedule",
+        "pipeline",
+        "--report",
+        report.to_str().unwrap(),
+    ]);
+    assert!(ok, "{out}");
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(r["outcome"], "migrated", "{r}");
+    let order: Vec<&str> = r["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(order, ["front", "worker", "db"], "dependents first: {r}");
+    let starts: Vec<f64> = r["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["start_ms"].as_f64().unwrap())
+        .collect();
+    let front_end = r["containers"][0]["end_ms"].as_f64().unwrap();
+    assert!(
+        starts[1] < front_end,
+        "the worker started before the front's migration ended (a pipeline): {r}"
+    );
+    for c in r["containers"].as_array().unwrap() {
+        assert!(c["downtime_ms"].as_f64().unwrap() > 0.0, "{r}");
+    }
+    let mut on_b = lab.containers_on("b");
+    on_b.sort();
+    assert_eq!(on_b, ["db", "front", "worker"]);
+    assert!(ticking(&lab, &db), "the worker's connection survived");
+    assert_eq!(
+        connection_from(&lab, &db, &worker).as_deref(),
+        Some(conn.as_str()),
+        "the same connection, not a new one"
+    );
+
+    // The last container fails to restore: the whole group stays on b.
+    let (ok, out) = lab.ferry(&[
+        "migrate",
+        "--group",
+        &file,
+        "--to",
+        "a",
+        "--schedule",
+        "pipeline",
+        "--inject-fault",
+        "restore-fails",
+        "--fault-member",
+        "db",
+        "--json",
+    ]);
+    assert!(!ok, "{out}");
+    let json = &out[out.find('{').unwrap()..out.rfind('}').unwrap() + 1];
+    let r: serde_json::Value = serde_json::from_str(json).unwrap();
+    assert_eq!(r["outcome"], "rolled_back", "{r}");
+    assert_eq!(r["failed"], "db", "{r}");
+    assert!(r["reason"].as_str().unwrap().contains("db"), "{r}");
+    let mut on_b = lab.containers_on("b");
+    on_b.sort();
+    assert_eq!(on_b, ["db", "front", "worker"], "{r}");
+    assert!(lab.containers_on("a").is_empty());
+    assert!(
+        ticking(&lab, &db),
+        "the worker's connection survived the rollback"
+    );
+    assert_eq!(
+        connection_from(&lab, &db, &worker).as_deref(),
+        Some(conn.as_str())
+    );
+
+    let p = probe.stop();
+    assert_unbroken(&p);
+    assert_eq!(
+        lab.redis(&db, &["debug", "digest-value", "key:1", "key:49999"]),
+        digest
+    );
+}
+
+#[test]
+fn group_files_with_mistakes_are_refused_before_anything_moves() {
+    let Some(env) = e2e("group_files_with_mistakes_are_refused_before_anything_moves") else {
+        return;
+    };
+    let lab = Lab::up(&env, 2);
+    lab.run_redis("a", "db");
+    let bad = [
+        (
+            "name = \"g\"\n[[container]]\nname = \"db\"\nafter = [\"x\"]\n[[container]]\nname = \"x\"\nafter = [\"db\"]\n",
+            "cycle",
+        ),
+        ("name = \"g\"\n[[container]]\nname = \"db\"\nafter = [\"nope\"]\n", "'nope'"),
+        (
+            "name = \"g\"\n[[container]]\nname = \"db\"\n[[container]]\nname = \"ghost\"\n",
+            "not running",
+        ),
+    ];
+    for (text, says) in bad {
+        let file = env.work.join(format!("{}.toml", unique("bad")));
+        std::fs::write(&file, text).unwrap();
+        let (ok, out) = lab.ferry(&["migrate", "--group", file.to_str().unwrap(), "--to", "b"]);
+        assert!(!ok, "{text}");
+        assert!(out.contains(says), "{says} in: {out}");
+        assert_eq!(lab.containers_on("a"), ["db"], "nothing moved");
+    }
+}
