@@ -123,6 +123,23 @@ fn a_three_level_group_moves_with_the_pipeline_and_rolls_back_as_one() {
         starts[1] < front_end,
         "the worker started before the front's migration ended (a pipeline): {r}"
     );
+    // The worker waited, prepared, until the front was being restored, then froze.
+    let phase_at = |c: usize, name: &str| -> Option<(usize, f64)> {
+        r["containers"][c]["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .enumerate()
+            .find(|(_, p)| p[0] == name)
+            .map(|(i, p)| (i, p[1].as_f64().unwrap()))
+    };
+    let (_, front_restore) = phase_at(0, "restore").expect("the front's restore");
+    let (i, _) = phase_at(1, "ready").expect("the worker waited before freezing");
+    let after_ready = r["containers"][1]["timeline"][i + 1][1].as_f64().unwrap();
+    assert!(
+        after_ready >= front_restore,
+        "the worker froze only once the front was being restored: {r}"
+    );
     for c in r["containers"].as_array().unwrap() {
         assert!(c["downtime_ms"].as_f64().unwrap() > 0.0, "{r}");
     }

@@ -6,7 +6,7 @@ use ferry_proto::Message;
 use ferry_transport::{Conn, Endpoint};
 
 use crate::containers;
-use crate::source::{migrate, MigrateRequest};
+use crate::source::{migrate, MigrateRequest, READY};
 use crate::state::Agent;
 
 /// Serves one control connection until the client goes away.
@@ -55,16 +55,36 @@ async fn answer(agent: &Arc<Agent>, conn: &mut Conn, msg: Message) -> Message {
                 Err(e) => return error(e),
             };
             let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+            let (mut go, hold) = if options.hold_freeze {
+                let (g, h) = tokio::sync::oneshot::channel();
+                (Some(g), Some(h))
+            } else {
+                (None, None)
+            };
             let req = MigrateRequest {
                 container,
                 dest,
                 options,
             };
             // The migration runs on its own: if the CLI goes away, it still ends cleanly.
-            let mut task = tokio::spawn(migrate(agent.clone(), req, tx));
+            let mut task = tokio::spawn(migrate(agent.clone(), req, tx, hold));
             let result = loop {
                 tokio::select! {
-                    Some(ev) = rx.recv() => { let _ = conn.send(&ev).await; }
+                    Some(ev) = rx.recv() => {
+                        let ready = matches!(&ev, Message::Progress { phase, .. } if phase == READY);
+                        let _ = conn.send(&ev).await;
+                        // The migration waits for the client's word before it freezes;
+                        // it sends nothing meanwhile.
+                        if ready {
+                            if let Ok(Message::Proceed) = conn.recv_msg().await {
+                                if let Some(g) = go.take() {
+                                    let _ = g.send(());
+                                }
+                            }
+                            // Anything else (or a lost client) drops `go`: no freeze.
+                            go = None;
+                        }
+                    }
                     r = &mut task => break r,
                 }
             };

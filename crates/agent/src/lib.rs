@@ -18,6 +18,7 @@ pub mod daemon;
 pub mod dest;
 pub mod doctor;
 mod error;
+pub mod group;
 pub mod logs;
 pub mod network;
 pub mod pagestream;

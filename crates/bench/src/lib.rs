@@ -4,6 +4,7 @@
 
 pub mod cold;
 pub mod criu_lazy;
+pub mod group;
 pub mod labctl;
 pub mod load;
 pub mod local;
@@ -16,3 +17,4 @@ pub mod redis;
 pub mod row;
 pub mod sizes;
 pub mod stats;
+pub mod svg;

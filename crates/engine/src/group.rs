@@ -19,6 +19,42 @@ use std::collections::{BTreeMap, BTreeSet};
 use ferry_proto::Strategy;
 use serde::{Deserialize, Serialize};
 
+/// How the members' migrations are laid out in time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Schedule {
+    /// One container after another, dependents first.
+    Sequential,
+    /// All at once.
+    Parallel,
+    /// Dependents first, each starting as soon as the previous one restores at the
+    /// destination: one container's restore overlaps the next one's dump and transfer.
+    Pipeline,
+}
+
+impl Schedule {
+    pub const ALL: [Schedule; 3] = [Schedule::Sequential, Schedule::Parallel, Schedule::Pipeline];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Schedule::Sequential => "sequential",
+            Schedule::Parallel => "parallel",
+            Schedule::Pipeline => "pipeline",
+        }
+    }
+}
+
+impl std::str::FromStr for Schedule {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        Schedule::ALL
+            .into_iter()
+            .find(|x| x.name() == s)
+            .ok_or_else(|| format!("unknown schedule '{s}'; use sequential, parallel or pipeline"))
+    }
+}
+
 /// Most containers one group may hold.
 pub const MAX_MEMBERS: usize = 256;
 /// Largest group file read.

@@ -228,6 +228,9 @@ pub fn start_agent(
     .arg(&host.runtime_root)
     .arg("--control")
     .arg(&host.control)
+    // A lab host runs many containers; groups move them all at once.
+    .arg("--max-sessions")
+    .arg("16")
     .arg("--secret-file")
     .arg(secret)
     .args([

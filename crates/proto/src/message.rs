@@ -109,6 +109,10 @@ pub struct MigrateOptions {
     pub threshold_pct: Option<f64>,
     #[serde(default)]
     pub compress: Option<String>,
+    /// Prepare everything (and run pre-copy rounds), then wait for `Proceed` on the
+    /// control connection before freezing (groups schedule freezes this way).
+    #[serde(default)]
+    pub hold_freeze: bool,
     #[serde(default)]
     pub inject_fault: Option<Fault>,
 }
@@ -128,6 +132,7 @@ impl Default for MigrateOptions {
             max_rounds: None,
             threshold_pct: None,
             compress: None,
+            hold_freeze: false,
             inject_fault: None,
         }
     }
@@ -253,6 +258,8 @@ pub enum Message {
     Resume {
         name: String,
     },
+    /// During a migration started with `hold_freeze`: freeze now.
+    Proceed,
 
     // ---- control: agent → CLI ----
     Pong {
@@ -371,6 +378,7 @@ impl Message {
             Message::Migrate { .. } => "migrate",
             Message::Resume { .. } => "resume",
             Message::Resumed => "resumed",
+            Message::Proceed => "proceed",
             Message::Pong { .. } => "pong",
             Message::Ran { .. } => "ran",
             Message::Containers { .. } => "containers",

@@ -135,12 +135,20 @@ pub fn pick_auto(allow_postcopy: bool, lazy_pages: bool, resident: u64) -> (Stra
     )
 }
 
+/// The progress phase a migration started with `hold_freeze` reports when it waits for
+/// the client's `Proceed` before freezing.
+pub const READY: &str = "ready";
+/// How long a held migration waits for `Proceed`.
+const HOLD_LIMIT: Duration = Duration::from_secs(600);
+
 /// Migrates a container. Bad input is an error (nothing changed); anything else ends in a
-/// report whose outcome says where the container runs.
+/// report whose outcome says where the container runs. With `hold`, the migration waits
+/// for it to fire before freezing (it fails, unchanged, if it is dropped).
 pub async fn migrate(
     agent: Arc<Agent>,
     req: MigrateRequest,
     events: UnboundedSender<Message>,
+    hold: Option<tokio::sync::oneshot::Receiver<()>>,
 ) -> Result<Report, AgentError> {
     let strategy = effective_strategy(&req.options, agent.lazy_pages)?;
     let claim = agent.claim(&req.container).map_err(AgentError::Input)?;
@@ -167,6 +175,7 @@ pub async fn migrate(
     };
     let mut run = SourceRun::new(agent, req, facts, strategy, events, claim)?;
     run.report.notes.extend(why);
+    run.hold = hold;
     let outcome = run.forward().await;
     Ok(match outcome {
         Ok(()) => run.succeed().await,
@@ -191,6 +200,8 @@ pub(crate) struct SourceRun {
     t_freeze: Option<Instant>,
     /// The lazy dump still running, if any (post-copy).
     lazy: Option<lazy::LazyDump>,
+    /// Fires when the client lets the container freeze (`hold_freeze`).
+    hold: Option<tokio::sync::oneshot::Receiver<()>>,
     events: UnboundedSender<Message>,
     _claim: Claim,
 }
@@ -232,6 +243,7 @@ impl SourceRun {
             pages_sent: 0,
             t_freeze: None,
             lazy: None,
+            hold: None,
             events,
             _claim: claim,
         })
@@ -357,8 +369,22 @@ impl SourceRun {
             .into_stream())
     }
 
-    /// The downtime starts: freeze the container and lock its network.
+    /// The downtime starts: freeze the container and lock its network (after the
+    /// client's word, with `hold_freeze`).
     async fn freeze_and_lock(&mut self) -> Result<(), Failure> {
+        if let Some(hold) = self.hold.take() {
+            let t = Instant::now();
+            self.progress(READY, 0, 0);
+            match tokio::time::timeout(HOLD_LIMIT, hold).await {
+                Ok(Ok(())) => {}
+                _ => {
+                    return Err(Failure::new(
+                        "the client did not let the container freeze (it went away or waited too long); nothing changed",
+                    ))
+                }
+            }
+            self.tl.record("hold", t);
+        }
         let t = Instant::now();
         self.t_freeze = Some(t);
         let freezer = self.facts.freezer.clone();

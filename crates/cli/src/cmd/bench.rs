@@ -17,6 +17,29 @@ pub enum Command {
     /// Cold, pre-copy, post-copy and hybrid (and the naive method) on a shaped link,
     /// with Redis under a write load; a threshold sweep; the bytes of each round.
     Precopy(PrecopyArgs),
+    /// Six dependent containers in three levels moved with each schedule: sequential,
+    /// parallel and pipeline.
+    Group(GroupArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct GroupArgs {
+    /// Measured runs (one warm-up run comes first); each moves the group once per
+    /// schedule.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Data in each of the two databases (decimal units).
+    #[arg(long, default_value = "200M")]
+    db_size: String,
+    /// Shape the lab's links (e.g. 1gbit); default unshaped.
+    #[arg(long)]
+    link: Option<String>,
+    /// Draw the last run's timelines into this SVG file.
+    #[arg(long)]
+    svg: Option<PathBuf>,
+    /// Write the rows as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -136,6 +159,43 @@ pub async fn run(c: Command) -> anyhow::Result<i32> {
             print_table(&rows, &["freeze_to_run_ms", "source_mem_mb"]);
             if let Some(p) = a.json {
                 write_json(&p, &rows)?;
+            }
+            Ok(0)
+        }
+        Command::Group(a) => {
+            let sizes = parse_sizes(&a.db_size).map_err(anyhow::Error::msg)?;
+            let [db_bytes] = sizes[..] else {
+                anyhow::bail!("--db-size takes one size, like 200M");
+            };
+            if let Some(l) = &a.link {
+                ferry_netns::shape::validate_rate(l)?;
+            }
+            let b = ferry_bench::group::GroupBench {
+                runs: a.runs,
+                ferry: std::env::current_exe()?,
+                link: a.link.clone(),
+                db_bytes,
+            };
+            let out = ferry_bench::group::run_bench(&b).await?;
+            println!("six containers in three levels (2 Redis with {} each, 2 workers connected to them, 2 front servers with a client each); cold migrations", a.db_size);
+            println!("total = the group's total time; downtime = the worst downtime of any one container (ferry's measure)");
+            print_table(&out.rows, &[]);
+            if let (Some(seq), Some(pipe)) = (
+                out.rows.iter().find(|r| r.method == "group-sequential"),
+                out.rows.iter().find(|r| r.method == "group-pipeline"),
+            ) {
+                println!(
+                    "pipeline / sequential total time (median): {:.2}",
+                    pipe.total_ms.median / seq.total_ms.median
+                );
+            }
+            if let Some(p) = a.svg {
+                std::fs::write(&p, ferry_bench::svg::timeline_svg(&out.last))
+                    .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", p.display()))?;
+                println!("timeline: {}", p.display());
+            }
+            if let Some(p) = a.json {
+                write_json(&p, &out.rows)?;
             }
             Ok(0)
         }

@@ -16,8 +16,8 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     group: Option<PathBuf>,
     /// With --group: sequential, parallel or pipeline.
-    #[arg(long, value_enum, default_value = "pipeline", requires = "group")]
-    schedule: super::group::Schedule,
+    #[arg(long, default_value = "pipeline", requires = "group")]
+    schedule: ferry_engine::group::Schedule,
     /// Destination: a lab host name, or an agent address HOST:PORT.
     #[arg(long)]
     to: String,
@@ -139,12 +139,13 @@ fn options(a: &Args) -> MigrateOptions {
         max_rounds: a.max_rounds,
         threshold_pct: a.threshold,
         compress: a.compress.clone(),
+        hold_freeze: false,
     }
 }
 
 async fn run_group(a: &Args, file: &std::path::Path) -> anyhow::Result<i32> {
-    use super::group::{GroupRun, Placement};
-    let group = super::group::load(file)?;
+    use ferry_agent::group::{GroupRun, Placement};
+    let group = ferry_agent::group::load(file)?;
     let lab = ferry_lab::LabState::load(&a.lab).ok();
     let (dest, dest_control) = resolve_dest(a, lab.as_ref())?;
     let secret = match &a.secret_file {
@@ -196,7 +197,7 @@ async fn run_group(a: &Args, file: &std::path::Path) -> anyhow::Result<i32> {
         placements,
         fault_member: a.fault_member.clone(),
     });
-    let report = super::group::run_group(run).await;
+    let report = ferry_agent::group::run_group(run).await;
     let json = serde_json::to_string_pretty(&report)?;
     if let Some(p) = &a.report {
         std::fs::write(p, &json)
@@ -205,7 +206,7 @@ async fn run_group(a: &Args, file: &std::path::Path) -> anyhow::Result<i32> {
     if a.json {
         println!("{json}");
     } else {
-        print!("{}", super::group::render(&report));
+        print!("{}", ferry_agent::group::render(&report));
     }
     if report.outcome == "migrated" {
         Ok(0)

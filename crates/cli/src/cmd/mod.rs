@@ -5,7 +5,6 @@ pub mod bench;
 pub mod bundle;
 pub mod checkpoint;
 pub mod doctor;
-pub mod group;
 pub mod lab;
 pub mod migrate;
 pub mod probe;

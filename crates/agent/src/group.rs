@@ -1,4 +1,5 @@
-//! `ferry migrate --group FILE`: the containers of a deployment, in order, as one.
+//! Running a group's migrations (`ferry migrate --group FILE`, `ferry bench group`): the
+//! containers of a deployment, in order, as one.
 //!
 //! Each container moves with its own migration (its own strategy, rollback and report).
 //! The schedule decides when each starts; if one fails, those already moved are moved
@@ -6,28 +7,18 @@
 //! once (see `docs/groups.md`).
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::Context;
 use ferry_engine::group::{Group, Member};
 use ferry_engine::Report;
 use ferry_proto::{Message, MigrateOptions, Strategy};
 use ferry_transport::{Endpoint, Secret};
+
+use crate::AgentError;
 use serde::Serialize;
 
-/// How the members' migrations are laid out in time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Schedule {
-    /// One container after another, dependents first.
-    Sequential,
-    /// All at once.
-    Parallel,
-    /// Dependents first, each starting as soon as the previous one restores at the
-    /// destination: one container's restore overlaps the next one's dump and transfer.
-    Pipeline,
-}
+pub use ferry_engine::group::Schedule;
 
 /// What the CLI knows of one member once it ran.
 #[derive(Debug, Clone, Serialize)]
@@ -87,25 +78,38 @@ pub struct GroupRun {
     pub fault_member: Option<String>,
 }
 
-pub fn load(path: &Path) -> anyhow::Result<Group> {
-    let meta = std::fs::metadata(path)
-        .with_context(|| format!("cannot read the group file {}", path.display()))?;
+/// Reads and checks a group file; every problem names the file.
+pub fn load(path: &Path) -> Result<Group, AgentError> {
+    let bad = |e: String| AgentError::Input(format!("{}: {e}", path.display()));
+    let meta =
+        std::fs::metadata(path).map_err(|e| bad(format!("cannot read the group file: {e}")))?;
     if meta.len() > ferry_engine::group::MAX_FILE as u64 {
-        anyhow::bail!("{}: the group file is too large", path.display());
+        return Err(bad("the group file is too large".into()));
     }
     let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read the group file {}", path.display()))?;
-    Group::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+        .map_err(|e| bad(format!("cannot read the group file: {e}")))?;
+    Group::parse(&text).map_err(|e| bad(e.to_string()))
 }
 
-type Timeline = Arc<Mutex<Vec<(String, f64)>>>;
+/// Signals of one member's migration to the scheduler.
+struct Signals {
+    /// Fire to let the member freeze (with `hold_freeze`).
+    gate: Option<tokio::sync::oneshot::Receiver<()>>,
+    /// Fired once the member restores at the destination (see [`RELEASE_AT`]).
+    released: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+/// The phase after which the next member may freeze: the member is being restored at the
+/// destination, so its dump and transfer are over and the next one's dump and transfer
+/// overlap its restore.
+const RELEASE_AT: [&str; 3] = ["restore", "cleanup", "post-copy"];
 
 async fn migrate_one(
     run: Arc<GroupRun>,
     m: Member,
     p: Placement,
     t0: Instant,
-    restoring: Option<tokio::sync::oneshot::Sender<()>>,
+    mut signals: Signals,
 ) -> MemberResult {
     let start_ms = t0.elapsed().as_secs_f64() * 1e3;
     let mut options = run.base.clone();
@@ -115,40 +119,54 @@ async fn migrate_one(
     if run.fault_member.as_deref() != Some(m.name.as_str()) {
         options.inject_fault = None;
     }
-    let timeline: Timeline = Arc::new(Mutex::new(Vec::new()));
+    options.hold_freeze = signals.gate.is_some();
+    let mut timeline: Vec<(String, f64)> = Vec::new();
     let result = async {
-        let mut conn = ferry_agent::client::control(&p.source, run.secret.as_ref()).await?;
+        let mut conn = crate::client::control(&p.source, run.secret.as_ref())
+            .await
+            .map_err(|e| format!("cannot reach its agent: {e}"))?;
         let msg = Message::Migrate {
             container: m.name.clone(),
             dest: p.dest.clone(),
             options,
         };
-        let tl = timeline.clone();
-        let mut restoring = restoring;
-        let reply = ferry_agent::client::request(&mut conn, &msg, |ev| {
-            if let Message::Progress { phase, .. } = ev {
-                if let Ok(mut v) = tl.lock() {
-                    if v.last().map(|(p, _)| p) != Some(phase) {
-                        v.push((phase.clone(), t0.elapsed().as_secs_f64() * 1e3));
-                    }
-                }
-                if phase == "restore" {
-                    if let Some(tx) = restoring.take() {
-                        let _ = tx.send(());
-                    }
+        let lost = |e: ferry_transport::TransportError| format!("lost its agent: {e}");
+        conn.send(&msg).await.map_err(lost)?;
+        let reply = loop {
+            let ev = conn.recv_msg().await.map_err(lost)?;
+            let Message::Progress { phase, .. } = &ev else {
+                break ev;
+            };
+            if timeline.last().map(|(p, _)| p) != Some(phase) {
+                timeline.push((phase.clone(), t0.elapsed().as_secs_f64() * 1e3));
+            }
+            if RELEASE_AT.contains(&phase.as_str()) {
+                if let Some(tx) = signals.released.take() {
+                    let _ = tx.send(());
                 }
             }
-        })
-        .await?;
+            if phase == crate::source::READY {
+                // Without the scheduler's word, the agent gives up before freezing.
+                let go = match signals.gate.take() {
+                    Some(g) => g.await.is_ok(),
+                    None => true,
+                };
+                if go {
+                    conn.send(&Message::Proceed).await.map_err(lost)?;
+                } else {
+                    conn.send(&Message::Ping).await.map_err(lost)?;
+                }
+            }
+        };
         match reply {
-            Message::Report { report } => Ok(serde_json::from_value::<Report>(report)?),
-            Message::Error { message } => Err(anyhow::anyhow!(message)),
-            other => Err(anyhow::anyhow!("unexpected answer '{}'", other.name())),
+            Message::Report { report } => serde_json::from_value::<Report>(report)
+                .map_err(|e| format!("its agent sent a report ferry cannot read: {e}")),
+            Message::Error { message } => Err(message),
+            other => Err(format!("unexpected answer '{}'", other.name())),
         }
     }
     .await;
     let end_ms = t0.elapsed().as_secs_f64() * 1e3;
-    let timeline = timeline.lock().map(|v| v.clone()).unwrap_or_default();
     match result {
         Ok(r) => MemberResult {
             name: m.name.clone(),
@@ -170,7 +188,7 @@ async fn migrate_one(
             start_ms,
             end_ms,
             downtime_ms: None,
-            reason: Some(e.to_string()),
+            reason: Some(e),
             timeline,
             report: None,
         },
@@ -192,10 +210,17 @@ fn spawn_one(
     run: &Arc<GroupRun>,
     m: &Member,
     t0: Instant,
-    restoring: Option<tokio::sync::oneshot::Sender<()>>,
+    signals: Signals,
 ) -> tokio::task::JoinHandle<MemberResult> {
     let p = placement(run, m).clone();
-    tokio::spawn(migrate_one(run.clone(), m.clone(), p, t0, restoring))
+    tokio::spawn(migrate_one(run.clone(), m.clone(), p, t0, signals))
+}
+
+fn free() -> Signals {
+    Signals {
+        gate: None,
+        released: None,
+    }
 }
 
 async fn finish(m: &Member, h: tokio::task::JoinHandle<MemberResult>) -> MemberResult {
@@ -221,7 +246,7 @@ pub async fn run_group(run: Arc<GroupRun>) -> GroupReport {
     match run.schedule {
         Schedule::Sequential => {
             for m in &order {
-                let r = finish(m, spawn_one(&run, m, t0, None)).await;
+                let r = finish(m, spawn_one(&run, m, t0, free())).await;
                 let ok = r.outcome == "migrated";
                 results.push(r);
                 if !ok {
@@ -230,33 +255,60 @@ pub async fn run_group(run: Arc<GroupRun>) -> GroupReport {
             }
         }
         Schedule::Parallel => {
-            let handles: Vec<_> = order.iter().map(|m| spawn_one(&run, m, t0, None)).collect();
+            let handles: Vec<_> = order
+                .iter()
+                .map(|m| spawn_one(&run, m, t0, free()))
+                .collect();
             for (m, h) in order.iter().zip(handles) {
                 results.push(finish(m, h).await);
             }
         }
         Schedule::Pipeline => {
-            let mut running = Vec::new();
+            // Every member prepares at once (connection, destination namespace, bundle,
+            // pre-copy rounds); each freezes once the one before it is being restored,
+            // so that at most one member dumps and transfers at a time while the
+            // restores of the earlier ones go on.
+            let mut gates = Vec::new();
+            let mut releases = Vec::new();
+            let mut handles = Vec::new();
             for m in &order {
-                let (tx, rx) = tokio::sync::oneshot::channel();
-                let h = spawn_one(&run, m, t0, Some(tx));
-                // The next one starts once this one restores, or ended.
-                // The next one starts once this one restores at the destination; if it
-                // ended before that, it is looked at first.
-                if rx.await.is_ok() {
-                    running.push((m, h));
-                    continue;
-                }
-                let r = finish(m, h).await;
-                let ok = r.outcome == "migrated";
-                results.push(r);
-                if !ok {
+                let (gate_tx, gate_rx) = tokio::sync::oneshot::channel();
+                let (rel_tx, rel_rx) = tokio::sync::oneshot::channel();
+                handles.push(spawn_one(
+                    &run,
+                    m,
+                    t0,
+                    Signals {
+                        gate: Some(gate_rx),
+                        released: Some(rel_tx),
+                    },
+                ));
+                gates.push(gate_tx);
+                releases.push(rel_rx);
+            }
+            let mut gates = gates.into_iter();
+            if let Some(g) = gates.next() {
+                let _ = g.send(());
+            }
+            // A member that ended before restoring drops its release: the later ones
+            // are never let freeze, and give up unchanged.
+            for (rel, gate) in releases.into_iter().zip(gates) {
+                if rel.await.is_err() {
                     break;
                 }
+                let _ = gate.send(());
             }
-            for (m, h) in running {
+            for (m, h) in order.iter().zip(handles) {
                 results.push(finish(m, h).await);
             }
+            // Members that gave up because an earlier one failed are not failures of
+            // their own.
+            results.retain(|r| {
+                !(r.outcome != "migrated"
+                    && r.reason
+                        .as_deref()
+                        .is_some_and(|x| x.contains("did not let the container freeze")))
+            });
         }
     }
     let failed = results.iter().find(|r| r.outcome != "migrated").cloned();
@@ -313,11 +365,13 @@ pub async fn run_group(run: Arc<GroupRun>) -> GroupReport {
 }
 
 /// Moves a member back to its source with a cold migration.
-async fn move_back(run: &GroupRun, m: &Member, p: &Placement) -> anyhow::Result<()> {
+async fn move_back(run: &GroupRun, m: &Member, p: &Placement) -> Result<(), String> {
     let (Some(from), Some(to)) = (&p.dest_control, &p.source_peer) else {
-        anyhow::bail!("ferry does not know how to reach the agents to move it back");
+        return Err("ferry does not know how to reach the agents to move it back".into());
     };
-    let mut conn = ferry_agent::client::control(from, run.secret.as_ref()).await?;
+    let mut conn = crate::client::control(from, run.secret.as_ref())
+        .await
+        .map_err(|e| e.to_string())?;
     let msg = Message::Migrate {
         container: m.name.clone(),
         dest: to.clone(),
@@ -328,17 +382,20 @@ async fn move_back(run: &GroupRun, m: &Member, p: &Placement) -> anyhow::Result<
             ..Default::default()
         },
     };
-    match ferry_agent::client::request(&mut conn, &msg, |_| {}).await? {
+    match crate::client::request(&mut conn, &msg, |_| {})
+        .await
+        .map_err(|e| e.to_string())?
+    {
         Message::Report { report } => {
-            let r: Report = serde_json::from_value(report)?;
+            let r: Report = serde_json::from_value(report).map_err(|e| e.to_string())?;
             if r.outcome.is_success() {
                 Ok(())
             } else {
-                anyhow::bail!("{}", r.reason.unwrap_or_default())
+                Err(r.reason.unwrap_or_default())
             }
         }
-        Message::Error { message } => anyhow::bail!("{message}"),
-        other => anyhow::bail!("unexpected answer '{}'", other.name()),
+        Message::Error { message } => Err(message),
+        other => Err(format!("unexpected answer '{}'", other.name())),
     }
 }
 
@@ -348,9 +405,9 @@ pub fn render(r: &GroupReport) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "ferry migrate --group {}  schedule {:?}  outcome {}  total {:.1} ms  worst downtime {}",
+        "ferry migrate --group {}  schedule {}  outcome {}  total {:.1} ms  worst downtime {}",
         r.group,
-        r.schedule,
+        r.schedule.name(),
         r.outcome,
         r.total_ms,
         r.worst_downtime_ms
