@@ -221,4 +221,19 @@ fn group_files_with_mistakes_are_refused_before_anything_moves() {
         assert!(out.contains(says), "{says} in: {out}");
         assert_eq!(lab.containers_on("a"), ["db"], "nothing moved");
     }
+
+    // A container moved with one group cannot be claimed by another.
+    let write = |text: &str| {
+        let file = env.work.join(format!("{}.toml", unique("g")));
+        std::fs::write(&file, text).unwrap();
+        file.to_str().unwrap().to_string()
+    };
+    let g1 = write("name = \"g1\"\n[[container]]\nname = \"db\"\n");
+    let g2 = write("name = \"g2\"\n[[container]]\nname = \"db\"\n");
+    let (ok, out) = lab.ferry(&["migrate", "--group", &g1, "--to", "b"]);
+    assert!(ok, "{out}");
+    let (ok, out) = lab.ferry(&["migrate", "--group", &g2, "--to", "a"]);
+    assert!(!ok, "{out}");
+    assert!(out.contains("belongs to group 'g1'"), "{out}");
+    assert_eq!(lab.containers_on("b"), ["db"], "nothing moved");
 }

@@ -94,6 +94,7 @@ pub async fn run(
             name: name.to_string(),
             bundle: bundle.clone(),
             net: net.clone(),
+            group: None,
         })
         .map_err(|e| AgentError::io("saving the container record", e))?;
     info(agent, name).await

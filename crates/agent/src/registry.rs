@@ -10,6 +10,10 @@ pub struct ContainerRecord {
     pub name: String,
     pub bundle: PathBuf,
     pub net: Option<NetSpec>,
+    /// The group it moved with last (`ferry migrate --group`): a container belongs to one
+    /// group at most.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -70,6 +74,7 @@ mod tests {
             name: "redis".into(),
             bundle: "/b".into(),
             net: None,
+            group: None,
         };
         r.put(&rec).unwrap();
         assert_eq!(Registry::new(d.path()).unwrap().get("redis"), Some(rec));

@@ -125,7 +125,10 @@ pub async fn run_bench(b: &GroupBench) -> anyhow::Result<GroupOutcome> {
                 let run = Arc::new(GroupRun {
                     group: group.clone(),
                     schedule,
-                    base: MigrateOptions::default(),
+                    base: MigrateOptions {
+                        group: Some(group.name.clone()),
+                        ..Default::default()
+                    },
                     secret: None,
                     placements: placements(&lab, &group, here, there)?,
                     fault_member: None,

@@ -259,6 +259,7 @@ mod tests {
             net: None,
             tcp_established: true,
             inject_fault: None,
+            group: None,
         }
     }
 

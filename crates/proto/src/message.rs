@@ -113,6 +113,9 @@ pub struct MigrateOptions {
     /// control connection before freezing (groups schedule freezes this way).
     #[serde(default)]
     pub hold_freeze: bool,
+    /// The group this migration is part of (`ferry migrate --group`).
+    #[serde(default)]
+    pub group: Option<String>,
     #[serde(default)]
     pub inject_fault: Option<Fault>,
 }
@@ -133,6 +136,7 @@ impl Default for MigrateOptions {
             threshold_pct: None,
             compress: None,
             hold_freeze: false,
+            group: None,
             inject_fault: None,
         }
     }
@@ -300,6 +304,9 @@ pub enum Message {
         tcp_established: bool,
         #[serde(default)]
         inject_fault: Option<Fault>,
+        /// The group the container moves with, recorded at the destination.
+        #[serde(default)]
+        group: Option<String>,
     },
     /// A bundle file; for files, `size` bytes follow in `Data` frames.
     BundleFile {

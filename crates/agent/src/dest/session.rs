@@ -168,6 +168,7 @@ pub struct DestSession {
     pub(super) restored: bool,
     pub(super) fault: Option<Fault>,
     pub(super) tcp_established: bool,
+    pub(super) group: Option<String>,
     pub(super) pages_bytes: u64,
     pub(super) tl: Timeline,
     pub(super) meter: UsageMeter,
@@ -201,6 +202,7 @@ impl DestSession {
             net,
             tcp_established,
             inject_fault,
+            group,
         } = msg
         else {
             return Err(AgentError::Input("expected prepare".into()));
@@ -322,6 +324,7 @@ impl DestSession {
                 None
             },
             tcp_established,
+            group,
             pages_bytes: 0,
             tl,
             meter: UsageMeter::start(),
@@ -567,6 +570,7 @@ impl DestSession {
             name: self.container.clone(),
             bundle: self.agent.cfg.bundles_dir().join(&self.container),
             net: Some(self.spec.clone()),
+            group: self.group.clone(),
         });
         self.agent.set_session(&self.id, SessionState::Committed);
         self.journal("committed");

@@ -103,6 +103,20 @@ pub fn effective_strategy(
     }
 }
 
+/// A container belongs to one group at most: the one it last moved with.
+pub fn check_group(
+    container: &str,
+    recorded: Option<&str>,
+    asked: Option<&str>,
+) -> Result<(), AgentError> {
+    match (recorded, asked) {
+        (Some(g), Some(h)) if g != h => Err(AgentError::Input(format!(
+            "container '{container}' belongs to group '{g}', and group '{h}' claims it too; a container can be in one group only: remove it from one of the group files"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// Below this resident memory, `auto` moves a container cold: its whole memory crosses
 /// within the fixed cost of a migration, so rounds would only add time.
 pub const AUTO_PRECOPY_MIN: u64 = 64 << 20;
@@ -162,6 +176,12 @@ pub async fn migrate(
         )));
     }
     let facts = inspect(&agent, &req.container).await?;
+    let recorded = agent.registry.get(&req.container).and_then(|r| r.group);
+    check_group(
+        &req.container,
+        recorded.as_deref(),
+        req.options.group.as_deref(),
+    )?;
     let (strategy, why) = match strategy {
         Strategy::Auto => {
             let (s, why) = pick_auto(
@@ -332,6 +352,7 @@ impl SourceRun {
             net: Some(self.facts.spec.clone()),
             tcp_established: self.req.options.tcp_established,
             inject_fault: self.req.options.inject_fault,
+            group: self.req.options.group.clone(),
         };
         self.conn()?.send(&prepare).await?;
         let need_bundle = match self.expect("prepared").await? {
@@ -706,6 +727,15 @@ mod tests {
         assert_eq!(pick_auto(false, true, 1 << 30).0, Strategy::Precopy);
         assert_eq!(pick_auto(true, false, 1 << 30).0, Strategy::Precopy);
         assert_eq!(pick_auto(true, true, 1 << 30).0, Strategy::Hybrid);
+    }
+
+    #[test]
+    fn a_container_belongs_to_one_group() {
+        assert!(check_group("db", None, Some("shop")).is_ok());
+        assert!(check_group("db", Some("shop"), Some("shop")).is_ok());
+        assert!(check_group("db", Some("shop"), None).is_ok());
+        let e = check_group("db", Some("shop"), Some("blog")).unwrap_err();
+        assert!(e.to_string().contains("'shop'") && e.to_string().contains("'blog'"));
     }
 
     #[test]

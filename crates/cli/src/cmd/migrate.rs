@@ -140,6 +140,7 @@ fn options(a: &Args) -> MigrateOptions {
         threshold_pct: a.threshold,
         compress: a.compress.clone(),
         hold_freeze: false,
+        group: None,
     }
 }
 
@@ -189,10 +190,14 @@ async fn run_group(a: &Args, file: &std::path::Path) -> anyhow::Result<i32> {
             anyhow::bail!("--fault-member {f}: the group has no such container");
         }
     }
+    let group_name = group.name.clone();
     let run = std::sync::Arc::new(GroupRun {
         group,
         schedule: a.schedule,
-        base: options(a),
+        base: MigrateOptions {
+            group: Some(group_name),
+            ..options(a)
+        },
         secret,
         placements,
         fault_member: a.fault_member.clone(),
