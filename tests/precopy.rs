@@ -187,3 +187,74 @@ fn memory_dirtied_faster_than_the_link_ends_at_max_rounds_or_in_postcopy() {
         Some("running")
     );
 }
+
+/// The container runs on `a` as before, and `b` kept nothing.
+fn assert_rolled_back(lab: &Lab, r: &serde_json::Value, ip: &str) {
+    assert_eq!(r["outcome"], "rolled_back", "{r}");
+    assert_eq!(lab.containers_on("a"), vec!["redis".to_string()], "{r}");
+    assert_eq!(
+        lab.container_status("a", "redis").as_deref(),
+        Some("running")
+    );
+    assert_eq!(lab.redis(ip, &["dbsize"]), "20001");
+    assert!(
+        !lab.netns_exists(&format!("{}-redis", lab.netns("b"))),
+        "b dropped its namespace"
+    );
+}
+
+#[test]
+fn faults_during_precopy_and_hybrid_roll_back() {
+    let Some(env) = e2e("faults_during_precopy_and_hybrid_roll_back") else {
+        return;
+    };
+    let lab = Lab::up(&env, 2);
+    let ip = lab.run_redis("a", "redis");
+    assert_eq!(
+        lab.redis(&ip, &["debug", "populate", "20000", "key", "500"]),
+        "OK"
+    );
+    let probe = lab.probe(&ip);
+
+    // The final copy breaks after the rounds: CRIU's dump fails, the source thaws.
+    let (ok, r) = lab.migrate(
+        "redis",
+        "b",
+        &["--strategy", "precopy", "--inject-fault", "cut-transfer"],
+    );
+    assert!(!ok);
+    assert_rolled_back(&lab, &r, &ip);
+    assert!(
+        !r["precopy"]["rounds"].as_array().unwrap().is_empty(),
+        "rounds ran before the fault: {r}"
+    );
+
+    // The destination cannot restore after hybrid's rounds.
+    let (ok, r) = lab.migrate(
+        "redis",
+        "b",
+        &["--strategy", "hybrid", "--inject-fault", "restore-fails"],
+    );
+    assert!(!ok);
+    assert_rolled_back(&lab, &r, &ip);
+
+    // The destination agent dies while the images arrive.
+    let (ok, r) = lab.migrate(
+        "redis",
+        "b",
+        &[
+            "--strategy",
+            "precopy",
+            "--inject-fault",
+            "dest-dies-during-transfer",
+        ],
+    );
+    assert!(!ok);
+    lab.ok(&["restart", "b", "--faults"]);
+    assert_rolled_back(&lab, &r, &ip);
+
+    let p = probe.stop();
+    assert_unbroken(&p);
+    let (ok, r) = lab.migrate("redis", "b", &["--strategy", "precopy"]);
+    assert!(ok, "after the faults, a clean pre-copy works: {r}");
+}

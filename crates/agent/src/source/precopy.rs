@@ -116,7 +116,8 @@ impl SourceRun {
 
     pub(super) async fn forward_precopy(&mut self, pages: Stream) -> Result<(), Failure> {
         let rounds = self.precopy_rounds(pages).await?;
-        let mut summary = rounds.summary;
+        // In the report from now on, so that a failure later still shows the rounds.
+        self.report.precopy = Some(rounds.summary);
         let round_wire = rounds.writer.sent.wire;
         let before = rounds.writer.sent;
         let (done_tx, done_rx) = std::sync::mpsc::channel::<Sent>();
@@ -184,12 +185,13 @@ impl SourceRun {
             .recv()
             .map_err(|_| Failure::new("the page stream ended without its totals"))?;
         self.tl.record("pages", t);
-        summary.final_pages_sent = sent.pages - before.pages;
-        summary.final_pages_referenced = sent.refs - before.refs;
-        summary.final_wire_bytes = sent.wire - round_wire;
+        if let Some(pc) = self.report.precopy.as_mut() {
+            pc.final_pages_sent = sent.pages - before.pages;
+            pc.final_pages_referenced = sent.refs - before.refs;
+            pc.final_wire_bytes = sent.wire - round_wire;
+        }
         self.pages_sent = sent.wire;
         self.progress("pages", file_bytes, file_bytes);
-        self.report.precopy = Some(summary);
 
         self.detach_and_send_images(file_bytes).await?;
         self.restore_remote().await?;
