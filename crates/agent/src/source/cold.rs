@@ -24,7 +24,29 @@ impl SourceRun {
         let estimate = resident_bytes(&self.facts.freezer);
 
         self.freeze_and_lock().await?;
+        let streamer = self.dump_into_fifos(streamer, estimate).await?;
 
+        let t = Instant::now();
+        let pages_bytes = streamer
+            .finish()
+            .await
+            .map_err(|e| Failure::new(format!("the page transfer broke: {e}")))?;
+        self.tl.record("pages", t);
+        self.pages_sent = pages_bytes;
+        self.progress("pages", pages_bytes, pages_bytes);
+
+        self.detach_and_send_images(pages_bytes).await?;
+        self.restore_remote().await?;
+        self.commit().await
+    }
+
+    /// Runs CRIU's full dump into the FIFOs `streamer` drains; on failure the streamer
+    /// is stopped and CRIU's words are in the failure.
+    pub(super) async fn dump_into_fifos(
+        &mut self,
+        streamer: Streamer,
+        estimate: u64,
+    ) -> Result<Streamer, Failure> {
         let t = Instant::now();
         let plan = CriuOptionPlan::checkpoint(
             &CheckpointSpec {
@@ -57,30 +79,23 @@ impl SourceRun {
         ticker.abort();
         if let Err(e) = dump {
             streamer.abort().await;
-            let failure = diagnose(&self.dir.join("dump.log"), &e.to_string());
-            return Err(Failure {
-                reason: format!("checkpoint failed: {failure}"),
-                criu: Some(CriuErrors {
-                    log: failure.log_path.display().to_string(),
-                    lines: failure.error_lines,
-                }),
-            });
+            return Err(self.criu_failure(&e.to_string()));
         }
         self.p.dumped = true;
         self.tl.record("dump", t);
+        Ok(streamer)
+    }
 
-        let t = Instant::now();
-        let pages_bytes = streamer
-            .finish()
-            .await
-            .map_err(|e| Failure::new(format!("the page transfer broke: {e}")))?;
-        self.tl.record("pages", t);
-        self.pages_sent = pages_bytes;
-        self.progress("pages", pages_bytes, pages_bytes);
-
-        self.detach_and_send_images(pages_bytes).await?;
-        self.restore_remote().await?;
-        self.commit().await
+    /// A failed dump, with CRIU's error lines and its log.
+    pub(super) fn criu_failure(&self, err: &str) -> Failure {
+        let failure = diagnose(&self.dir.join("dump.log"), err);
+        Failure {
+            reason: format!("checkpoint failed: {failure}"),
+            criu: Some(CriuErrors {
+                log: failure.log_path.display().to_string(),
+                lines: failure.error_lines,
+            }),
+        }
     }
 
     pub(super) fn start_ticker(

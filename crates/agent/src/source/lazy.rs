@@ -8,10 +8,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ferry_criu::log::diagnose;
 use ferry_criu::plan::{CheckpointSpec, CriuOptionPlan, NetworkLock, PageTransport};
 use ferry_criu::process::HELPER_SOCKET_FD;
-use ferry_engine::report::CriuErrors;
 use ferry_engine::timeline::ms;
 use ferry_proto::postcopy::PAGE_SIZE;
 use ferry_proto::{Fault, Message};
@@ -137,14 +135,7 @@ impl SourceRun {
                 },
                 None => "the lazy dump did not get ready".to_string(),
             };
-            let failure = diagnose(&self.dir.join("dump.log"), &err);
-            return Err(Failure {
-                reason: format!("checkpoint failed: {failure}"),
-                criu: Some(CriuErrors {
-                    log: failure.log_path.display().to_string(),
-                    lines: failure.error_lines,
-                }),
-            });
+            return Err(self.criu_failure(&err));
         }
         self.p.dumped = true;
         self.tl.record("dump", t);

@@ -7,12 +7,9 @@ use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::time::Instant;
 
-use ferry_criu::log::diagnose;
-use ferry_criu::plan::{CheckpointSpec, CriuOptionPlan, NetworkLock, PageTransport};
-use ferry_engine::report::{CriuErrors, PrecopyRound, PrecopySummary};
+use ferry_engine::report::{PrecopyRound, PrecopySummary};
 use ferry_proto::precopy::BlockKind;
 use ferry_proto::Message;
-use ferry_runtime::{CheckpointArgs, Runtime};
 use ferry_transport::Stream;
 
 use super::{Failure, SourceRun};
@@ -132,49 +129,7 @@ impl SourceRun {
             .map_err(|e| Failure::new(format!("cannot start the page stream: {e}")))?;
 
         self.freeze_and_lock().await?;
-
-        let t = Instant::now();
-        let plan = CriuOptionPlan::checkpoint(
-            &CheckpointSpec {
-                leave_running: true,
-                tcp_established: self.req.options.tcp_established,
-                file_locks: self.req.options.file_locks,
-                pages: PageTransport::ImagesDir,
-                network_lock: NetworkLock::Skip,
-            },
-            &self.facts.config_target,
-        )
-        .map_err(|e| Failure::new(e.to_string()))?;
-        let ticker = self.start_ticker(&streamer, 0);
-        let dump = self
-            .agent
-            .runc
-            .checkpoint(
-                &self.req.container,
-                CheckpointArgs {
-                    images: &self.dir,
-                    work: &self.dir,
-                    plan: &plan,
-                    config_target: &self.facts.config_target,
-                    fds: Vec::new(),
-                    status_fd: None,
-                },
-            )
-            .await;
-        ticker.abort();
-        if let Err(e) = dump {
-            streamer.abort().await;
-            let failure = diagnose(&self.dir.join("dump.log"), &e.to_string());
-            return Err(Failure {
-                reason: format!("checkpoint failed: {failure}"),
-                criu: Some(CriuErrors {
-                    log: failure.log_path.display().to_string(),
-                    lines: failure.error_lines,
-                }),
-            });
-        }
-        self.p.dumped = true;
-        self.tl.record("dump", t);
+        let streamer = self.dump_into_fifos(streamer, 0).await?;
 
         let t = Instant::now();
         let file_bytes = streamer
