@@ -31,21 +31,33 @@ use crate::registry::ContainerRecord;
 use crate::state::{Agent, Claim, SessionEntry};
 use crate::AgentError;
 
-/// Receives a cold migration's page stream into `pages-<id>.img` files.
-fn cold_pages_task(
+/// Waits for the page channel, then runs `receive` on it, blocking, off the runtime.
+/// `what` names the stream in errors.
+fn page_channel_task<T: Send + 'static>(
     rx: tokio::sync::oneshot::Receiver<ferry_transport::Stream>,
-    img: PathBuf,
-) -> tokio::task::JoinHandle<Result<u64, String>> {
+    what: &'static str,
+    receive: impl FnOnce(std::os::fd::OwnedFd) -> std::io::Result<T> + Send + 'static,
+) -> tokio::task::JoinHandle<Result<T, String>> {
     tokio::spawn(async move {
         let stream = match tokio::time::timeout(Duration::from_secs(60), rx).await {
             Ok(Ok(s)) => s,
             _ => return Err("the page channel never arrived".to_string()),
         };
         let fd = stream.into_blocking_fd().map_err(|e| e.to_string())?;
-        tokio::task::spawn_blocking(move || crate::pagestream::receive(fd, &img))
+        tokio::task::spawn_blocking(move || receive(fd))
             .await
             .map_err(|e| e.to_string())?
-            .map_err(|e| format!("the page stream broke: {e}"))
+            .map_err(|e| format!("the {what} broke: {e}"))
+    })
+}
+
+/// Receives a cold migration's page stream into `pages-<id>.img` files.
+fn cold_pages_task(
+    rx: tokio::sync::oneshot::Receiver<ferry_transport::Stream>,
+    img: PathBuf,
+) -> tokio::task::JoinHandle<Result<u64, String>> {
+    page_channel_task(rx, "page stream", move |fd| {
+        crate::pagestream::receive(fd, &img)
     })
 }
 
@@ -54,27 +66,18 @@ fn precopy_pages_task(
     rx: tokio::sync::oneshot::Receiver<ferry_transport::Stream>,
     img: PathBuf,
 ) -> tokio::task::JoinHandle<Result<u64, String>> {
-    tokio::spawn(async move {
-        let stream = match tokio::time::timeout(Duration::from_secs(60), rx).await {
-            Ok(Ok(s)) => s,
-            _ => return Err("the page channel never arrived".to_string()),
-        };
-        let file = std::fs::File::from(stream.into_blocking_fd().map_err(|e| e.to_string())?);
-        tokio::task::spawn_blocking(move || {
-            let ack = file.try_clone()?;
-            let mut store = PageStore::new(store_limit());
-            let got = receive_precopy(&file, ack, &img, &mut store)?;
-            tracing::info!(
-                rounds = got.rounds,
-                stored = store.len(),
-                refs = got.final_refs,
-                "pre-copy pages received"
-            );
-            Ok::<_, std::io::Error>(got.file_bytes)
-        })
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| format!("the pre-copy stream broke: {e}"))
+    page_channel_task(rx, "pre-copy stream", move |fd| {
+        let file = std::fs::File::from(fd);
+        let ack = file.try_clone()?;
+        let mut store = PageStore::new(store_limit());
+        let got = receive_precopy(&file, ack, &img, &mut store)?;
+        tracing::info!(
+            rounds = got.rounds,
+            stored = store.len(),
+            refs = got.final_refs,
+            "pre-copy pages received"
+        );
+        Ok(got.file_bytes)
     })
 }
 
@@ -90,34 +93,25 @@ fn hybrid_rounds_task(
     rx: tokio::sync::oneshot::Receiver<ferry_transport::Stream>,
     img: PathBuf,
 ) -> tokio::task::JoinHandle<Result<HybridRounds, String>> {
-    tokio::spawn(async move {
-        let stream = match tokio::time::timeout(Duration::from_secs(60), rx).await {
-            Ok(Ok(s)) => s,
-            _ => return Err("the page channel never arrived".to_string()),
-        };
-        let file = std::fs::File::from(stream.into_blocking_fd().map_err(|e| e.to_string())?);
-        tokio::task::spawn_blocking(move || {
-            let ack = file.try_clone()?;
-            let mut store = PageStore::new(store_limit());
-            let got = receive_precopy(&file, ack, &img, &mut store)?;
-            if got.final_pages + got.final_refs > 0 {
-                return Err(std::io::Error::other(
-                    "the source sent page files in a hybrid migration",
-                ));
-            }
-            tracing::info!(
-                rounds = got.rounds,
-                stored = store.len(),
-                "hybrid: pre-copy rounds received"
-            );
-            Ok(HybridRounds {
-                store,
-                channel: file.into(),
-            })
+    page_channel_task(rx, "pre-copy stream", move |fd| {
+        let file = std::fs::File::from(fd);
+        let ack = file.try_clone()?;
+        let mut store = PageStore::new(store_limit());
+        let got = receive_precopy(&file, ack, &img, &mut store)?;
+        if got.final_pages + got.final_refs > 0 {
+            return Err(std::io::Error::other(
+                "the source sent page files in a hybrid migration",
+            ));
+        }
+        tracing::info!(
+            rounds = got.rounds,
+            stored = store.len(),
+            "hybrid: pre-copy rounds received"
+        );
+        Ok(HybridRounds {
+            store,
+            channel: file.into(),
         })
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| format!("the pre-copy stream broke: {e}"))
     })
 }
 
