@@ -25,7 +25,17 @@ name = "db"
 
 /// Starts `args` as container `name` on `host`; returns its address.
 fn run(lab: &Lab, host: &str, name: &str, args: &[&str]) -> String {
-    let mut a = vec!["run", "--host", host, "--name", name, "--"];
+    run_in(lab, host, name, None, args)
+}
+
+/// Starts `args` as container `name` on `host`, in `pod`'s namespace if given; returns
+/// its address.
+fn run_in(lab: &Lab, host: &str, name: &str, pod: Option<&str>, args: &[&str]) -> String {
+    let mut a = vec!["run", "--host", host, "--name", name];
+    if let Some(p) = pod {
+        a.extend_from_slice(&["--pod", p]);
+    }
+    a.push("--");
     a.extend_from_slice(args);
     let out = lab.ok(&a);
     out.split(" at ")
@@ -46,10 +56,15 @@ fn connection_from(lab: &Lab, db: &str, peer: &str) -> Option<String> {
 
 /// Waits until the worker's counter moves on, proving its connection works.
 fn ticking(lab: &Lab, db: &str) -> bool {
-    let first: i64 = lab.redis(db, &["get", "worker:ticks"]).parse().unwrap_or(0);
+    counting(lab, db, "worker:ticks")
+}
+
+/// Waits until the counter `key` moves on.
+fn counting(lab: &Lab, db: &str, key: &str) -> bool {
+    let first: i64 = lab.redis(db, &["get", key]).parse().unwrap_or(0);
     for _ in 0..100 {
         std::thread::sleep(Duration::from_millis(100));
-        let now: i64 = lab.redis(db, &["get", "worker:ticks"]).parse().unwrap_or(0);
+        let now: i64 = lab.redis(db, &["get", key]).parse().unwrap_or(0);
         if now > first {
             return true;
         }
@@ -236,4 +251,120 @@ fn group_files_with_mistakes_are_refused_before_anything_moves() {
     assert!(!ok, "{out}");
     assert!(out.contains("belongs to group 'g1'"), "{out}");
     assert_eq!(lab.containers_on("b"), ["db"], "nothing moved");
+}
+
+#[test]
+fn a_pod_moves_whole_with_its_shared_namespace() {
+    let Some(env) = e2e("a_pod_moves_whole_with_its_shared_namespace") else {
+        return;
+    };
+    let lab = Lab::up(&env, 2);
+    // A pod: Redis and a sidecar writing to it over the pod's loopback.
+    let ip = run_in(&lab, "a", "web", Some("shop"), common::lab::REDIS_ARGS);
+    for _ in 0..200 {
+        if lab.redis(&ip, &["ping"]) == "PONG" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    lab.redis(&ip, &["debug", "populate", "20000", "key", "500"]);
+    let digest = lab.redis(&ip, &["debug", "digest-value", "key:1", "key:19999"]);
+    let side_ip = run_in(
+        &lab,
+        "a",
+        "side",
+        Some("shop"),
+        &[
+            "/usr/bin/redis-cli",
+            "-h",
+            "127.0.0.1",
+            "-r",
+            "-1",
+            "-i",
+            "0.05",
+            "incr",
+            "side:ticks",
+        ],
+    );
+    assert_eq!(side_ip, ip, "pod members share one address");
+    assert!(counting(&lab, &ip, "side:ticks"), "the sidecar writes");
+    let conn = connection_from(&lab, &ip, "127.0.0.1").expect("the sidecar's connection");
+    let probe = lab.probe(&ip);
+    let write = |text: &str| {
+        let file = env.work.join(format!("{}.toml", unique("pod")));
+        std::fs::write(&file, text).unwrap();
+        file.to_str().unwrap().to_string()
+    };
+
+    // A pod member does not move without its mates.
+    let (ok, out) = lab.ferry(&["migrate", "web", "--to", "b"]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("pod 'shop'") && out.contains("'side'"),
+        "{out}"
+    );
+    let half = write("name = \"half\"\n[[container]]\nname = \"web\"\n");
+    let (ok, out) = lab.ferry(&["migrate", "--group", &half, "--to", "b"]);
+    assert!(!ok, "{out}");
+    assert!(out.contains("does not name"), "{out}");
+    let mut on_a = lab.containers_on("a");
+    on_a.sort();
+    assert_eq!(on_a, ["side", "web"], "nothing moved");
+
+    let whole = write(
+        "name = \"shop\"\n[[container]]\nname = \"web\"\n[[container]]\nname = \"side\"\nafter = [\"web\"]\n",
+    );
+    let (ok, out) = lab.ferry(&["migrate", "--group", &whole, "--to", "b", "--json"]);
+    assert!(ok, "{out}");
+    let mut on_b = lab.containers_on("b");
+    on_b.sort();
+    assert_eq!(on_b, ["side", "web"], "{out}");
+    assert!(
+        !lab.netns_exists(&format!("{}-shop", lab.netns("a"))),
+        "the pod's namespace left a with its last member"
+    );
+    assert!(lab.netns_exists(&format!("{}-shop", lab.netns("b"))));
+    assert!(
+        counting(&lab, &ip, "side:ticks"),
+        "the sidecar still writes"
+    );
+    assert_eq!(
+        connection_from(&lab, &ip, "127.0.0.1").as_deref(),
+        Some(conn.as_str()),
+        "over the same loopback connection"
+    );
+
+    // One member fails to restore on a: the whole pod stays on b, working.
+    let (ok, out) = lab.ferry(&[
+        "migrate",
+        "--group",
+        &whole,
+        "--to",
+        "a",
+        "--inject-fault",
+        "restore-fails",
+        "--fault-member",
+        "side",
+        "--json",
+    ]);
+    assert!(!ok, "{out}");
+    let mut on_b = lab.containers_on("b");
+    on_b.sort();
+    assert_eq!(on_b, ["side", "web"], "{out}");
+    assert!(lab.containers_on("a").is_empty(), "{out}");
+    assert!(!lab.netns_exists(&format!("{}-shop", lab.netns("a"))));
+    assert!(
+        counting(&lab, &ip, "side:ticks"),
+        "the sidecar still writes"
+    );
+    assert_eq!(
+        connection_from(&lab, &ip, "127.0.0.1").as_deref(),
+        Some(conn.as_str())
+    );
+    let p = probe.stop();
+    assert_unbroken(&p);
+    assert_eq!(
+        lab.redis(&ip, &["debug", "digest-value", "key:1", "key:19999"]),
+        digest
+    );
 }

@@ -49,11 +49,28 @@ pub async fn run(
             agent.cfg.name
         )));
     }
+    // A pod's later members join the namespace (and address) of the first.
+    let mut net = net;
+    let mut joined = false;
+    if let Some(pod) = net.as_ref().and_then(|n| n.pod.clone()) {
+        if !valid_name(&pod, 40) {
+            return Err(AgentError::Input(format!(
+                "'{pod}' is not a valid pod name: use letters, digits, '-' and '_' (at most 40)"
+            )));
+        }
+        let mates = crate::pod::registered_members(agent, &pod, name);
+        if let Some(rec) = mates.first().and_then(|m| agent.registry.get(m)) {
+            net = rec.net;
+            joined = true;
+        }
+    }
     let cnet = match &net {
         Some(spec) => {
             let n = container_net(agent, name, spec)?;
-            n.create().await?;
-            n.up().await?;
+            if !joined {
+                n.create().await?;
+                n.up().await?;
+            }
             Some(n)
         }
         None => None,
@@ -79,7 +96,7 @@ pub async fn run(
     }
     .await;
     if let Err(e) = started {
-        if let Some(n) = &cnet {
+        if let Some(n) = cnet.as_ref().filter(|_| !joined) {
             let _ = n.destroy().await;
         }
         let _ = std::fs::remove_dir_all(&bundle);
@@ -164,7 +181,13 @@ pub async fn remove(agent: &Arc<Agent>, name: &str) -> Result<(), AgentError> {
     }
     if let Some(r) = &rec {
         if let Some(spec) = &r.net {
-            container_net(agent, name, spec)?.destroy().await?;
+            let shared = spec
+                .pod
+                .as_deref()
+                .is_some_and(|p| crate::pod::in_use(agent, p, name));
+            if !shared {
+                container_net(agent, name, spec)?.destroy().await?;
+            }
         }
         let _ = std::fs::remove_dir_all(&r.bundle);
     }

@@ -74,6 +74,8 @@ pub struct GroupRun {
     pub base: MigrateOptions,
     pub secret: Option<Secret>,
     pub placements: Vec<Placement>,
+    /// Each member's pod, if it shares a network namespace (see [`discover_pods`]).
+    pub pods: Vec<Option<String>>,
     /// Fault injection (tests): which member gets `base.inject_fault`.
     pub fault_member: Option<String>,
 }
@@ -89,6 +91,93 @@ pub fn load(path: &Path) -> Result<Group, AgentError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| bad(format!("cannot read the group file: {e}")))?;
     Group::parse(&text).map_err(|e| bad(e.to_string()))
+}
+
+/// Asks the source agents which members belong to a pod, and checks that the group
+/// names every container of each such pod (a pod moves as a whole).
+pub async fn discover_pods(
+    group: &Group,
+    placements: &[Placement],
+    secret: Option<&Secret>,
+) -> Result<Vec<Option<String>>, AgentError> {
+    let mut listed: Vec<(String, Vec<ferry_proto::ContainerInfo>)> = Vec::new();
+    for p in placements {
+        let key = p.source.to_string();
+        if listed.iter().any(|(k, _)| *k == key) {
+            continue;
+        }
+        let mut conn = crate::client::control(&p.source, secret).await?;
+        let items = match crate::client::request(&mut conn, &Message::List, |_| {}).await? {
+            Message::Containers { items } => items,
+            other => {
+                return Err(AgentError::Input(format!(
+                    "agent {key} answered '{}' to a list request",
+                    other.name()
+                )))
+            }
+        };
+        listed.push((key, items));
+    }
+    let mut pods = Vec::new();
+    for (m, p) in group.members.iter().zip(placements) {
+        let key = p.source.to_string();
+        let items = listed
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v.as_slice())
+            .unwrap_or_default();
+        let pod = items
+            .iter()
+            .find(|c| c.name == m.name)
+            .and_then(|c| c.net.as_ref())
+            .and_then(|n| n.pod.clone());
+        if let Some(pod) = &pod {
+            let missing = items.iter().find(|c| {
+                c.net.as_ref().and_then(|n| n.pod.as_deref()) == Some(pod.as_str())
+                    && group.member(&c.name).is_none()
+            });
+            if let Some(c) = missing {
+                return Err(AgentError::Input(format!(
+                    "container '{}' shares the network namespace of pod '{pod}' with '{}', which group '{}' does not name; a pod moves as a whole: add '{}' to the group",
+                    m.name, c.name, group.name, c.name
+                )));
+            }
+        }
+        pods.push(pod);
+    }
+    Ok(pods)
+}
+
+/// The members in freeze order, a pod's members together as one unit (placed where its
+/// first member is): a unit's members freeze, move and are restored together.
+fn units(run: &GroupRun) -> Vec<Vec<Member>> {
+    let mut out: Vec<(Option<String>, Vec<Member>)> = Vec::new();
+    for m in run.group.freeze_order() {
+        let pod = pod_of(run, m);
+        match out.iter_mut().find(|(p, _)| pod.is_some() && *p == pod) {
+            Some((_, u)) => u.push(m.clone()),
+            None => out.push((pod, vec![m.clone()])),
+        }
+    }
+    out.into_iter().map(|(_, u)| u).collect()
+}
+
+fn pod_of(run: &GroupRun, m: &Member) -> Option<String> {
+    let i = run.group.members.iter().position(|x| x.name == m.name)?;
+    run.pods.get(i).cloned().flatten()
+}
+
+/// The members moving with `m` in its pod (itself included); empty outside pods.
+fn pod_mates(run: &GroupRun, m: &Member) -> Vec<String> {
+    let Some(pod) = pod_of(run, m) else {
+        return Vec::new();
+    };
+    run.group
+        .members
+        .iter()
+        .filter(|x| pod_of(run, x).as_deref() == Some(pod.as_str()))
+        .map(|x| x.name.clone())
+        .collect()
 }
 
 /// Signals of one member's migration to the scheduler.
@@ -120,6 +209,7 @@ async fn migrate_one(
         options.inject_fault = None;
     }
     options.hold_freeze = signals.gate.is_some();
+    options.pod = pod_mates(&run, &m);
     let mut timeline: Vec<(String, f64)> = Vec::new();
     let result = async {
         let mut conn = crate::client::control(&p.source, run.secret.as_ref())
@@ -242,13 +332,22 @@ async fn finish(m: &Member, h: tokio::task::JoinHandle<MemberResult>) -> MemberR
 pub async fn run_group(run: Arc<GroupRun>) -> GroupReport {
     let t0 = Instant::now();
     let order: Vec<Member> = run.group.freeze_order().into_iter().cloned().collect();
+    let units = units(&run);
     let mut results: Vec<MemberResult> = Vec::new();
     match run.schedule {
         Schedule::Sequential => {
-            for m in &order {
-                let r = finish(m, spawn_one(&run, m, t0, free())).await;
-                let ok = r.outcome == "migrated";
-                results.push(r);
+            // One unit after another; a pod's members move together.
+            for unit in &units {
+                let handles: Vec<_> = unit
+                    .iter()
+                    .map(|m| spawn_one(&run, m, t0, free()))
+                    .collect();
+                let mut ok = true;
+                for (m, h) in unit.iter().zip(handles) {
+                    let r = finish(m, h).await;
+                    ok &= r.outcome == "migrated";
+                    results.push(r);
+                }
                 if !ok {
                     break;
                 }
@@ -268,38 +367,56 @@ pub async fn run_group(run: Arc<GroupRun>) -> GroupReport {
             // pre-copy rounds); each freezes once the one before it is being restored,
             // so that at most one member dumps and transfers at a time while the
             // restores of the earlier ones go on.
+            // A pod's members are let freeze together, and the next unit once all of
+            // them are being restored.
             let mut gates = Vec::new();
             let mut releases = Vec::new();
             let mut handles = Vec::new();
-            for m in &order {
-                let (gate_tx, gate_rx) = tokio::sync::oneshot::channel();
-                let (rel_tx, rel_rx) = tokio::sync::oneshot::channel();
-                handles.push(spawn_one(
-                    &run,
-                    m,
-                    t0,
-                    Signals {
-                        gate: Some(gate_rx),
-                        released: Some(rel_tx),
-                    },
-                ));
-                gates.push(gate_tx);
-                releases.push(rel_rx);
+            for unit in &units {
+                let mut unit_gates = Vec::new();
+                let mut unit_releases = Vec::new();
+                for m in unit {
+                    let (gate_tx, gate_rx) = tokio::sync::oneshot::channel();
+                    let (rel_tx, rel_rx) = tokio::sync::oneshot::channel();
+                    handles.push((
+                        m.clone(),
+                        spawn_one(
+                            &run,
+                            m,
+                            t0,
+                            Signals {
+                                gate: Some(gate_rx),
+                                released: Some(rel_tx),
+                            },
+                        ),
+                    ));
+                    unit_gates.push(gate_tx);
+                    unit_releases.push(rel_rx);
+                }
+                gates.push(unit_gates);
+                releases.push(unit_releases);
             }
             let mut gates = gates.into_iter();
+            let open = |unit: Vec<tokio::sync::oneshot::Sender<()>>| {
+                for g in unit {
+                    let _ = g.send(());
+                }
+            };
             if let Some(g) = gates.next() {
-                let _ = g.send(());
+                open(g);
             }
             // A member that ended before restoring drops its release: the later ones
             // are never let freeze, and give up unchanged.
-            for (rel, gate) in releases.into_iter().zip(gates) {
-                if rel.await.is_err() {
-                    break;
+            'units: for (rels, gate) in releases.into_iter().zip(gates) {
+                for rel in rels {
+                    if rel.await.is_err() {
+                        break 'units;
+                    }
                 }
-                let _ = gate.send(());
+                open(gate);
             }
-            for (m, h) in order.iter().zip(handles) {
-                results.push(finish(m, h).await);
+            for (m, h) in handles {
+                results.push(finish(&m, h).await);
             }
             // Members that gave up because an earlier one failed are not failures of
             // their own.
@@ -320,23 +437,45 @@ pub async fn run_group(run: Arc<GroupRun>) -> GroupReport {
             f.name,
             f.reason.as_deref().unwrap_or("see its report")
         ));
-        // Dependencies go back first, as they were restored first.
-        let mut moved: Vec<&MemberResult> =
-            results.iter().filter(|r| r.outcome == "migrated").collect();
-        moved.sort_by_key(|r| r.level);
-        for r in moved {
-            let Some(m) = run.group.member(&r.name) else {
-                continue;
-            };
-            let p = placement(&run, m);
-            match move_back(&run, m, p).await {
-                Ok(()) => moved_back.push(r.name.clone()),
-                Err(e) => {
-                    reason = Some(format!(
-                        "{}; moving '{}' back to the source failed too ({e}): it runs at the destination",
-                        reason.unwrap_or_default(),
-                        r.name
-                    ));
+        // Dependencies go back first, as they were restored first; a pod's members
+        // together.
+        let moved: Vec<&str> = results
+            .iter()
+            .filter(|r| r.outcome == "migrated")
+            .map(|r| r.name.as_str())
+            .collect();
+        let mut back: Vec<Vec<Member>> = units
+            .iter()
+            .map(|u| {
+                u.iter()
+                    .filter(|m| moved.contains(&m.name.as_str()))
+                    .cloned()
+                    .collect::<Vec<_>>()
+            })
+            .filter(|u| !u.is_empty())
+            .collect();
+        back.sort_by_key(|u| u.iter().map(|m| m.level).min().unwrap_or(0));
+        for unit in back {
+            let tries: Vec<_> = unit
+                .iter()
+                .map(|m| {
+                    let (run, m) = (run.clone(), m.clone());
+                    tokio::spawn(async move {
+                        let p = placement(&run, &m).clone();
+                        move_back(&run, &m, &p).await
+                    })
+                })
+                .collect();
+            for (m, h) in unit.iter().zip(tries) {
+                match h.await.unwrap_or_else(|e| Err(e.to_string())) {
+                    Ok(()) => moved_back.push(m.name.clone()),
+                    Err(e) => {
+                        reason = Some(format!(
+                            "{}; moving '{}' back to the source failed too ({e}): it runs at the destination",
+                            reason.unwrap_or_default(),
+                            m.name
+                        ));
+                    }
                 }
             }
         }
@@ -379,6 +518,7 @@ async fn move_back(run: &GroupRun, m: &Member, p: &Placement) -> Result<(), Stri
             strategy: Strategy::Cold,
             tcp_established: run.base.tcp_established,
             file_locks: run.base.file_locks,
+            pod: pod_mates(run, m),
             ..Default::default()
         },
     };

@@ -22,6 +22,7 @@ pub mod group;
 pub mod logs;
 pub mod network;
 pub mod pagestream;
+pub mod pod;
 pub mod postcopy;
 pub mod precopy;
 pub mod registry;

@@ -53,14 +53,16 @@ impl ContainerNet {
         container: &str,
         spec: NetSpec,
     ) -> Result<Self, NetError> {
+        // A pod's members share one namespace and link, named after the pod.
+        let owner = spec.owner(container).to_string();
         let link = match mode {
-            NetMode::Bridge(br) => Some(ContainerLink::new(prefix, container, br, spec.clone())?),
+            NetMode::Bridge(br) => Some(ContainerLink::new(prefix, &owner, br, spec.clone())?),
             NetMode::Hook(_) => {
                 ferry_netns::validate_spec(&spec)?;
                 None
             }
         };
-        let netns = Netns::new(&format!("{prefix}-{container}"));
+        let netns = Netns::new(&format!("{prefix}-{owner}"));
         Ok(Self {
             container: container.to_string(),
             netns,
@@ -78,6 +80,7 @@ impl ContainerNet {
         let out = tokio::process::Command::new(path)
             .arg(phase.name())
             .env("FERRY_CONTAINER", &self.container)
+            .env("FERRY_POD", self.spec.pod.as_deref().unwrap_or(""))
             .env("FERRY_NETNS", self.netns.path())
             .env("FERRY_NETNS_NAME", &self.netns.name)
             .env("FERRY_ADDRESS", &self.spec.address)
@@ -179,6 +182,7 @@ mod tests {
             address: "10.77.1.10/16".into(),
             mac: "02:42:0a:4d:01:0a".into(),
             gateway: None,
+            pod: None,
         };
         let n = ContainerNet::new(&NetMode::Hook(hook), "ferry-a", "redis", spec).unwrap();
         n.create().await.unwrap();

@@ -10,6 +10,7 @@ use ferry_transport::Stream;
 use tokio::sync::{oneshot, Semaphore};
 
 use crate::config::AgentConfig;
+use crate::pod::PodArrivals;
 use crate::registry::Registry;
 
 /// A migration session this agent receives.
@@ -37,6 +38,10 @@ pub struct Agent {
     /// Containers whose memory is still being filled in by a lazy restore; each is set
     /// to true when the daemon finished.
     lazy: Mutex<HashMap<String, tokio::sync::watch::Receiver<bool>>>,
+    /// Pods whose members are arriving.
+    pub pods: PodArrivals,
+    /// Held while a pod's namespace is found or built at the destination.
+    pub pod_setup: tokio::sync::Mutex<()>,
 }
 
 /// Holds a container for one operation; released when dropped.
@@ -77,6 +82,8 @@ impl Agent {
             busy: Mutex::new(HashSet::new()),
             slots,
             lazy: Mutex::new(HashMap::new()),
+            pods: PodArrivals::default(),
+            pod_setup: tokio::sync::Mutex::new(()),
         }
     }
 

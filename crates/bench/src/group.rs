@@ -62,6 +62,7 @@ async fn deploy(lab: &mut BenchLab, b: &GroupBench) -> anyhow::Result<Vec<ProbeH
             "a",
             &format!("worker{i}"),
             None,
+            None,
             [
                 "/usr/bin/redis-cli",
                 "-h",
@@ -131,6 +132,7 @@ pub async fn run_bench(b: &GroupBench) -> anyhow::Result<GroupOutcome> {
                     },
                     secret: None,
                     placements: placements(&lab, &group, here, there)?,
+                    pods: vec![None; group.members.len()],
                     fault_member: None,
                 });
                 let r = run_group(run).await;

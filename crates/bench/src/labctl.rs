@@ -53,7 +53,7 @@ impl BenchLab {
         host: &str,
         name: &str,
     ) -> anyhow::Result<(RedisTarget, NetSpec)> {
-        let c = ferry_lab::run(&mut self.lab, host, name, None, server_args(6379)).await?;
+        let c = ferry_lab::run(&mut self.lab, host, name, None, None, server_args(6379)).await?;
         let net = c.net.context("the container has no address")?;
         let ip = net
             .address

@@ -260,6 +260,7 @@ mod tests {
             tcp_established: true,
             inject_fault: None,
             group: None,
+            pod_members: Vec::new(),
         }
     }
 

@@ -30,23 +30,35 @@ pub async fn ask(host: &LabHost, msg: &Message) -> Result<Message, LabError> {
     Ok(ferry_agent::client::request(&mut conn, msg, |_| {}).await?)
 }
 
-/// Starts a container on a lab host with its own address.
+/// Starts a container on a lab host with its own address, or in the network namespace
+/// of `pod` (with the pod's address; the first member gets a new one).
 pub async fn run(
     lab: &mut LabState,
     host: &str,
     name: &str,
     ip: Option<std::net::Ipv4Addr>,
+    pod: Option<String>,
     args: Vec<String>,
 ) -> Result<ContainerInfo, LabError> {
     let h = lab.host(host)?.clone();
-    let ip = match ip {
-        Some(ip) => ip,
-        None => lab.allocate_ip()?,
+    let existing = match &pod {
+        Some(p) => pod_spec(&h, p).await?,
+        None => None,
     };
-    let net = NetSpec {
-        address: format!("{ip}/16"),
-        mac: ferry_agent::network::mac_for(ip),
-        gateway: None,
+    let net = match existing {
+        Some(spec) => spec,
+        None => {
+            let ip = match ip {
+                Some(ip) => ip,
+                None => lab.allocate_ip()?,
+            };
+            NetSpec {
+                address: format!("{ip}/16"),
+                mac: ferry_agent::network::mac_for(ip),
+                gateway: None,
+                pod,
+            }
+        }
     };
     match ask(
         &h,
@@ -63,6 +75,17 @@ pub async fn run(
             Ok(container)
         }
         Message::Error { message } => Err(LabError::Agent(message)),
+        other => Err(LabError::Agent(format!("unexpected {}", other.name()))),
+    }
+}
+
+/// The network of pod `pod` on a host, if a member runs there.
+async fn pod_spec(h: &LabHost, pod: &str) -> Result<Option<NetSpec>, LabError> {
+    match ask(h, &Message::List).await? {
+        Message::Containers { items } => Ok(items
+            .into_iter()
+            .filter_map(|c| c.net)
+            .find(|n| n.pod.as_deref() == Some(pod))),
         other => Err(LabError::Agent(format!("unexpected {}", other.name()))),
     }
 }

@@ -295,6 +295,7 @@ fn parse_inspect(addr_json: &str, route_json: &str) -> Result<NetSpec, NetError>
         address: format!("{local}/{plen}"),
         mac: mac.to_string(),
         gateway,
+        pod: None,
     })
 }
 
@@ -308,6 +309,7 @@ mod tests {
             address: "10.77.1.10/16".into(),
             mac: "02:42:0a:4d:01:0a".into(),
             gateway: None,
+            pod: None,
         }
     }
 

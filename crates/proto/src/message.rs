@@ -116,6 +116,9 @@ pub struct MigrateOptions {
     /// The group this migration is part of (`ferry migrate --group`).
     #[serde(default)]
     pub group: Option<String>,
+    /// The containers of this one's pod that move with it (itself included).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pod: Vec<String>,
     #[serde(default)]
     pub inject_fault: Option<Fault>,
 }
@@ -137,6 +140,7 @@ impl Default for MigrateOptions {
             compress: None,
             hold_freeze: false,
             group: None,
+            pod: Vec::new(),
             inject_fault: None,
         }
     }
@@ -153,6 +157,17 @@ pub struct NetSpec {
     /// Default gateway, if any.
     #[serde(default)]
     pub gateway: Option<String>,
+    /// The pod whose network namespace the container shares with others; the
+    /// namespace is named after the pod instead of the container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
+}
+
+impl NetSpec {
+    /// The name the namespace and its link are called by: the pod's, or the container's.
+    pub fn owner<'a>(&'a self, container: &'a str) -> &'a str {
+        self.pod.as_deref().unwrap_or(container)
+    }
 }
 
 /// One entry of a bundle's root file system, sent before its bytes.
@@ -307,6 +322,10 @@ pub enum Message {
         /// The group the container moves with, recorded at the destination.
         #[serde(default)]
         group: Option<String>,
+        /// A pod member: every container of its pod that moves with it (itself
+        /// included). The destination reports it restored once all of them are.
+        #[serde(default)]
+        pod_members: Vec<String>,
     },
     /// A bundle file; for files, `size` bytes follow in `Data` frames.
     BundleFile {

@@ -163,6 +163,9 @@ pub struct DestSession {
     pub(super) fault: Option<Fault>,
     pub(super) tcp_established: bool,
     pub(super) group: Option<String>,
+    /// The pod it belongs to, and the members of it moving here with it.
+    pub(super) pod: Option<String>,
+    pub(super) pod_members: Vec<String>,
     pub(super) pages_bytes: u64,
     pub(super) tl: Timeline,
     pub(super) meter: UsageMeter,
@@ -197,6 +200,7 @@ impl DestSession {
             tcp_established,
             inject_fault,
             group,
+            pod_members,
         } = msg
         else {
             return Err(AgentError::Input("expected prepare".into()));
@@ -233,16 +237,30 @@ impl DestSession {
         }
         let spec =
             net.ok_or_else(|| AgentError::Input("the source sent no network identity".into()))?;
+        let pod = check_pod(agent, &container, &spec, &pod_members)?;
         let cnet = container_net(agent, &container, &spec)?;
         let mut tl = Timeline::new();
         let t = Instant::now();
-        if cnet.netns.exists() {
-            cnet.destroy().await?;
+        // A pod's namespace is built by its first arriving member; the others join it.
+        let _setup = match &pod {
+            Some(_) => Some(agent.pod_setup.lock().await),
+            None => None,
+        };
+        let joined = pod.as_deref().is_some_and(|p| agent.pods.arriving(p));
+        if !joined {
+            if cnet.netns.exists() {
+                cnet.destroy().await?;
+            }
+            cnet.create().await?;
         }
-        cnet.create().await?;
         if let Err(e) = cnet.hold_lock().install(&RealRunner).await {
-            let _ = cnet.destroy().await;
+            if !joined {
+                let _ = cnet.destroy().await;
+            }
             return Err(e.into());
+        }
+        if let Some(p) = &pod {
+            agent.pods.join(p);
         }
         tl.record("network", t);
 
@@ -319,6 +337,8 @@ impl DestSession {
             },
             tcp_established,
             group,
+            pod,
+            pod_members,
             pages_bytes: 0,
             tl,
             meter: UsageMeter::start(),
@@ -459,8 +479,25 @@ impl DestSession {
         Ok(())
     }
 
-    /// Restores the container, reachable but still behind ferry's lock.
+    /// Restores the container, reachable but still behind ferry's lock. A pod member
+    /// counts as restored once every member of its pod is.
     pub async fn restore(&mut self) -> Result<DestStats, String> {
+        let stats = self.restore_one().await?;
+        let Some(pod) = self.pod.clone() else {
+            return Ok(stats);
+        };
+        let t = Instant::now();
+        let pods = &self.agent.pods;
+        pods.restored(&pod, &self.container);
+        pods.wait_all(&pod, &self.pod_members, crate::pod::POD_WAIT)
+            .await?;
+        self.tl.record("pod-wait", t);
+        let mut stats = stats;
+        stats.phases = self.tl.phases().to_vec();
+        Ok(stats)
+    }
+
+    async fn restore_one(&mut self) -> Result<DestStats, String> {
         let t = Instant::now();
         self.net.up().await.map_err(|e| e.to_string())?;
         self.net.announce().await.map_err(|e| e.to_string())?;
@@ -560,6 +597,9 @@ impl DestSession {
             tracing::error!("cannot remove the hold lock of {}: {e}", self.container);
         }
         self.tl.record("unlock", t);
+        if let Some(p) = &self.pod {
+            self.agent.pods.leave(p);
+        }
         let _ = self.agent.registry.put(&ContainerRecord {
             name: self.container.clone(),
             bundle: self.agent.cfg.bundles_dir().join(&self.container),
@@ -616,13 +656,53 @@ impl DestSession {
         if let Some(p) = self.postcopy.take() {
             p.abort();
         }
-        let _ = self.net.destroy().await;
+        self.agent.set_session(&self.id, SessionState::Dropped);
+        match &self.pod {
+            Some(p) => {
+                self.agent.pods.failed(p, &self.container);
+                self.agent.pods.leave(p);
+                if !crate::pod::in_use(&self.agent, p, &self.container) {
+                    let _ = self.net.destroy().await;
+                }
+            }
+            None => {
+                let _ = self.net.destroy().await;
+            }
+        }
         let _ = std::fs::remove_dir_all(&self.staging);
         let _ = keep_logs(&self.agent, &self.id, &self.work);
         let _ = std::fs::remove_dir_all(&self.dir);
-        self.agent.set_session(&self.id, SessionState::Dropped);
         tracing::info!(session = %self.id, "dropped the incoming container");
     }
+}
+
+/// The pod an incoming container belongs to, once checked: its members must be named,
+/// include it, and not already run here (a pod lives on one host at a time).
+fn check_pod(
+    agent: &Agent,
+    container: &str,
+    spec: &ferry_proto::NetSpec,
+    members: &[String],
+) -> Result<Option<String>, AgentError> {
+    let Some(pod) = spec.pod.clone() else {
+        return Ok(None);
+    };
+    if !valid_name(&pod, 40) || members.iter().any(|m| !valid_name(m, 40)) || members.len() > 64 {
+        return Err(AgentError::Input("invalid pod or pod member name".into()));
+    }
+    if !members.iter().any(|m| m == container) {
+        return Err(AgentError::Input(format!(
+            "container '{container}' of pod '{pod}' arrives without the list of its pod's members"
+        )));
+    }
+    let here = crate::pod::registered_members(agent, &pod, container);
+    if let Some(m) = here.first() {
+        return Err(AgentError::Input(format!(
+            "pod '{pod}' already runs on {} (container '{m}'); a pod lives on one host at a time",
+            agent.cfg.name
+        )));
+    }
+    Ok(Some(pod))
 }
 
 /// Cleans up incoming sessions a previous run of the agent left unfinished.

@@ -182,6 +182,11 @@ pub async fn migrate(
         recorded.as_deref(),
         req.options.group.as_deref(),
     )?;
+    if let Some(pod) = &facts.spec.pod {
+        let mates = crate::pod::registered_members(&agent, pod, &req.container);
+        crate::pod::check_moving_together(&req.container, pod, &mates, &req.options.pod)
+            .map_err(AgentError::Input)?;
+    }
     let (strategy, why) = match strategy {
         Strategy::Auto => {
             let (s, why) = pick_auto(
@@ -353,6 +358,10 @@ impl SourceRun {
             tcp_established: self.req.options.tcp_established,
             inject_fault: self.req.options.inject_fault,
             group: self.req.options.group.clone(),
+            pod_members: match self.facts.spec.pod {
+                Some(_) => self.req.options.pod.clone(),
+                None => Vec::new(),
+            },
         };
         self.conn()?.send(&prepare).await?;
         let need_bundle = match self.expect("prepared").await? {
@@ -521,11 +530,18 @@ impl SourceRun {
         if let Err(e) = self.agent.runc.delete(&self.req.container, true).await {
             warnings.push(format!("removing the source container: {e}"));
         }
-        if let Err(e) = self.facts.net.destroy().await {
-            warnings.push(format!("removing the source network namespace: {e}"));
+        self.agent.registry.remove(&self.req.container);
+        // A pod's namespace goes with its last member.
+        let shared = self.facts.spec.pod.as_deref().is_some_and(|p| {
+            crate::pod::in_use(&self.agent, p, &self.req.container)
+                || !self.facts.net.netns.exists()
+        });
+        if !shared {
+            if let Err(e) = self.facts.net.destroy().await {
+                warnings.push(format!("removing the source network namespace: {e}"));
+            }
         }
         crate::logs::remove_session_dir(&self.agent, &self.session, &self.dir);
-        self.agent.registry.remove(&self.req.container);
         self.tl.record("cleanup", t);
         self.report.source_released_ms = Some(self.tl.elapsed_ms());
         self.report.notes.extend(warnings);

@@ -45,6 +45,9 @@ enum Command {
         name: String,
         #[arg(long)]
         ip: Option<Ipv4Addr>,
+        /// Join the network namespace of this pod (created with its first member)
+        #[arg(long)]
+        pod: Option<String>,
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
@@ -108,10 +111,11 @@ pub async fn run(a: Args) -> anyhow::Result<i32> {
             host,
             name,
             ip,
+            pod,
             command,
         } => {
             let mut lab = LabState::load(&a.lab)?;
-            let c = ferry_lab::run(&mut lab, &host, &name, ip, command).await?;
+            let c = ferry_lab::run(&mut lab, &host, &name, ip, pod, command).await?;
             let addr = c.net.map(|n| n.address).unwrap_or_default();
             println!("{} runs on {} at {}", c.name, host, addr);
             Ok(0)

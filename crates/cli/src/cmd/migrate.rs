@@ -141,6 +141,7 @@ fn options(a: &Args) -> MigrateOptions {
         compress: a.compress.clone(),
         hold_freeze: false,
         group: None,
+        pod: Vec::new(),
     }
 }
 
@@ -190,6 +191,9 @@ async fn run_group(a: &Args, file: &std::path::Path) -> anyhow::Result<i32> {
             anyhow::bail!("--fault-member {f}: the group has no such container");
         }
     }
+    let pods = ferry_agent::group::discover_pods(&group, &placements, secret.as_ref())
+        .await
+        .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
     let group_name = group.name.clone();
     let run = std::sync::Arc::new(GroupRun {
         group,
@@ -200,6 +204,7 @@ async fn run_group(a: &Args, file: &std::path::Path) -> anyhow::Result<i32> {
         },
         secret,
         placements,
+        pods,
         fault_member: a.fault_member.clone(),
     });
     let report = ferry_agent::group::run_group(run).await;
