@@ -488,6 +488,7 @@ impl SourceRun {
     /// `Commit` until `Committed`: the downtime ends.
     async fn commit(&mut self) -> Result<(), Failure> {
         let t = Instant::now();
+        self.progress("commit", 0, 0);
         self.conn()?.send(&Message::Commit).await?;
         self.p.commit_sent = true;
         match self.expect("committed").await? {
@@ -667,10 +668,13 @@ impl SourceRun {
 }
 
 /// Kills a frozen container's processes; they die when thawed, without running again.
+/// Tearing down a large memory takes CPU time: at the lowest priority, so that it does
+/// not slow down another migration's downtime on this host.
 fn kill_frozen(freezer: &Freezer) {
     for pid in freezer.procs() {
-        // SAFETY: plain kill(2) on a pid of the container's own cgroup.
+        // SAFETY: plain setpriority(2) and kill(2) on a pid of the container's own cgroup.
         unsafe {
+            libc::setpriority(libc::PRIO_PROCESS, pid as libc::id_t, 19);
             libc::kill(pid as i32, libc::SIGKILL);
         }
     }
