@@ -3,10 +3,10 @@
 use std::path::Path;
 
 use ferry_proto::{Message, Role};
-use ferry_transport::{connect, ClientHello, Conn, Endpoint, Secret, TransportError};
+use ferry_transport::{connect, ClientHello, Conn, Credentials, Endpoint, TransportError};
 
 /// Connects to an agent for control requests.
-pub async fn control(endpoint: &Endpoint, secret: Option<&Secret>) -> Result<Conn, TransportError> {
+pub async fn control(endpoint: &Endpoint, creds: &Credentials) -> Result<Conn, TransportError> {
     let host = format!("cli-{}", std::process::id());
     connect(
         endpoint,
@@ -15,7 +15,7 @@ pub async fn control(endpoint: &Endpoint, secret: Option<&Secret>) -> Result<Con
             host,
             session: None,
         },
-        secret,
+        creds,
     )
     .await
 }

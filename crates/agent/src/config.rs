@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use ferry_transport::Secret;
+use ferry_transport::Credentials;
 use thiserror::Error;
 
 /// How containers' networks are attached on this host.
@@ -27,7 +27,8 @@ pub struct AgentConfig {
     pub runtime_root: PathBuf,
     pub criu: PathBuf,
     pub runc: PathBuf,
-    pub secret: Option<Secret>,
+    /// What this host proves itself with over TCP, and trusts peers by.
+    pub creds: Credentials,
     pub net: NetMode,
     /// Prefix of the network namespaces this agent creates for containers.
     pub netns_prefix: String,
@@ -50,7 +51,7 @@ pub enum ConfigError {
     Name(String),
     #[error("{0}")]
     Secret(String),
-    #[error("--listen {0} needs a shared secret (--secret-file): peers must authenticate")]
+    #[error("--listen {0} needs mutual TLS (--tls-ca, --tls-cert, --tls-key) or a shared secret (--secret-file): peers must authenticate")]
     NoSecret(SocketAddr),
     #[error("CRIU: {0}")]
     Criu(String),
@@ -84,7 +85,7 @@ impl AgentConfig {
                 ));
             }
         }
-        if let (Some(addr), None) = (self.listen, &self.secret) {
+        if let Some(addr) = self.listen.filter(|_| self.creds.is_empty()) {
             return Err(ConfigError::NoSecret(addr));
         }
         Ok(())
@@ -133,7 +134,7 @@ mod tests {
             runtime_root: dir.join("runc"),
             criu: "/usr/local/sbin/criu".into(),
             runc: "runc".into(),
-            secret: None,
+            creds: Credentials::default(),
             net: NetMode::Bridge("br0".into()),
             netns_prefix: "ferry-a".into(),
             allow_fault_injection: false,
@@ -155,7 +156,11 @@ mod tests {
             .contains("/proc/ferry-cannot"));
         let mut c = base(d.path());
         c.listen = Some("127.0.0.1:7070".parse().unwrap());
-        assert!(c.check().unwrap_err().to_string().contains("--secret-file"));
+        let e = c.check().unwrap_err().to_string();
+        assert!(
+            e.contains("--secret-file") && e.contains("--tls-cert"),
+            "{e}"
+        );
         let mut c = base(d.path());
         c.net = NetMode::Hook(d.path().join("nohook"));
         assert!(c.check().unwrap_err().to_string().contains("nohook"));

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use ferry_criu::features::{ensure_pipe_max_size, CriuBinary, KDAT_DIR};
 use ferry_criu::plan::NetworkLock;
 use ferry_proto::Role;
-use ferry_transport::{accept, Auth, Stream};
+use ferry_transport::{accept, accept_tcp, Auth, Stream};
 use tokio::net::{TcpListener, UnixListener};
 
 use crate::config::AgentConfig;
@@ -90,10 +90,7 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
             r = async { match &tcp { Some(l) => l.accept().await, None => std::future::pending().await } } => {
                 if let Ok((s, _)) = r {
                     let _ = s.set_nodelay(true);
-                    match &agent.cfg.secret {
-                        Some(secret) => { tokio::spawn(handle(agent.clone(), Stream::Tcp(s), Auth::Secret(secret.clone()))); }
-                        None => drop(s),
-                    }
+                    tokio::spawn(handle_tcp(agent.clone(), s));
                 }
             }
             _ = term.recv() => break,
@@ -108,13 +105,25 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
 async fn handle(agent: Arc<Agent>, stream: Stream, auth: Auth) {
     let uid = stream.peer_uid();
     let peer = stream.peer();
-    let acc = match accept(stream, &agent.cfg.name, &auth, uid).await {
-        Ok(a) => a,
-        Err(e) => {
-            tracing::warn!(%peer, "refused a connection: {e}");
-            return;
-        }
-    };
+    match accept(stream, &agent.cfg.name, &auth, uid).await {
+        Ok(acc) => serve(agent, acc).await,
+        Err(e) => tracing::warn!(%peer, "refused a connection: {e}"),
+    }
+}
+
+/// A TCP peer: mutual TLS (when configured), then the ferry handshake.
+async fn handle_tcp(agent: Arc<Agent>, tcp: tokio::net::TcpStream) {
+    let peer = tcp
+        .peer_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_else(|_| "?".into());
+    match accept_tcp(tcp, &agent.cfg.name, &agent.cfg.creds).await {
+        Ok(acc) => serve(agent, acc).await,
+        Err(e) => tracing::warn!(%peer, "refused a connection: {e}"),
+    }
+}
+
+async fn serve(agent: Arc<Agent>, acc: ferry_transport::Accepted) {
     match acc.role {
         Role::Control => control::serve(agent, acc.conn).await,
         Role::Peer => dest::serve(agent, acc.conn).await,

@@ -13,7 +13,7 @@ use std::time::Instant;
 use ferry_engine::group::{Group, Member};
 use ferry_engine::Report;
 use ferry_proto::{Message, MigrateOptions, Strategy};
-use ferry_transport::{Endpoint, Secret};
+use ferry_transport::{Credentials, Endpoint};
 
 use crate::AgentError;
 use serde::Serialize;
@@ -72,7 +72,7 @@ pub struct GroupRun {
     pub group: Group,
     pub schedule: Schedule,
     pub base: MigrateOptions,
-    pub secret: Option<Secret>,
+    pub creds: Credentials,
     pub placements: Vec<Placement>,
     /// Each member's pod, if it shares a network namespace (see [`discover_pods`]).
     pub pods: Vec<Option<String>>,
@@ -98,7 +98,7 @@ pub fn load(path: &Path) -> Result<Group, AgentError> {
 pub async fn discover_pods(
     group: &Group,
     placements: &[Placement],
-    secret: Option<&Secret>,
+    creds: &Credentials,
 ) -> Result<Vec<Option<String>>, AgentError> {
     let mut listed: Vec<(String, Vec<ferry_proto::ContainerInfo>)> = Vec::new();
     for p in placements {
@@ -106,7 +106,7 @@ pub async fn discover_pods(
         if listed.iter().any(|(k, _)| *k == key) {
             continue;
         }
-        let mut conn = crate::client::control(&p.source, secret).await?;
+        let mut conn = crate::client::control(&p.source, creds).await?;
         let items = match crate::client::request(&mut conn, &Message::List, |_| {}).await? {
             Message::Containers { items } => items,
             other => {
@@ -212,7 +212,7 @@ async fn migrate_one(
     options.pod = pod_mates(&run, &m);
     let mut timeline: Vec<(String, f64)> = Vec::new();
     let result = async {
-        let mut conn = crate::client::control(&p.source, run.secret.as_ref())
+        let mut conn = crate::client::control(&p.source, &run.creds)
             .await
             .map_err(|e| format!("cannot reach its agent: {e}"))?;
         let msg = Message::Migrate {
@@ -508,7 +508,7 @@ async fn move_back(run: &GroupRun, m: &Member, p: &Placement) -> Result<(), Stri
     let (Some(from), Some(to)) = (&p.dest_control, &p.source_peer) else {
         return Err("ferry does not know how to reach the agents to move it back".into());
     };
-    let mut conn = crate::client::control(from, run.secret.as_ref())
+    let mut conn = crate::client::control(from, &run.creds)
         .await
         .map_err(|e| e.to_string())?;
     let msg = Message::Migrate {

@@ -130,7 +130,7 @@ pub async fn run_bench(b: &GroupBench) -> anyhow::Result<GroupOutcome> {
                         group: Some(group.name.clone()),
                         ..Default::default()
                     },
-                    secret: None,
+                    creds: Default::default(),
                     placements: placements(&lab, &group, here, there)?,
                     pods: vec![None; group.members.len()],
                     fault_member: None,

@@ -38,6 +38,7 @@ impl BenchLab {
             delay_ms,
             ferry,
             faults: false,
+            tls: std::env::var_os("FERRY_BENCH_NO_TLS").is_none(),
         })
         .await?;
         Ok(Self { lab })
@@ -87,7 +88,8 @@ impl BenchLab {
         let src = self.lab.host(from)?;
         let dst = self.lab.host(to)?;
         let mut conn =
-            ferry_agent::client::control(&Endpoint::Unix(src.control.clone()), None).await?;
+            ferry_agent::client::control(&Endpoint::Unix(src.control.clone()), &Default::default())
+                .await?;
         let msg = Message::Migrate {
             container: name.into(),
             dest: dst.listen.to_string(),

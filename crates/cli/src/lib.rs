@@ -39,6 +39,8 @@ enum Command {
     Resume(cmd::resume::Args),
     /// A multi-host testbed on this machine, built from network namespaces.
     Lab(cmd::lab::Args),
+    /// The deployment's own CA and its hosts' certificates, for mutual TLS.
+    Certs(cmd::certs::Args),
     /// Clients that measure what users see during a migration.
     #[command(subcommand)]
     Probe(cmd::probe::Command),
@@ -76,6 +78,7 @@ pub fn main() {
             Command::Agent(a) => cmd::agent::run(a).await,
             Command::Migrate(a) => cmd::migrate::run(a).await,
             Command::Lab(a) => cmd::lab::run(a).await,
+            Command::Certs(a) => cmd::certs::run(a),
             Command::Resume(a) => cmd::resume::run(a).await,
             Command::Probe(c) => cmd::probe::run(c).await,
         }

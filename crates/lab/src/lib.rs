@@ -26,7 +26,8 @@ use ferry_transport::Endpoint;
 /// Sends one control request to a lab host's agent.
 pub async fn ask(host: &LabHost, msg: &Message) -> Result<Message, LabError> {
     let ep = Endpoint::Unix(host.control.clone());
-    let mut conn = ferry_agent::client::control(&ep, None).await?;
+    let mut conn =
+        ferry_agent::client::control(&ep, &ferry_transport::Credentials::default()).await?;
     Ok(ferry_agent::client::request(&mut conn, msg, |_| {}).await?)
 }
 

@@ -34,6 +34,9 @@ pub struct LabState {
     pub client_address: Ipv4Addr,
     pub hosts: Vec<LabHost>,
     pub secret: PathBuf,
+    /// The lab's CA and its hosts' certificates (`<host>.pem`, `<host>-key.pem`).
+    #[serde(default)]
+    pub tls_dir: Option<PathBuf>,
     #[serde(default)]
     pub link: Option<String>,
     #[serde(default)]

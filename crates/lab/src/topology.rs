@@ -27,6 +27,9 @@ pub struct LabSpec {
     pub ferry: PathBuf,
     /// Let tests inject faults into the agents.
     pub faults: bool,
+    /// Mutual TLS between the agents (the default). Without it they authenticate with
+    /// the shared secret only and send pages in the clear, to measure what TLS costs.
+    pub tls: bool,
 }
 
 fn host_names(n: usize) -> Vec<String> {
@@ -70,6 +73,11 @@ pub async fn up(spec: &LabSpec) -> Result<LabState, LabError> {
     let client = format!("{prefix}-client");
     let secret = dir.join("secret");
     Secret::generate(&secret)?;
+    // The lab's own CA; each host gets a certificate for its name and address.
+    let tls_dir = dir.join("tls");
+    if spec.tls {
+        ferry_transport::certs::init_ca(&tls_dir, true)?;
+    }
     let mut state = LabState {
         name: spec.name.clone(),
         fabric: fabric.clone(),
@@ -77,6 +85,7 @@ pub async fn up(spec: &LabSpec) -> Result<LabState, LabError> {
         client_address: Ipv4Addr::new(10, 77, 0, 100),
         hosts: Vec::new(),
         secret: secret.clone(),
+        tls_dir: spec.tls.then_some(tls_dir),
         link: spec.link.clone(),
         delay_ms: spec.delay_ms,
         next_ip: 0,
@@ -185,7 +194,10 @@ async fn build(spec: &LabSpec, state: &mut LabState, prefix: &str) -> Result<(),
             state_dir,
             agent_pid: None,
         };
-        let pid = start_agent(spec, &host, &state.secret, prefix)?;
+        if let Some(tls) = &state.tls_dir {
+            ferry_transport::certs::issue(tls, &host.name, &[host.address.into()])?;
+        }
+        let pid = start_agent(spec, &host, state, prefix)?;
         state.hosts.push(LabHost {
             agent_pid: Some(pid),
             ..host
@@ -202,7 +214,7 @@ async fn build(spec: &LabSpec, state: &mut LabState, prefix: &str) -> Result<(),
 pub fn start_agent(
     spec: &LabSpec,
     host: &LabHost,
-    secret: &Path,
+    lab: &LabState,
     prefix: &str,
 ) -> Result<u32, LabError> {
     std::fs::create_dir_all(&host.state_dir)
@@ -231,8 +243,9 @@ pub fn start_agent(
     // A lab host runs many containers; groups move them all at once.
     .arg("--max-sessions")
     .arg("16")
+    // Mutual TLS between the agents, and the shared secret as defence in depth.
     .arg("--secret-file")
-    .arg(secret)
+    .arg(&lab.secret)
     .args([
         "--bridge",
         "br0",
@@ -242,6 +255,15 @@ pub fn start_agent(
     .stdin(Stdio::null())
     .stdout(log)
     .stderr(log2);
+    if let Some(tls) = &lab.tls_dir {
+        let f = ferry_transport::TlsFiles::in_dir(tls, &host.name);
+        cmd.arg("--tls-ca")
+            .arg(f.ca)
+            .arg("--tls-cert")
+            .arg(f.cert)
+            .arg("--tls-key")
+            .arg(f.key);
+    }
     if spec.faults {
         cmd.arg("--allow-fault-injection");
     }
@@ -285,8 +307,9 @@ pub async fn restart_agent(
         delay_ms: lab.delay_ms,
         ferry: ferry.to_path_buf(),
         faults,
+        tls: lab.tls_dir.is_some(),
     };
-    let pid = start_agent(&spec, &h, &lab.secret, &format!("ferry-{}", lab.name))?;
+    let pid = start_agent(&spec, &h, lab, &format!("ferry-{}", lab.name))?;
     if let Some(x) = lab.hosts.iter_mut().find(|x| x.name == host) {
         x.agent_pid = Some(pid);
     }
@@ -421,6 +444,7 @@ mod tests {
             client_address: Ipv4Addr::new(10, 77, 0, 100),
             hosts: vec![],
             secret: "/s".into(),
+            tls_dir: None,
             link: None,
             delay_ms: 0.0,
             next_ip: 0,

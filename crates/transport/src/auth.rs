@@ -112,6 +112,27 @@ pub enum Auth {
     Secret(Secret),
     /// Unix sockets only: trust a client running as root (checked with SO_PEERCRED).
     PeerCredentials,
+    /// The client's certificate passed mutual TLS; it must also be valid for the host
+    /// name the client announces (control clients excepted), and with a secret, both
+    /// sides prove they hold it too.
+    Tls {
+        peer_cert: Option<rustls_pki_types::CertificateDer<'static>>,
+        secret: Option<Secret>,
+    },
+}
+
+/// What a ferry process proves itself with over TCP: a TLS identity, a shared secret,
+/// or both.
+#[derive(Debug, Clone, Default)]
+pub struct Credentials {
+    pub tls: Option<crate::Tls>,
+    pub secret: Option<Secret>,
+}
+
+impl Credentials {
+    pub fn is_empty(&self) -> bool {
+        self.tls.is_none() && self.secret.is_none()
+    }
 }
 
 #[cfg(test)]

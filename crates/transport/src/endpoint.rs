@@ -60,6 +60,8 @@ impl Endpoint {
 pub enum Stream {
     Tcp(TcpStream),
     Unix(UnixStream),
+    /// Mutual TLS over TCP.
+    Tls(Box<tokio_rustls::TlsStream<TcpStream>>),
 }
 
 impl Stream {
@@ -67,14 +69,17 @@ impl Stream {
     pub fn peer_uid(&self) -> Option<u32> {
         match self {
             Stream::Unix(u) => u.peer_cred().ok().map(|c| c.uid()),
-            Stream::Tcp(_) => None,
+            Stream::Tcp(_) | Stream::Tls(_) => None,
         }
     }
 
-    /// Turns the stream into a plain blocking descriptor, to hand to another process
-    /// (CRIU's page server takes an already-connected socket).
+    /// Turns the stream into a plain blocking descriptor, for the threads that splice
+    /// pages. A TLS stream cannot be spliced: its descriptor is one end of a local socket
+    /// pair whose other end a relay task encrypts into the TLS stream (and decrypts from
+    /// it). Must be called inside a Tokio runtime.
     pub fn into_blocking_fd(self) -> std::io::Result<std::os::fd::OwnedFd> {
         match self {
+            Stream::Tls(t) => crate::relay::relay(*t),
             Stream::Tcp(t) => {
                 let s = t.into_std()?;
                 s.set_nonblocking(false)?;
@@ -124,6 +129,12 @@ impl Stream {
                 .peer_addr()
                 .map(|a| a.to_string())
                 .unwrap_or_else(|_| "?".into()),
+            Stream::Tls(t) => t
+                .get_ref()
+                .0
+                .peer_addr()
+                .map(|a| format!("{a} (TLS)"))
+                .unwrap_or_else(|_| "?".into()),
             Stream::Unix(_) => "local socket".into(),
         }
     }
@@ -138,6 +149,7 @@ impl AsyncRead for Stream {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
             Stream::Unix(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
         }
     }
 }
@@ -151,18 +163,21 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
             Stream::Unix(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
         }
     }
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_flush(cx),
             Stream::Unix(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
         }
     }
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
             Stream::Unix(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
     }
 }

@@ -25,4 +25,6 @@ pub enum TransportError {
     BadEndpoint(String),
     #[error("secret file {path}: {detail}")]
     Secret { path: String, detail: String },
+    #[error("{path}: {detail}")]
+    Tls { path: String, detail: String },
 }

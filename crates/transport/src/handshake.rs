@@ -5,7 +5,7 @@ use std::time::Duration;
 use ferry_proto::{negotiate, Message, Preamble, Role, PREAMBLE_LEN};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use crate::{Auth, Conn, Endpoint, Secret, Stream, TransportError};
+use crate::{Auth, Conn, Credentials, Endpoint, Secret, Stream, TransportError};
 
 /// How long a handshake may take.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -60,16 +60,84 @@ async fn exchange_preambles<S: AsyncRead + AsyncWrite + Unpin>(
     Ok(negotiate(ours, Preamble::decode(&buf)?)?)
 }
 
-/// Connects to `endpoint` and authenticates. With `secret`, the server must prove it
-/// holds the same secret; without, only a Unix socket to a server that trusts local root
-/// is accepted.
+/// Connects to `endpoint` and authenticates. Over TCP with a TLS identity, mutual TLS
+/// comes first (the server's certificate must be valid for the address dialled). With a
+/// secret, the server must prove it holds the same one. A Unix socket needs neither: the
+/// server trusts local root.
 pub async fn connect(
     endpoint: &Endpoint,
     hello: ClientHello,
-    secret: Option<&Secret>,
+    creds: &Credentials,
 ) -> Result<Conn, TransportError> {
-    let stream = endpoint.connect().await?;
-    tokio::time::timeout(HANDSHAKE_TIMEOUT, client_handshake(stream, hello, secret))
+    let work = async {
+        let mut stream = endpoint.connect().await?;
+        if let (Stream::Tcp(_), Some(tls), Endpoint::Tcp(addr)) = (&stream, &creds.tls, endpoint) {
+            let Stream::Tcp(tcp) = stream else {
+                unreachable!("matched above")
+            };
+            stream = Stream::Tls(Box::new(tls.connect(addr.ip(), tcp).await?));
+        }
+        client_handshake(stream, hello, creds.secret.as_ref()).await
+    };
+    tokio::time::timeout(HANDSHAKE_TIMEOUT, work)
+        .await
+        .map_err(|_| TransportError::Timeout(HANDSHAKE_TIMEOUT, "the handshake"))?
+}
+
+/// The first byte of a TLS handshake record.
+const TLS_HANDSHAKE: u8 = 0x16;
+
+/// The server side over TCP: mutual TLS when this host has a TLS identity, then the ferry
+/// handshake. A client that does not speak TLS to a host that requires it is told so.
+pub async fn accept_tcp(
+    tcp: tokio::net::TcpStream,
+    my_host: &str,
+    creds: &Credentials,
+) -> Result<Accepted, TransportError> {
+    let work = async {
+        let Some(tls) = &creds.tls else {
+            let auth = match &creds.secret {
+                Some(s) => Auth::Secret(s.clone()),
+                None => {
+                    return Err(TransportError::AuthFailed(
+                        "this agent has neither TLS nor a shared secret for TCP peers".into(),
+                    ))
+                }
+            };
+            return server_handshake(Stream::Tcp(tcp), my_host, &auth, None).await;
+        };
+        let mut first = [0u8; 1];
+        let n = tcp.peek(&mut first).await?;
+        if n == 0 {
+            return Err(TransportError::Closed);
+        }
+        if first[0] != TLS_HANDSHAKE {
+            let mut s = Stream::Tcp(tcp);
+            let _ = exchange_preambles(&mut s).await;
+            let reason = format!("{my_host} accepts TCP peers over mutual TLS only; give ferry the CA, certificate and key (--tls-ca, --tls-cert, --tls-key)");
+            let mut conn = Conn::new(s, String::new(), 0);
+            let _ = conn.recv_msg().await;
+            let _ = conn
+                .send(&ferry_proto::Message::Refused {
+                    reason: reason.clone(),
+                })
+                .await;
+            return Err(TransportError::AuthFailed(reason));
+        }
+        let stream = tls.accept(tcp).await?;
+        let peer_cert = stream
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .map(|c| c.clone().into_owned());
+        let auth = Auth::Tls {
+            peer_cert,
+            secret: creds.secret.clone(),
+        };
+        server_handshake(Stream::Tls(Box::new(stream)), my_host, &auth, None).await
+    };
+    tokio::time::timeout(HANDSHAKE_TIMEOUT, work)
         .await
         .map_err(|_| TransportError::Timeout(HANDSHAKE_TIMEOUT, "the handshake"))?
 }
@@ -177,7 +245,30 @@ async fn server_handshake<S: AsyncRead + AsyncWrite + Unpin>(
             return Err(TransportError::AuthFailed(reason));
         }
     };
+    let secret = match auth {
+        Auth::Secret(s) => Some(s),
+        Auth::Tls { secret, .. } => secret.as_ref(),
+        Auth::PeerCredentials => None,
+    };
+    if let Auth::Tls { peer_cert, .. } = auth {
+        let ok = role == Role::Control
+            || peer_cert
+                .as_ref()
+                .is_some_and(|c| crate::tls::valid_for(c, &host));
+        if !ok {
+            let reason = format!(
+                "the certificate presented is not valid for host '{host}', the name the peer gave"
+            );
+            let _ = conn
+                .send(&Message::Refused {
+                    reason: reason.clone(),
+                })
+                .await;
+            return Err(TransportError::AuthFailed(reason));
+        }
+    }
     match auth {
+        Auth::Tls { .. } | Auth::Secret(_) if secret.is_none() => {}
         Auth::PeerCredentials => {
             if peer_uid != Some(0) {
                 let reason = "only root may use this agent's local socket".to_string();
@@ -189,7 +280,8 @@ async fn server_handshake<S: AsyncRead + AsyncWrite + Unpin>(
                 return Err(TransportError::AuthFailed(reason));
             }
         }
-        Auth::Secret(secret) => {
+        Auth::Secret(_) | Auth::Tls { .. } => {
+            let secret = secret.expect("matched above");
             let nc = match unhex(&nonce_c, "the client's nonce") {
                 Ok(n) => n,
                 Err(e) => {

@@ -22,15 +22,24 @@
 //! a recorded handshake cannot be replayed and an unauthenticated peer never gets past
 //! `Hello`. Over a Unix socket the server may instead trust the peer's credentials
 //! (root), see [`Auth::PeerCredentials`].
+//!
+//! With TLS configured ([`Tls`]), a TCP connection first runs a mutual TLS handshake:
+//! each side's certificate must be signed by the deployment's CA, and the whole ferry
+//! exchange above (and every byte after it, pages included) travels inside it. The
+//! shared secret then stays optional, as defence in depth.
 
 mod auth;
+pub mod certs;
 mod conn;
 mod endpoint;
 mod error;
 mod handshake;
+mod relay;
+mod tls;
 
-pub use auth::{Auth, Secret};
+pub use auth::{Auth, Credentials, Secret};
 pub use conn::{Conn, Incoming, DATA_CHUNK};
 pub use endpoint::{Endpoint, Stream};
 pub use error::TransportError;
-pub use handshake::{accept, connect, Accepted, ClientHello};
+pub use handshake::{accept, accept_tcp, connect, Accepted, ClientHello};
+pub use tls::{Tls, TlsFiles};

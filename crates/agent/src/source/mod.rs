@@ -333,13 +333,12 @@ impl SourceRun {
 
     /// Connect, prepare the destination, and send the bundle if it lacks it.
     async fn prepare_destination(&mut self) -> Result<(), Failure> {
-        let secret = self.agent.cfg.secret.clone();
         let t = Instant::now();
         self.progress("connect", 0, 0);
         let conn = connect(
             &self.req.dest,
             self.hello(Role::Peer, None),
-            secret.as_ref(),
+            &self.agent.cfg.creds,
         )
         .await
         .map_err(|e| Failure::new(format!("destination unreachable: {e}")))?;
@@ -392,9 +391,8 @@ impl SourceRun {
 
     /// The page channel: a second authenticated connection to the destination.
     async fn page_channel(&mut self, role: Role) -> Result<Stream, Failure> {
-        let secret = self.agent.cfg.secret.clone();
         let hello = self.hello(role, Some(self.session.clone()));
-        Ok(connect(&self.req.dest, hello, secret.as_ref())
+        Ok(connect(&self.req.dest, hello, &self.agent.cfg.creds)
             .await?
             .into_stream())
     }
@@ -563,8 +561,7 @@ impl SourceRun {
         let start = Instant::now();
         while start.elapsed() < RESOLVE_FOR {
             let hello = self.hello(Role::Peer, None);
-            if let Ok(mut c) = connect(&self.req.dest, hello, self.agent.cfg.secret.as_ref()).await
-            {
+            if let Ok(mut c) = connect(&self.req.dest, hello, &self.agent.cfg.creds).await {
                 if c.send(&Message::Resolve {
                     session: self.session.clone(),
                 })

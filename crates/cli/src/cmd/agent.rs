@@ -5,11 +5,10 @@ use std::path::PathBuf;
 
 use ferry_agent::config::{AgentConfig, NetMode};
 use ferry_criu::features::CriuBinary;
-use ferry_transport::Secret;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Address peers and remote CLIs connect to (needs --secret-file).
+    /// Address peers and remote CLIs connect to (needs --tls-* or --secret-file).
     #[arg(long)]
     pub listen: Option<SocketAddr>,
     /// State directory: container records, bundles, and a tmpfs for images.
@@ -24,9 +23,8 @@ pub struct Args {
     /// The Unix socket local CLIs use (root only). Default: STATE_DIR/agent.sock.
     #[arg(long)]
     pub control: Option<PathBuf>,
-    /// File holding the secret shared with peer agents (mode 0600).
-    #[arg(long)]
-    pub secret_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub creds: super::creds::CredArgs,
     /// Bridge containers' veths attach to (the built-in topology).
     #[arg(long, default_value = "br0")]
     pub bridge: String,
@@ -82,10 +80,7 @@ fn hostname() -> String {
 pub async fn run(a: Args) -> anyhow::Result<i32> {
     let name = a.name.unwrap_or_else(hostname);
     let criu = CriuBinary::locate(a.criu.as_deref())?;
-    let secret = match &a.secret_file {
-        Some(p) => Some(Secret::from_file(p)?),
-        None => None,
-    };
+    let creds = a.creds.load()?;
     let cfg = AgentConfig {
         netns_prefix: a.netns_prefix.unwrap_or_else(|| format!("ferry-{name}")),
         name,
@@ -95,7 +90,7 @@ pub async fn run(a: Args) -> anyhow::Result<i32> {
         runtime_root: a.runtime_root,
         criu: criu.path,
         runc: a.runc,
-        secret,
+        creds,
         net: match a.net_hook {
             Some(h) => NetMode::Hook(h),
             None => NetMode::Bridge(a.bridge),

@@ -29,6 +29,10 @@ enum Command {
         /// Let migrations inject faults (tests).
         #[arg(long, hide = true)]
         faults: bool,
+        /// Agents authenticate with the shared secret only and send pages unencrypted
+        /// (to measure what TLS costs; see docs/security.md).
+        #[arg(long)]
+        no_tls: bool,
     },
     /// Remove everything the lab made.
     Down,
@@ -78,6 +82,7 @@ pub async fn run(a: Args) -> anyhow::Result<i32> {
             link,
             delay,
             faults,
+            no_tls,
         } => {
             let ferry = std::env::current_exe()?;
             let spec = LabSpec {
@@ -87,6 +92,7 @@ pub async fn run(a: Args) -> anyhow::Result<i32> {
                 delay_ms: delay,
                 ferry,
                 faults,
+                tls: !no_tls,
             };
             let lab = ferry_lab::up(&spec).await?;
             for h in &lab.hosts {

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use ferry_engine::Report;
 use ferry_proto::{Fault, Message, MigrateOptions, Strategy};
-use ferry_transport::{Endpoint, Secret};
+use ferry_transport::{Credentials, Endpoint};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -47,9 +47,9 @@ pub struct Args {
     /// HOST:PORT. Default: in a lab, the host running it; otherwise /var/lib/ferry/agent.sock.
     #[arg(long)]
     agent: Option<String>,
-    /// Secret shared with the agents, for an agent reached over TCP.
-    #[arg(long)]
-    secret_file: Option<PathBuf>,
+    /// How to prove ferry's identity to an agent reached over TCP.
+    #[command(flatten)]
+    creds: super::creds::CredArgs,
     /// Lab to resolve host names in.
     #[arg(long, env = "FERRY_LAB", default_value = "lab")]
     lab: String,
@@ -150,10 +150,7 @@ async fn run_group(a: &Args, file: &std::path::Path) -> anyhow::Result<i32> {
     let group = ferry_agent::group::load(file)?;
     let lab = ferry_lab::LabState::load(&a.lab).ok();
     let (dest, dest_control) = resolve_dest(a, lab.as_ref())?;
-    let secret = match &a.secret_file {
-        Some(p) => Some(Secret::from_file(p)?),
-        None => None,
-    };
+    let creds = a.creds.load()?;
     let mut placements = Vec::new();
     for m in &group.members {
         let (source, source_peer) = match (&a.agent, &lab) {
@@ -191,7 +188,7 @@ async fn run_group(a: &Args, file: &std::path::Path) -> anyhow::Result<i32> {
             anyhow::bail!("--fault-member {f}: the group has no such container");
         }
     }
-    let pods = ferry_agent::group::discover_pods(&group, &placements, secret.as_ref())
+    let pods = ferry_agent::group::discover_pods(&group, &placements, &creds)
         .await
         .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
     let group_name = group.name.clone();
@@ -202,7 +199,7 @@ async fn run_group(a: &Args, file: &std::path::Path) -> anyhow::Result<i32> {
             group: Some(group_name),
             ..options(a)
         },
-        secret,
+        creds,
         placements,
         pods,
         fault_member: a.fault_member.clone(),
@@ -231,15 +228,12 @@ async fn run_group(a: &Args, file: &std::path::Path) -> anyhow::Result<i32> {
 }
 
 /// Where to reach the source agent, and the destination's address.
-async fn resolve(a: &Args, container: &str) -> anyhow::Result<(Endpoint, Option<Secret>, String)> {
+async fn resolve(a: &Args, container: &str) -> anyhow::Result<(Endpoint, Credentials, String)> {
     let lab = ferry_lab::LabState::load(&a.lab).ok();
     let (dest, _) = resolve_dest(a, lab.as_ref())?;
-    let secret = match &a.secret_file {
-        Some(p) => Some(Secret::from_file(p)?),
-        None => None,
-    };
+    let creds = a.creds.load()?;
     let source = super::agent_of(a.agent.as_deref(), lab.as_ref(), container, "running").await?;
-    Ok((source, secret, dest))
+    Ok((source, creds, dest))
 }
 
 pub async fn run(a: Args) -> anyhow::Result<i32> {
@@ -247,8 +241,8 @@ pub async fn run(a: Args) -> anyhow::Result<i32> {
         return run_group(&a, &file).await;
     }
     let container = a.container.clone().unwrap_or_default();
-    let (source, secret, dest) = resolve(&a, &container).await?;
-    let mut conn = ferry_agent::client::control(&source, secret.as_ref())
+    let (source, creds, dest) = resolve(&a, &container).await?;
+    let mut conn = ferry_agent::client::control(&source, &creds)
         .await
         .with_context(|| format!("cannot reach the source agent at {source}"))?;
     let options = options(&a);

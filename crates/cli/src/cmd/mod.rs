@@ -3,7 +3,9 @@
 pub mod agent;
 pub mod bench;
 pub mod bundle;
+pub mod certs;
 pub mod checkpoint;
+pub mod creds;
 pub mod doctor;
 pub mod lab;
 pub mod migrate;

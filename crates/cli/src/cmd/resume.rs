@@ -1,10 +1,7 @@
 //! `ferry resume`: resume a container an agent keeps frozen after a failed migration.
 
-use std::path::PathBuf;
-
 use anyhow::Context;
 use ferry_proto::Message;
-use ferry_transport::Secret;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -14,8 +11,8 @@ pub struct Args {
     /// Default: in a lab, the host holding it; otherwise the local agent.
     #[arg(long)]
     agent: Option<String>,
-    #[arg(long)]
-    secret_file: Option<PathBuf>,
+    #[command(flatten)]
+    creds: super::creds::CredArgs,
     #[arg(long, env = "FERRY_LAB", default_value = "lab")]
     lab: String,
 }
@@ -23,12 +20,8 @@ pub struct Args {
 pub async fn run(a: Args) -> anyhow::Result<i32> {
     let lab = ferry_lab::LabState::load(&a.lab).ok();
     let endpoint = super::agent_of(a.agent.as_deref(), lab.as_ref(), &a.name, "paused").await?;
-    let secret = a
-        .secret_file
-        .as_deref()
-        .map(Secret::from_file)
-        .transpose()?;
-    let mut conn = ferry_agent::client::control(&endpoint, secret.as_ref())
+    let creds = a.creds.load()?;
+    let mut conn = ferry_agent::client::control(&endpoint, &creds)
         .await
         .with_context(|| format!("cannot reach the agent at {endpoint}"))?;
     match ferry_agent::client::request(
