@@ -83,6 +83,16 @@ impl Lab {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// The lab's name (`--lab`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Where the lab keeps its state: hosts' state directories, TLS files, the secret.
+    pub fn dir(&self) -> std::path::PathBuf {
+        std::path::Path::new("/run/ferry/lab").join(&self.name)
+    }
+
     pub fn netns(&self, host: &str) -> String {
         format!("ferry-{}-{host}", self.name)
     }

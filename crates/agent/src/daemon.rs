@@ -89,7 +89,6 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
             }
             r = async { match &tcp { Some(l) => l.accept().await, None => std::future::pending().await } } => {
                 if let Ok((s, _)) = r {
-                    let _ = s.set_nodelay(true);
                     tokio::spawn(handle_tcp(agent.clone(), s));
                 }
             }

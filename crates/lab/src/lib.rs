@@ -18,7 +18,7 @@ mod topology;
 
 pub use error::LabError;
 pub use state::{lab_dir, LabHost, LabState, LAB_ROOT};
-pub use topology::{agent_alive, down, restart_agent, up, LabSpec};
+pub use topology::{agent_alive, down, restart_agent, up, AgentExtras, LabSpec};
 
 use ferry_proto::{ContainerInfo, Message, NetSpec};
 use ferry_transport::Endpoint;

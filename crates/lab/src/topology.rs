@@ -197,7 +197,7 @@ async fn build(spec: &LabSpec, state: &mut LabState, prefix: &str) -> Result<(),
         if let Some(tls) = &state.tls_dir {
             ferry_transport::certs::issue(tls, &host.name, &[host.address.into()])?;
         }
-        let pid = start_agent(spec, &host, state, prefix)?;
+        let pid = start_agent(spec, &host, state, prefix, &AgentExtras::default())?;
         state.hosts.push(LabHost {
             agent_pid: Some(pid),
             ..host
@@ -210,12 +210,22 @@ async fn build(spec: &LabSpec, state: &mut LabState, prefix: &str) -> Result<(),
     Ok(())
 }
 
+/// What a restarted agent gets beyond the lab's defaults (tests of certificates and
+/// protocol versions).
+#[derive(Debug, Clone, Default)]
+pub struct AgentExtras {
+    /// TLS files from this directory instead of the lab's.
+    pub tls_dir: Option<PathBuf>,
+    pub args: Vec<String>,
+}
+
 /// Starts a host's agent as a daemon of its own session, logging to its state dir.
 pub fn start_agent(
     spec: &LabSpec,
     host: &LabHost,
     lab: &LabState,
     prefix: &str,
+    extra: &AgentExtras,
 ) -> Result<u32, LabError> {
     std::fs::create_dir_all(&host.state_dir)
         .map_err(|e| LabError::io(host.state_dir.display().to_string(), e))?;
@@ -255,7 +265,7 @@ pub fn start_agent(
     .stdin(Stdio::null())
     .stdout(log)
     .stderr(log2);
-    if let Some(tls) = &lab.tls_dir {
+    if let Some(tls) = extra.tls_dir.as_ref().or(lab.tls_dir.as_ref()) {
         let f = ferry_transport::TlsFiles::in_dir(tls, &host.name);
         cmd.arg("--tls-ca")
             .arg(f.ca)
@@ -267,6 +277,7 @@ pub fn start_agent(
     if spec.faults {
         cmd.arg("--allow-fault-injection");
     }
+    cmd.args(&extra.args);
     // SAFETY: setsid in the child before exec; async-signal-safe, no allocation.
     unsafe {
         std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
@@ -286,6 +297,7 @@ pub async fn restart_agent(
     host: &str,
     ferry: &Path,
     faults: bool,
+    extra: &AgentExtras,
 ) -> Result<(), LabError> {
     let h = lab.host(host)?.clone();
     if let Some(pid) = h.agent_pid {
@@ -309,7 +321,7 @@ pub async fn restart_agent(
         faults,
         tls: lab.tls_dir.is_some(),
     };
-    let pid = start_agent(&spec, &h, lab, &format!("ferry-{}", lab.name))?;
+    let pid = start_agent(&spec, &h, lab, &format!("ferry-{}", lab.name), extra)?;
     if let Some(x) = lab.hosts.iter_mut().find(|x| x.name == host) {
         x.agent_pid = Some(pid);
     }

@@ -52,4 +52,6 @@ pub use frame::{
     MAX_MESSAGE_PAYLOAD,
 };
 pub use message::*;
-pub use preamble::{negotiate, Preamble, MAGIC, PREAMBLE_LEN, VERSION_CURRENT, VERSION_MIN};
+pub use preamble::{
+    announce_versions, negotiate, Preamble, MAGIC, PREAMBLE_LEN, VERSION_CURRENT, VERSION_MIN,
+};

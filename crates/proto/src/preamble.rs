@@ -1,5 +1,7 @@
 //! The fixed preamble each side sends first, and version negotiation.
 
+use std::sync::atomic::{AtomicU16, Ordering};
+
 use crate::ProtoError;
 
 /// Magic bytes at the start of every ferry connection.
@@ -19,11 +21,32 @@ pub struct Preamble {
     pub min_version: u16,
 }
 
+static SPOKEN_MIN: AtomicU16 = AtomicU16::new(VERSION_MIN);
+static SPOKEN_MAX: AtomicU16 = AtomicU16::new(VERSION_CURRENT);
+
+/// Makes this process announce other protocol versions than it speaks (tests: a peer of
+/// an incompatible version). Nothing else changes.
+pub fn announce_versions(min: u16, max: u16) {
+    SPOKEN_MIN.store(min, Ordering::Relaxed);
+    SPOKEN_MAX.store(max, Ordering::Relaxed);
+}
+
 impl Default for Preamble {
     fn default() -> Self {
         Self {
             max_version: VERSION_CURRENT,
             min_version: VERSION_MIN,
+        }
+    }
+}
+
+impl Preamble {
+    /// What this process announces to peers over the network (see
+    /// [`announce_versions`]); local control connections always use the real versions.
+    pub fn announced() -> Self {
+        Self {
+            max_version: SPOKEN_MAX.load(Ordering::Relaxed),
+            min_version: SPOKEN_MIN.load(Ordering::Relaxed),
         }
     }
 }

@@ -45,8 +45,8 @@ fn unhex(s: &str, what: &str) -> Result<Vec<u8>, TransportError> {
 
 async fn exchange_preambles<S: AsyncRead + AsyncWrite + Unpin>(
     s: &mut S,
+    ours: Preamble,
 ) -> Result<u16, TransportError> {
-    let ours = Preamble::default();
     s.write_all(&ours.encode()).await?;
     s.flush().await?;
     let mut buf = [0u8; PREAMBLE_LEN];
@@ -77,7 +77,11 @@ pub async fn connect(
             };
             stream = Stream::Tls(Box::new(tls.connect(addr.ip(), tcp).await?));
         }
-        client_handshake(stream, hello, creds.secret.as_ref()).await
+        let ours = match endpoint {
+            Endpoint::Tcp(_) => Preamble::announced(),
+            Endpoint::Unix(_) => Preamble::default(),
+        };
+        client_handshake_with(stream, hello, creds.secret.as_ref(), ours).await
     };
     tokio::time::timeout(HANDSHAKE_TIMEOUT, work)
         .await
@@ -94,6 +98,7 @@ pub async fn accept_tcp(
     my_host: &str,
     creds: &Credentials,
 ) -> Result<Accepted, TransportError> {
+    crate::endpoint::tune_tcp(&tcp);
     let work = async {
         let Some(tls) = &creds.tls else {
             let auth = match &creds.secret {
@@ -113,7 +118,7 @@ pub async fn accept_tcp(
         }
         if first[0] != TLS_HANDSHAKE {
             let mut s = Stream::Tcp(tcp);
-            let _ = exchange_preambles(&mut s).await;
+            let _ = exchange_preambles(&mut s, Preamble::announced()).await;
             let reason = format!("{my_host} accepts TCP peers over mutual TLS only; give ferry the CA, certificate and key (--tls-ca, --tls-cert, --tls-key)");
             let mut conn = Conn::new(s, String::new(), 0);
             let _ = conn.recv_msg().await;
@@ -143,12 +148,22 @@ pub async fn accept_tcp(
 }
 
 /// The client side of the handshake over any stream.
+#[cfg(test)]
 pub async fn client_handshake<S: AsyncRead + AsyncWrite + Unpin>(
-    mut stream: S,
+    stream: S,
     hello: ClientHello,
     secret: Option<&Secret>,
 ) -> Result<Conn<S>, TransportError> {
-    let version = exchange_preambles(&mut stream).await?;
+    client_handshake_with(stream, hello, secret, Preamble::default()).await
+}
+
+async fn client_handshake_with<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    hello: ClientHello,
+    secret: Option<&Secret>,
+    ours: Preamble,
+) -> Result<Conn<S>, TransportError> {
+    let version = exchange_preambles(&mut stream, ours).await?;
     let mut conn = Conn::new(stream, String::new(), version);
     let nc = nonce()?;
     conn.send(&Message::Hello {
@@ -226,7 +241,11 @@ async fn server_handshake<S: AsyncRead + AsyncWrite + Unpin>(
     auth: &Auth,
     peer_uid: Option<u32>,
 ) -> Result<Accepted<S>, TransportError> {
-    let version = exchange_preambles(&mut stream).await?;
+    let ours = match auth {
+        Auth::PeerCredentials => Preamble::default(),
+        _ => Preamble::announced(),
+    };
+    let version = exchange_preambles(&mut stream, ours).await?;
     let mut conn = Conn::new(stream, String::new(), version);
     let (role, host, nonce_c, session) = match conn.recv_msg().await? {
         Message::Hello {

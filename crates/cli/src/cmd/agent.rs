@@ -49,6 +49,10 @@ pub struct Args {
     /// Honour fault-injection requests (tests only).
     #[arg(long, hide = true)]
     pub allow_fault_injection: bool,
+    /// Announce these protocol versions, MIN-MAX, instead of the ones spoken (tests
+    /// only: a peer of an incompatible version).
+    #[arg(long, hide = true)]
+    pub announce_versions: Option<String>,
     /// Keep the CRIU and runc logs of every session under STATE_DIR/logs, not only those
     /// of sessions that failed.
     #[arg(long, env = "FERRY_KEEP_LOGS", value_parser = clap::builder::FalseyValueParser::new())]
@@ -81,6 +85,13 @@ pub async fn run(a: Args) -> anyhow::Result<i32> {
     let name = a.name.unwrap_or_else(hostname);
     let criu = CriuBinary::locate(a.criu.as_deref())?;
     let creds = a.creds.load()?;
+    if let Some(v) = &a.announce_versions {
+        let (min, max) = v
+            .split_once('-')
+            .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)))
+            .ok_or_else(|| anyhow::anyhow!("--announce-versions takes MIN-MAX, e.g. 7-9"))?;
+        ferry_proto::announce_versions(min, max);
+    }
     let cfg = AgentConfig {
         netns_prefix: a.netns_prefix.unwrap_or_else(|| format!("ferry-{name}")),
         name,

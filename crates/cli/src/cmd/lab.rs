@@ -66,6 +66,13 @@ enum Command {
         host: String,
         #[arg(long, hide = true)]
         faults: bool,
+        /// Start the agent with the TLS files of this directory instead of the lab's:
+        /// DIR/ca.pem, DIR/HOST.pem, DIR/HOST-key.pem (to try other certificates).
+        #[arg(long)]
+        tls_dir: Option<std::path::PathBuf>,
+        /// More arguments for the agent.
+        #[arg(last = true)]
+        agent_args: Vec<String>,
     },
     /// Run a command in a host's namespace or in `client`.
     Exec {
@@ -134,9 +141,19 @@ pub async fn run(a: Args) -> anyhow::Result<i32> {
                 other => anyhow::bail!("unexpected {}", other.name()),
             }
         }
-        Command::Restart { host, faults } => {
+        Command::Restart {
+            host,
+            faults,
+            tls_dir,
+            agent_args,
+        } => {
             let mut lab = LabState::load(&a.lab)?;
-            ferry_lab::restart_agent(&mut lab, &host, &std::env::current_exe()?, faults).await?;
+            let extra = ferry_lab::AgentExtras {
+                tls_dir,
+                args: agent_args,
+            };
+            ferry_lab::restart_agent(&mut lab, &host, &std::env::current_exe()?, faults, &extra)
+                .await?;
             println!("agent of host {host} restarted");
             Ok(0)
         }

@@ -1,0 +1,250 @@
+//! End-to-end: the fault matrix (docs/faults.md). Redis runs under a live INCR client;
+//! after each case it runs exactly once, and no acknowledged INCR is lost.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::lab::{assert_unbroken, Lab};
+use common::*;
+
+fn lab_dir(lab: &Lab) -> PathBuf {
+    lab.dir()
+}
+
+/// Copies `from` to `to`, keeping its mode (keys stay 0600).
+fn copy(from: &Path, to: &Path) {
+    std::fs::copy(from, to).unwrap_or_else(|e| panic!("{}: {e}", from.display()));
+}
+
+/// A directory of TLS files for `host`: the CA of `ca_dir`, the certificate and key of
+/// `cert` from `cert_dir`.
+fn tls_dir(work: &Path, ca_dir: &Path, cert_dir: &Path, cert: &str, host: &str) -> PathBuf {
+    let d = work.join(unique("tls"));
+    std::fs::create_dir_all(&d).expect("a TLS directory");
+    copy(&ca_dir.join("ca.pem"), &d.join("ca.pem"));
+    copy(
+        &cert_dir.join(format!("{cert}.pem")),
+        &d.join(format!("{host}.pem")),
+    );
+    copy(
+        &cert_dir.join(format!("{cert}-key.pem")),
+        &d.join(format!("{host}-key.pem")),
+    );
+    d
+}
+
+/// The migration did not happen, and the container runs on `a` only.
+fn stays_on_a(lab: &Lab, r: &serde_json::Value, says: &str) {
+    assert_ne!(r["outcome"], "migrated", "{r}");
+    let reason = r["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains(says), "'{says}' in: {r}");
+    assert_eq!(
+        lab.container_status("a", "redis").as_deref(),
+        Some("running"),
+        "{r}"
+    );
+    assert!(lab.containers_on("b").is_empty(), "{r}");
+}
+
+#[test]
+fn certificates_and_protocol_versions_are_checked() {
+    let Some(env) = e2e("certificates_and_protocol_versions_are_checked") else {
+        return;
+    };
+    let lab = Lab::up(&env, 2);
+    let ip = lab.run_redis("a", "redis");
+    lab.redis(&ip, &["debug", "populate", "20000", "key", "500"]);
+    let probe = lab.probe(&ip);
+    let dir = lab_dir(&lab);
+    let tls = dir.join("tls");
+    assert!(tls.join("ca.pem").exists(), "the lab made its CA");
+
+    // 9a. b presents a certificate from another CA.
+    let foreign = env.work.join(unique("foreign"));
+    let f = foreign.to_str().unwrap();
+    env.ferry_ok(&["certs", "init", "--dir", f]);
+    env.ferry_ok(&["certs", "issue", "b", "--dir", f, "--ip", "10.77.0.2"]);
+    lab.ok(&["restart", "b", "--faults", "--tls-dir", f]);
+    let (ok, r) = lab.migrate("redis", "b", &[]);
+    assert!(!ok);
+    stays_on_a(&lab, &r, "TLS handshake");
+
+    // An agent checks its own files at start, and names the one at fault.
+    let mixed = tls_dir(&env.work, &tls, &foreign, "b", "b");
+    let (ok, out) = lab.ferry(&[
+        "lab",
+        "restart",
+        "b",
+        "--faults",
+        "--tls-dir",
+        mixed.to_str().unwrap(),
+    ]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains(&format!("{}", mixed.join("b.pem").display()))
+            && out.contains("does not verify"),
+        "{out}"
+    );
+
+    // 9b. a's certificate is the lab CA's, but for another host name.
+    env.ferry_ok(&[
+        "certs",
+        "issue",
+        "c",
+        "--dir",
+        tls.to_str().unwrap(),
+        "--ip",
+        "10.77.0.1",
+    ]);
+    let named = tls_dir(&env.work, &tls, &tls, "c", "a");
+    lab.ok(&[
+        "restart",
+        "a",
+        "--faults",
+        "--tls-dir",
+        named.to_str().unwrap(),
+    ]);
+    lab.ok(&["restart", "b", "--faults"]);
+    let (ok, r) = lab.migrate("redis", "b", &[]);
+    assert!(!ok);
+    stays_on_a(&lab, &r, "not valid for host 'a'");
+    lab.ok(&["restart", "a", "--faults"]);
+
+    // 10. b speaks protocol versions a does not.
+    lab.ok(&[
+        "restart",
+        "b",
+        "--faults",
+        "--",
+        "--announce-versions",
+        "7-9",
+    ]);
+    let (ok, r) = lab.migrate("redis", "b", &[]);
+    assert!(!ok);
+    stays_on_a(&lab, &r, "version");
+    lab.ok(&["restart", "b", "--faults"]);
+
+    // With matching certificates the move works, its pages inside TLS.
+    let (ok, r) = lab.migrate("redis", "b", &[]);
+    assert!(ok, "{r}");
+    assert_eq!(lab.containers_on("b"), ["redis"]);
+    let p = probe.stop();
+    assert_unbroken(&p);
+    assert_eq!(lab.redis(&ip, &["dbsize"]), "20001");
+
+    // No secret in any log or report.
+    let secret = std::fs::read_to_string(dir.join("secret")).unwrap();
+    let key = std::fs::read_to_string(tls.join("a-key.pem")).unwrap();
+    let key_body = key.lines().nth(1).unwrap().to_string();
+    let mut texts = vec![r.to_string()];
+    for h in ["a", "b"] {
+        texts.push(std::fs::read_to_string(dir.join(h).join("agent.log")).unwrap_or_default());
+    }
+    for t in texts {
+        assert!(!t.contains(secret.trim()), "the shared secret leaked");
+        assert!(
+            !t.contains(&key_body) && !t.contains("PRIVATE KEY"),
+            "a key leaked"
+        );
+    }
+}
+
+/// Runs `ferry migrate` in the background; returns its child.
+fn migrate_in_background(env: &Env, lab: &Lab, to: &str, report: &Path) -> std::process::Child {
+    Command::new(&env.ferry)
+        .args(["migrate", "redis", "--to", to, "--report"])
+        .arg(report)
+        .env("FERRY_LAB", lab.name())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("ferry migrate")
+}
+
+/// Waits until `cond` holds, for at most `limit`.
+fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let t = Instant::now();
+    while t.elapsed() < limit {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    false
+}
+
+#[test]
+fn a_cut_link_a_full_destination_and_an_interrupted_cli_lose_nothing() {
+    let Some(env) = e2e("a_cut_link_a_full_destination_and_an_interrupted_cli_lose_nothing") else {
+        return;
+    };
+    let lab = Lab::up_shaped(&env, 2, "100mbit");
+    let ip = lab.run_redis("a", "redis");
+    lab.redis(&ip, &["debug", "populate", "100000", "key", "1000"]);
+    let probe = lab.probe(&ip);
+    let b = lab.netns("b");
+
+    // 2. b's link goes down while the images are on their way.
+    let report = env.work.join(format!("{}.json", unique("cut")));
+    let mut child = migrate_in_background(&env, &lab, "b", &report);
+    std::thread::sleep(Duration::from_secs(3));
+    sh(&format!("ip -n {b} link set up0 down"));
+    let status = child.wait().unwrap();
+    sh(&format!("ip -n {b} link set up0 up"));
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert!(!status.success());
+    assert_eq!(r["outcome"], "rolled_back", "{r}");
+    assert_eq!(
+        lab.container_status("a", "redis").as_deref(),
+        Some("running")
+    );
+    assert!(
+        eventually(Duration::from_secs(40), || !lab
+            .netns_exists(&format!("{b}-redis"))),
+        "b dropped what it had built once it lost the source"
+    );
+    assert!(lab.containers_on("b").is_empty());
+
+    // 3. b's image space is too small for the container.
+    let images = lab_dir(&lab).join("b").join("images");
+    sh(&format!(
+        "mount -t tmpfs -o size=16m ferry-test-full {}",
+        images.display()
+    ));
+    let (ok, r) = lab.migrate("redis", "b", &[]);
+    sh(&format!("umount -l {}", images.display()));
+    assert!(!ok);
+    assert_eq!(r["outcome"], "rolled_back", "{r}");
+    assert_eq!(
+        lab.container_status("a", "redis").as_deref(),
+        Some("running")
+    );
+    assert!(lab.containers_on("b").is_empty(), "{r}");
+
+    // 5. The CLI is interrupted mid-migration: the agents carry on without it.
+    let report = env.work.join(format!("{}.json", unique("int")));
+    let mut child = migrate_in_background(&env, &lab, "b", &report);
+    std::thread::sleep(Duration::from_secs(2));
+    sh(&format!("kill -INT {}", child.id()));
+    let _ = child.wait();
+    assert!(
+        eventually(Duration::from_secs(90), || {
+            let (on_a, on_b) = (
+                lab.container_status("a", "redis"),
+                lab.container_status("b", "redis"),
+            );
+            matches!(
+                (on_a.as_deref(), on_b.as_deref()),
+                (Some("running"), None) | (None, Some("running"))
+            )
+        }),
+        "the container ends up running on exactly one host"
+    );
+    let p = probe.stop();
+    assert_unbroken(&p);
+    assert_eq!(lab.redis(&ip, &["dbsize"]), "100001");
+}
