@@ -248,3 +248,39 @@ fn a_cut_link_a_full_destination_and_an_interrupted_cli_lose_nothing() {
     assert_unbroken(&p);
     assert_eq!(lab.redis(&ip, &["dbsize"]), "100001");
 }
+
+#[test]
+fn a_crashed_source_agent_settles_its_migration_when_it_restarts() {
+    let Some(env) = e2e("a_crashed_source_agent_settles_its_migration_when_it_restarts") else {
+        return;
+    };
+    let lab = Lab::up_shaped(&env, 2, "100mbit");
+    let ip = lab.run_redis("a", "redis");
+    lab.redis(&ip, &["debug", "populate", "100000", "key", "1000"]);
+    let probe = lab.probe(&ip);
+
+    // 6. The source agent dies while the images are on their way.
+    let report = env.work.join(format!("{}.json", unique("crash")));
+    let mut child = migrate_in_background(&env, &lab, "b", &report);
+    std::thread::sleep(Duration::from_secs(3));
+    let status = lab.status();
+    let pid = status["hosts"][0]["agent"]["pid"]
+        .as_u64()
+        .expect("a's agent");
+    sh(&format!("kill -9 {pid}"));
+    let _ = child.wait();
+    assert!(lab.containers_on("b").is_empty(), "b dropped its half");
+    lab.ok(&["restart", "a", "--faults"]);
+    assert!(
+        eventually(Duration::from_secs(60), || lab
+            .container_status("a", "redis")
+            .as_deref()
+            == Some("running")),
+        "the restarted agent resumed it: {}",
+        lab.status()
+    );
+    assert!(lab.containers_on("b").is_empty());
+    let p = probe.stop();
+    assert_unbroken(&p);
+    assert_eq!(lab.redis(&ip, &["dbsize"]), "100001");
+}

@@ -13,6 +13,7 @@
 //! host's bridge to another's, as in the thesis's Figure 4.3.
 
 mod error;
+pub mod resources;
 mod state;
 mod topology;
 

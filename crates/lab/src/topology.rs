@@ -434,6 +434,15 @@ pub async fn down(name: &str) -> Result<(), LabError> {
             .arg(&p)
             .output();
     }
+    // The cgroups the hosts' agents made (each agent's parent, and any container left).
+    if let Ok(rd) = std::fs::read_dir(&dir) {
+        for e in rd.filter_map(Result::ok) {
+            let host = e.file_name().to_string_lossy().into_owned();
+            for parent in crate::resources::cgroup_dirs(&format!("ferry-{name}-{host}")) {
+                crate::resources::remove_cgroup_tree(&parent);
+            }
+        }
+    }
     std::fs::remove_dir_all(&dir).map_err(|e| LabError::io(dir.display().to_string(), e))?;
     Ok(())
 }

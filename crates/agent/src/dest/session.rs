@@ -727,8 +727,8 @@ pub async fn recover(agent: &Arc<Agent>) {
             }
             let _ = std::fs::remove_dir_all(&path);
         } else if name.starts_with("out-") {
-            tracing::warn!("an outgoing migration ({name}) was interrupted; its container may be frozen: check it with 'ferry lab status' or runc");
-            let _ = std::fs::remove_dir_all(&path);
+            tracing::warn!("an outgoing migration ({name}) was interrupted; asking its destination how it ended");
+            crate::source::recover::recover(agent, &path);
         }
     }
 }

@@ -23,7 +23,7 @@ use std::time::Duration;
 use ferry_criu::images::{read_meta_file, read_pagemap, read_pstree, read_vmas, PE_LAZY};
 use ferry_proto::postcopy::{PcHeader, PcKind, PAGE_SIZE, PC_HEADER_LEN};
 use tokio::io::unix::AsyncFd;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::sync::mpsc;
 
 use super::ranges::Missing;
@@ -446,7 +446,7 @@ where
                 nr_pages: 0,
                 vaddr: 0,
             };
-            if let Err(e) = pw.write_all(&start.encode()).await {
+            if let Err(e) = super::send_now(&mut pw, &start.encode()).await {
                 break Err(DaemonError::PeerLost(e));
             }
         }
@@ -458,8 +458,7 @@ where
                 nr_pages: 0,
                 vaddr: 0,
             };
-            break pw
-                .write_all(&done.encode())
+            break super::send_now(&mut pw, &done.encode())
                 .await
                 .map_err(DaemonError::PeerLost)
                 .map(|_| ());
@@ -546,7 +545,7 @@ where
                                         nr_pages: nr as u32,
                                         vaddr: img,
                                     };
-                                    if let Err(e) = pw.write_all(&d.encode()).await {
+                                    if let Err(e) = super::send_now(&mut pw, &d.encode()).await {
                                         break Err(DaemonError::PeerLost(e));
                                     }
                                 }
@@ -593,7 +592,7 @@ where
                                     nr_pages: n as u32,
                                     vaddr: r.img_start + off * PAGE_SIZE,
                                 };
-                                if let Err(e) = pw.write_all(&d.encode()).await {
+                                if let Err(e) = super::send_now(&mut pw, &d.encode()).await {
                                     on_loss();
                                     return finish(procs, &readers, Err(DaemonError::PeerLost(e)));
                                 }

@@ -20,3 +20,14 @@ pub struct Channels<P> {
     /// Demands one way, their answers the other; also `Start` and `Done`.
     pub urgent: P,
 }
+
+/// Writes `bytes` and flushes them: over TLS, written bytes may wait in the stream's
+/// buffer until a flush, and the peer waits for them.
+pub(crate) async fn send_now<W: tokio::io::AsyncWrite + Unpin>(
+    w: &mut W,
+    bytes: &[u8],
+) -> std::io::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    w.write_all(bytes).await?;
+    w.flush().await
+}

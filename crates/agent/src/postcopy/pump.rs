@@ -200,6 +200,12 @@ async fn write_bulk<W: AsyncWrite + Unpin>(
                 w.write_all(&end.encode()).await.map(|()| PC_HEADER_LEN)
             }
         };
+        // An encrypting channel holds back what it has not flushed: push it out
+        // whenever no more pages are queued behind it.
+        let r = match r {
+            Ok(n) if rx.is_empty() => w.flush().await.map(|()| n),
+            other => other,
+        };
         match r {
             Ok(n) => {
                 sent.bytes.fetch_add(n as u64, Ordering::Relaxed);
@@ -361,7 +367,7 @@ where
                             if let Err(e) = uw.write_all(&h.encode()).await {
                                 break Err(PumpError::Peer(e));
                             }
-                            if let Err(e) = uw.write_all(&data).await {
+                            if let Err(e) = super::send_now(&mut uw, &data).await {
                                 break Err(PumpError::Peer(e));
                             }
                             sent.bytes.fetch_add((PC_HEADER_LEN + data.len()) as u64, Ordering::Relaxed);

@@ -10,6 +10,7 @@ mod cold;
 mod inspect;
 mod lazy;
 mod precopy;
+pub mod recover;
 mod send;
 
 use std::path::PathBuf;
@@ -432,7 +433,21 @@ impl SourceRun {
             .map_err(|e| Failure::new(e.to_string()))?;
         self.p.locked = true;
         self.tl.record("lock", t);
+        self.journal("frozen");
         Ok(())
+    }
+
+    /// Records where the migration stands, for a restarted agent ([`recover`]).
+    fn journal(&self, phase: &str) {
+        let j = recover::OutJournal {
+            container: self.req.container.clone(),
+            session: self.session.clone(),
+            dest: self.req.dest.to_string(),
+            phase: phase.into(),
+        };
+        if let Ok(text) = serde_json::to_vec(&j) {
+            let _ = std::fs::write(self.dir.join(recover::JOURNAL), text);
+        }
     }
 
     /// After the dump: detach the source's link and send the image files.
@@ -487,6 +502,7 @@ impl SourceRun {
     async fn commit(&mut self) -> Result<(), Failure> {
         let t = Instant::now();
         self.progress("commit", 0, 0);
+        self.journal("commit-sent");
         self.conn()?.send(&Message::Commit).await?;
         self.p.commit_sent = true;
         match self.expect("committed").await? {
@@ -592,6 +608,8 @@ impl SourceRun {
         }
         let mut plan = rollback(&self.p);
         if plan == Rollback::KeepFrozen {
+            // Resuming is the user's call here ('ferry resume'), not a restarted agent's.
+            let _ = std::fs::remove_file(self.dir.join(recover::JOURNAL));
             tracing::error!(container = %self.req.container, "post-copy broke after the container started at the destination; it stays frozen here");
             self.report.outcome = Outcome::Failed;
             self.report.reason = Some(format!(
@@ -667,7 +685,7 @@ impl SourceRun {
 /// Kills a frozen container's processes; they die when thawed, without running again.
 /// Tearing down a large memory takes CPU time: at the lowest priority, so that it does
 /// not slow down another migration's downtime on this host.
-fn kill_frozen(freezer: &Freezer) {
+pub(crate) fn kill_frozen(freezer: &Freezer) {
     for pid in freezer.procs() {
         // SAFETY: plain setpriority(2) and kill(2) on a pid of the container's own cgroup.
         unsafe {

@@ -43,8 +43,8 @@ pub struct Args {
     /// runc binary.
     #[arg(long, default_value = "runc")]
     pub runc: PathBuf,
-    /// Most migrations this agent takes part in at once.
-    #[arg(long, default_value_t = 4)]
+    /// Most migrations this agent takes part in at once (the last one given counts).
+    #[arg(long, default_value_t = 4, overrides_with = "max_sessions")]
     pub max_sessions: usize,
     /// Honour fault-injection requests (tests only).
     #[arg(long, hide = true)]

@@ -203,6 +203,7 @@ async fn status(name: &str, json: bool) -> anyhow::Result<i32> {
                     "address": h.address,
                     "agent": { "listen": h.listen, "pid": h.agent_pid, "up": c.is_ok(), "error": c.as_ref().err() },
                     "containers": c.clone().unwrap_or_default(),
+                    "resources": ferry_lab::resources::of_host(&lab, h),
                 })
             })
             .collect();
@@ -227,6 +228,11 @@ async fn status(name: &str, json: bool) -> anyhow::Result<i32> {
     for (h, (_, c)) in lab.hosts.iter().zip(&containers) {
         let agent = if c.is_ok() { "up" } else { "DOWN" };
         println!("host {} {} agent {} {}", h.name, h.address, h.listen, agent);
+        let r = ferry_lab::resources::of_host(&lab, h);
+        println!(
+            "  holds: {} agent fds, {} container namespaces, {} mounts, {} cgroups, {} sessions, {} nft tables, {} iptables rules",
+            r.agent_fds, r.netns, r.mounts, r.cgroups, r.sessions, r.nft_tables, r.iptables_rules
+        );
         if let Ok(items) = c {
             for i in items {
                 let addr = i.net.as_ref().map(|n| n.address.as_str()).unwrap_or("-");
