@@ -284,3 +284,125 @@ fn a_crashed_source_agent_settles_its_migration_when_it_restarts() {
     assert_unbroken(&p);
     assert_eq!(lab.redis(&ip, &["dbsize"]), "100001");
 }
+
+/// Writes an executable CRIU stand-in that runs the real CRIU, but kills it `after`
+/// seconds into every RPC session (`swrk`: runc's dumps and restores).
+fn crashing_criu(work: &Path, after: &str) -> PathBuf {
+    let real = sh("command -v criu");
+    let path = work.join(unique("criu"));
+    let script = format!(
+        "#!/bin/sh\nif [ \"$1\" = swrk ]; then\n  {real} \"$@\" &\n  pid=$!\n  sleep {after}\n  kill -9 $pid\n  wait $pid\n  exit 137\nfi\nexec {real} \"$@\"\n",
+        real = real.trim()
+    );
+    std::fs::write(&path, script).expect("the CRIU stand-in");
+    sh(&format!("chmod 755 {}", path.display()));
+    path
+}
+
+#[test]
+fn criu_crashing_on_either_side_and_a_container_exiting_are_settled() {
+    let Some(env) = e2e("criu_crashing_on_either_side_and_a_container_exiting_are_settled") else {
+        return;
+    };
+    let lab = Lab::up_shaped(&env, 2, "100mbit");
+    let ip = lab.run_redis("a", "redis");
+    lab.redis(&ip, &["debug", "populate", "100000", "key", "1000"]);
+    let probe = lab.probe(&ip);
+
+    // 7. CRIU dies on the source a second into the dump.
+    let slow = crashing_criu(&env.work, "1");
+    lab.ok(&[
+        "restart",
+        "a",
+        "--faults",
+        "--",
+        "--criu",
+        slow.to_str().unwrap(),
+    ]);
+    let (ok, r) = lab.migrate("redis", "b", &[]);
+    assert!(!ok);
+    assert_eq!(r["outcome"], "rolled_back", "{r}");
+    assert_eq!(
+        lab.container_status("a", "redis").as_deref(),
+        Some("running")
+    );
+    assert!(lab.containers_on("b").is_empty(), "{r}");
+    assert!(
+        r["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("connections may have been reset"),
+        "ferry says what a killed CRIU may have broken: {r}"
+    );
+    lab.ok(&["restart", "a", "--faults"]);
+    // The client's connection may be reset (it was in TCP repair mode when CRIU died),
+    // but no acknowledged increment is lost: count on a new connection.
+    let p = probe.stop();
+    assert_eq!(p["lost_or_repeated"], 0, "{p}");
+    let probe = lab.probe(&ip);
+
+    // 8. CRIU dies on the destination as soon as the restore starts.
+    let quick = crashing_criu(&env.work, "0");
+    lab.ok(&[
+        "restart",
+        "b",
+        "--faults",
+        "--",
+        "--criu",
+        quick.to_str().unwrap(),
+    ]);
+    let (ok, r) = lab.migrate("redis", "b", &[]);
+    assert!(!ok);
+    assert_eq!(r["outcome"], "rolled_back", "{r}");
+    assert_eq!(
+        lab.container_status("a", "redis").as_deref(),
+        Some("running")
+    );
+    assert!(lab.containers_on("b").is_empty(), "{r}");
+    lab.ok(&["restart", "b", "--faults"]);
+    let p = probe.stop();
+    assert_unbroken(&p);
+    assert_eq!(lab.redis(&ip, &["dbsize"]), "100001");
+
+    // 12. The container exits by itself while pre-copy rounds run.
+    let report = env.work.join(format!("{}.json", unique("exit")));
+    let mut child = Command::new(&env.ferry)
+        .args([
+            "migrate",
+            "redis",
+            "--to",
+            "b",
+            "--strategy",
+            "precopy",
+            "--report",
+        ])
+        .arg(&report)
+        .env("FERRY_LAB", lab.name())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("ferry migrate");
+    std::thread::sleep(Duration::from_secs(2));
+    let pid = lab.status()["hosts"][0]["containers"][0]["pid"]
+        .as_u64()
+        .expect("the container's pid");
+    sh(&format!("kill -9 {pid}"));
+    let status = child.wait().unwrap();
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert!(!status.success(), "{r}");
+    assert_ne!(r["outcome"], "migrated", "{r}");
+    assert_ne!(
+        lab.container_status("a", "redis").as_deref(),
+        Some("running"),
+        "{r}"
+    );
+    assert!(lab.containers_on("b").is_empty(), "nothing runs at b: {r}");
+    assert!(
+        r["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("exited by itself"),
+        "{r}"
+    );
+}

@@ -89,8 +89,16 @@ impl SourceRun {
     /// A failed dump, with CRIU's error lines and its log.
     pub(super) fn criu_failure(&self, err: &str) -> Failure {
         let failure = diagnose(&self.dir.join("dump.log"), err);
+        // CRIU that dies without a word (killed) may leave the sockets it was saving in
+        // repair mode: the container survives, its connections may not.
+        let died = failure.error_lines.is_empty() && self.req.options.tcp_established;
+        let warning = if died {
+            "; CRIU ended without reporting an error (it was probably killed), so the container's established TCP connections may have been reset"
+        } else {
+            ""
+        };
         Failure {
-            reason: format!("checkpoint failed: {failure}"),
+            reason: format!("checkpoint failed: {failure}{warning}"),
             criu: Some(CriuErrors {
                 log: failure.log_path.display().to_string(),
                 lines: failure.error_lines,

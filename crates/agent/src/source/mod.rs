@@ -599,6 +599,13 @@ impl SourceRun {
     }
 
     async fn fail(mut self, f: Failure) -> Report {
+        let mut f = f;
+        if self.facts.freezer.procs().is_empty() {
+            f.reason = format!(
+                "container '{}' exited by itself during the migration, so there is nothing to move or resume ({})",
+                self.req.container, f.reason
+            );
+        }
         tracing::warn!(container = %self.req.container, reason = %f.reason, "migration failed");
         self.report.reason = Some(f.reason.clone());
         self.report.criu_errors = f.criu;
