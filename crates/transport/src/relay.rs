@@ -6,12 +6,17 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsStream;
 
 /// Buffer of each direction of the relay: large enough that TLS records go out full.
-const RELAY_BUF: usize = 256 << 10;
+const RELAY_BUF: usize = 1 << 20;
 
 /// Returns one end of a local socket pair, blocking; a task relays the other end to and
 /// from `tls` until either side closes. Must be called inside a Tokio runtime.
 pub(crate) fn relay(tls: TlsStream<TcpStream>) -> std::io::Result<OwnedFd> {
     let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;
+    // Large socket buffers: fewer switches between the page threads and the relay.
+    for s in [&ours, &theirs] {
+        set_buf(s, libc::SO_SNDBUF);
+        set_buf(s, libc::SO_RCVBUF);
+    }
     theirs.set_nonblocking(true)?;
     let mut theirs = tokio::net::UnixStream::from_std(theirs)?;
     let mut tls = tls;
@@ -31,4 +36,21 @@ pub(crate) fn relay(tls: TlsStream<TcpStream>) -> std::io::Result<OwnedFd> {
     });
     ours.set_nonblocking(false)?;
     Ok(ours.into())
+}
+
+const SOCK_BUF: libc::c_int = 4 << 20;
+
+fn set_buf(s: &std::os::unix::net::UnixStream, opt: libc::c_int) {
+    use std::os::fd::AsRawFd;
+    let v = SOCK_BUF;
+    // SAFETY: setsockopt with a pointer to one int on a socket we hold.
+    unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            opt,
+            std::ptr::addr_of!(v).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
 }
