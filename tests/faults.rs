@@ -7,12 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::lab::{assert_unbroken, Lab};
+use common::lab::{assert_rolled_back, assert_unbroken, Lab};
 use common::*;
-
-fn lab_dir(lab: &Lab) -> PathBuf {
-    lab.dir()
-}
 
 /// Copies `from` to `to`, keeping its mode (keys stay 0600).
 fn copy(from: &Path, to: &Path) {
@@ -49,6 +45,13 @@ fn stays_on_a(lab: &Lab, r: &serde_json::Value, says: &str) {
     assert!(lab.containers_on("b").is_empty(), "{r}");
 }
 
+/// The migration rolled back: the container runs on `a` with its 100,000 keys and the
+/// probe's, and nothing runs on `b`.
+fn rolled_back_to_a(lab: &Lab, r: &serde_json::Value, ip: &str) {
+    assert_rolled_back(lab, r, ip, "100001");
+    assert!(lab.containers_on("b").is_empty(), "{r}");
+}
+
 #[test]
 fn certificates_and_protocol_versions_are_checked() {
     let Some(env) = e2e("certificates_and_protocol_versions_are_checked") else {
@@ -58,7 +61,7 @@ fn certificates_and_protocol_versions_are_checked() {
     let ip = lab.run_redis("a", "redis");
     lab.redis(&ip, &["debug", "populate", "20000", "key", "500"]);
     let probe = lab.probe(&ip);
-    let dir = lab_dir(&lab);
+    let dir = lab.dir();
     let tls = dir.join("tls");
     assert!(tls.join("ca.pem").exists(), "the lab made its CA");
 
@@ -152,10 +155,18 @@ fn certificates_and_protocol_versions_are_checked() {
     }
 }
 
-/// Runs `ferry migrate` in the background; returns its child.
-fn migrate_in_background(env: &Env, lab: &Lab, to: &str, report: &Path) -> std::process::Child {
+/// Runs `ferry migrate redis --to TO EXTRA…` in the background; returns its child.
+fn migrate_in_background(
+    env: &Env,
+    lab: &Lab,
+    to: &str,
+    extra: &[&str],
+    report: &Path,
+) -> std::process::Child {
     Command::new(&env.ferry)
-        .args(["migrate", "redis", "--to", to, "--report"])
+        .args(["migrate", "redis", "--to", to])
+        .args(extra)
+        .arg("--report")
         .arg(report)
         .env("FERRY_LAB", lab.name())
         .stdin(std::process::Stdio::null())
@@ -190,7 +201,7 @@ fn a_cut_link_a_full_destination_and_an_interrupted_cli_lose_nothing() {
 
     // 2. b's link goes down while the images are on their way.
     let report = env.work.join(format!("{}.json", unique("cut")));
-    let mut child = migrate_in_background(&env, &lab, "b", &report);
+    let mut child = migrate_in_background(&env, &lab, "b", &[], &report);
     std::thread::sleep(Duration::from_secs(3));
     sh(&format!("ip -n {b} link set up0 down"));
     let status = child.wait().unwrap();
@@ -210,7 +221,7 @@ fn a_cut_link_a_full_destination_and_an_interrupted_cli_lose_nothing() {
     assert!(lab.containers_on("b").is_empty());
 
     // 3. b's image space is too small for the container.
-    let images = lab_dir(&lab).join("b").join("images");
+    let images = lab.dir().join("b").join("images");
     sh(&format!(
         "mount -t tmpfs -o size=16m ferry-test-full {}",
         images.display()
@@ -218,16 +229,11 @@ fn a_cut_link_a_full_destination_and_an_interrupted_cli_lose_nothing() {
     let (ok, r) = lab.migrate("redis", "b", &[]);
     sh(&format!("umount -l {}", images.display()));
     assert!(!ok);
-    assert_eq!(r["outcome"], "rolled_back", "{r}");
-    assert_eq!(
-        lab.container_status("a", "redis").as_deref(),
-        Some("running")
-    );
-    assert!(lab.containers_on("b").is_empty(), "{r}");
+    rolled_back_to_a(&lab, &r, &ip);
 
     // 5. The CLI is interrupted mid-migration: the agents carry on without it.
     let report = env.work.join(format!("{}.json", unique("int")));
-    let mut child = migrate_in_background(&env, &lab, "b", &report);
+    let mut child = migrate_in_background(&env, &lab, "b", &[], &report);
     std::thread::sleep(Duration::from_secs(2));
     sh(&format!("kill -INT {}", child.id()));
     let _ = child.wait();
@@ -261,7 +267,7 @@ fn a_crashed_source_agent_settles_its_migration_when_it_restarts() {
 
     // 6. The source agent dies while the images are on their way.
     let report = env.work.join(format!("{}.json", unique("crash")));
-    let mut child = migrate_in_background(&env, &lab, "b", &report);
+    let mut child = migrate_in_background(&env, &lab, "b", &[], &report);
     std::thread::sleep(Duration::from_secs(3));
     let status = lab.status();
     let pid = status["hosts"][0]["agent"]["pid"]
@@ -321,12 +327,7 @@ fn criu_crashing_on_either_side_and_a_container_exiting_are_settled() {
     ]);
     let (ok, r) = lab.migrate("redis", "b", &[]);
     assert!(!ok);
-    assert_eq!(r["outcome"], "rolled_back", "{r}");
-    assert_eq!(
-        lab.container_status("a", "redis").as_deref(),
-        Some("running")
-    );
-    assert!(lab.containers_on("b").is_empty(), "{r}");
+    rolled_back_to_a(&lab, &r, &ip);
     assert!(
         r["reason"]
             .as_str()
@@ -353,12 +354,7 @@ fn criu_crashing_on_either_side_and_a_container_exiting_are_settled() {
     ]);
     let (ok, r) = lab.migrate("redis", "b", &[]);
     assert!(!ok);
-    assert_eq!(r["outcome"], "rolled_back", "{r}");
-    assert_eq!(
-        lab.container_status("a", "redis").as_deref(),
-        Some("running")
-    );
-    assert!(lab.containers_on("b").is_empty(), "{r}");
+    rolled_back_to_a(&lab, &r, &ip);
     lab.ok(&["restart", "b", "--faults"]);
     let p = probe.stop();
     assert_unbroken(&p);
@@ -366,23 +362,7 @@ fn criu_crashing_on_either_side_and_a_container_exiting_are_settled() {
 
     // 12. The container exits by itself while pre-copy rounds run.
     let report = env.work.join(format!("{}.json", unique("exit")));
-    let mut child = Command::new(&env.ferry)
-        .args([
-            "migrate",
-            "redis",
-            "--to",
-            "b",
-            "--strategy",
-            "precopy",
-            "--report",
-        ])
-        .arg(&report)
-        .env("FERRY_LAB", lab.name())
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("ferry migrate");
+    let mut child = migrate_in_background(&env, &lab, "b", &["--strategy", "precopy"], &report);
     std::thread::sleep(Duration::from_secs(2));
     let pid = lab.status()["hosts"][0]["containers"][0]["pid"]
         .as_u64()

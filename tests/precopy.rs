@@ -6,7 +6,7 @@ mod common;
 
 use std::process::{Child, Command, Stdio};
 
-use common::lab::{assert_unbroken, Lab};
+use common::lab::{assert_rolled_back, assert_unbroken, Lab};
 use common::*;
 
 /// A few keys the write load never touches, and their digests.
@@ -188,21 +188,6 @@ fn memory_dirtied_faster_than_the_link_ends_at_max_rounds_or_in_postcopy() {
     );
 }
 
-/// The container runs on `a` as before, and `b` kept nothing.
-fn assert_rolled_back(lab: &Lab, r: &serde_json::Value, ip: &str) {
-    assert_eq!(r["outcome"], "rolled_back", "{r}");
-    assert_eq!(lab.containers_on("a"), vec!["redis".to_string()], "{r}");
-    assert_eq!(
-        lab.container_status("a", "redis").as_deref(),
-        Some("running")
-    );
-    assert_eq!(lab.redis(ip, &["dbsize"]), "20001");
-    assert!(
-        !lab.netns_exists(&format!("{}-redis", lab.netns("b"))),
-        "b dropped its namespace"
-    );
-}
-
 #[test]
 fn faults_during_precopy_and_hybrid_roll_back() {
     let Some(env) = e2e("faults_during_precopy_and_hybrid_roll_back") else {
@@ -223,7 +208,7 @@ fn faults_during_precopy_and_hybrid_roll_back() {
         &["--strategy", "precopy", "--inject-fault", "cut-transfer"],
     );
     assert!(!ok);
-    assert_rolled_back(&lab, &r, &ip);
+    assert_rolled_back(&lab, &r, &ip, "20001");
     assert!(
         !r["precopy"]["rounds"].as_array().unwrap().is_empty(),
         "rounds ran before the fault: {r}"
@@ -236,7 +221,7 @@ fn faults_during_precopy_and_hybrid_roll_back() {
         &["--strategy", "hybrid", "--inject-fault", "restore-fails"],
     );
     assert!(!ok);
-    assert_rolled_back(&lab, &r, &ip);
+    assert_rolled_back(&lab, &r, &ip, "20001");
 
     // The destination agent dies while the images arrive.
     let (ok, r) = lab.migrate(
@@ -251,7 +236,7 @@ fn faults_during_precopy_and_hybrid_roll_back() {
     );
     assert!(!ok);
     lab.ok(&["restart", "b", "--faults"]);
-    assert_rolled_back(&lab, &r, &ip);
+    assert_rolled_back(&lab, &r, &ip, "20001");
 
     let p = probe.stop();
     assert_unbroken(&p);

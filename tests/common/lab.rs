@@ -250,6 +250,24 @@ impl Drop for Lab {
     }
 }
 
+/// After a failed migration: the container `redis` runs on `a` only, with its `keys`
+/// keys, and `b` kept nothing of it.
+pub fn assert_rolled_back(lab: &Lab, r: &serde_json::Value, ip: &str, keys: &str) {
+    eprintln!("checking the rollback of: {}", r["reason"]);
+    assert_eq!(r["outcome"], "rolled_back", "{r}");
+    assert!(r["reason"].as_str().is_some_and(|s| !s.is_empty()), "{r}");
+    assert_eq!(lab.containers_on("a"), vec!["redis".to_string()], "{r}");
+    assert_eq!(
+        lab.container_status("a", "redis").as_deref(),
+        Some("running")
+    );
+    assert_eq!(lab.redis(ip, &["dbsize"]), keys);
+    assert!(
+        !lab.netns_exists(&format!("{}-redis", lab.netns("b"))),
+        "b dropped its namespace"
+    );
+}
+
 pub struct Probe {
     child: Child,
     out: PathBuf,

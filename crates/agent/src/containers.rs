@@ -181,13 +181,7 @@ pub async fn remove(agent: &Arc<Agent>, name: &str) -> Result<(), AgentError> {
     }
     if let Some(r) = &rec {
         if let Some(spec) = &r.net {
-            let shared = spec
-                .pod
-                .as_deref()
-                .is_some_and(|p| crate::pod::in_use(agent, p, name));
-            if !shared {
-                container_net(agent, name, spec)?.destroy().await?;
-            }
+            crate::pod::release_net(agent, &container_net(agent, name, spec)?).await?;
         }
         let _ = std::fs::remove_dir_all(&r.bundle);
     }

@@ -133,6 +133,21 @@ pub fn in_use(agent: &Agent, pod: &str, container: &str) -> bool {
     !registered_members(agent, pod, container).is_empty() || agent.pods.arriving(pod)
 }
 
+/// Removes a container's network namespace, unless it is a pod's and another member
+/// still needs it (or a member that left before removed it already): a pod's namespace
+/// goes with its last member.
+pub async fn release_net(
+    agent: &Agent,
+    net: &crate::network::ContainerNet,
+) -> Result<(), ferry_netns::NetError> {
+    if let Some(p) = &net.spec.pod {
+        if in_use(agent, p, &net.container) || !net.netns.exists() {
+            return Ok(());
+        }
+    }
+    net.destroy().await
+}
+
 /// The source's check: a pod member moves only with every other member of its pod.
 pub fn check_moving_together(
     container: &str,

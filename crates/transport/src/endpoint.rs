@@ -67,21 +67,8 @@ const KEEPALIVE: [(libc::c_int, libc::c_int); 3] = [
 /// Sets what every ferry TCP connection uses: no Nagle delay, and a lost peer noticed
 /// within [`TCP_USER_TIMEOUT_MS`] instead of the kernel's many minutes.
 pub fn tune_tcp(s: &TcpStream) {
-    use std::os::fd::AsRawFd;
     let _ = s.set_nodelay(true);
-    let fd = s.as_raw_fd();
-    let set = |level: libc::c_int, opt: libc::c_int, v: libc::c_int| {
-        // SAFETY: setsockopt with a pointer to one int on a socket we hold.
-        unsafe {
-            libc::setsockopt(
-                fd,
-                level,
-                opt,
-                std::ptr::addr_of!(v).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        }
-    };
+    let set = |level, opt, v| set_int_opt(s, level, opt, v);
     set(libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1);
     for (opt, v) in KEEPALIVE {
         set(libc::IPPROTO_TCP, opt, v);
@@ -91,6 +78,25 @@ pub fn tune_tcp(s: &TcpStream) {
         libc::TCP_USER_TIMEOUT,
         TCP_USER_TIMEOUT_MS,
     );
+}
+
+/// Sets an integer socket option; best effort (an option the socket lacks is skipped).
+pub(crate) fn set_int_opt(
+    s: &impl std::os::fd::AsRawFd,
+    level: libc::c_int,
+    opt: libc::c_int,
+    v: libc::c_int,
+) {
+    // SAFETY: setsockopt with a pointer to one int on a socket the caller holds.
+    unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            level,
+            opt,
+            std::ptr::addr_of!(v).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
 }
 
 /// A connected byte stream.

@@ -122,12 +122,7 @@ pub async fn accept_tcp(
             let reason = format!("{my_host} accepts TCP peers over mutual TLS only; give ferry the CA, certificate and key (--tls-ca, --tls-cert, --tls-key)");
             let mut conn = Conn::new(s, String::new(), 0);
             let _ = conn.recv_msg().await;
-            let _ = conn
-                .send(&ferry_proto::Message::Refused {
-                    reason: reason.clone(),
-                })
-                .await;
-            return Err(TransportError::AuthFailed(reason));
+            return Err(refuse(&mut conn, reason).await);
         }
         let stream = tls.accept(tcp).await?;
         let peer_cert = stream
@@ -235,6 +230,20 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
     .map_err(|_| TransportError::Timeout(HANDSHAKE_TIMEOUT, "the handshake"))?
 }
 
+/// Tells the client why it is refused (if it still listens), and returns that reason as
+/// the server's error.
+async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(
+    conn: &mut Conn<S>,
+    reason: String,
+) -> TransportError {
+    let _ = conn
+        .send(&Message::Refused {
+            reason: reason.clone(),
+        })
+        .await;
+    TransportError::AuthFailed(reason)
+}
+
 async fn server_handshake<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
     my_host: &str,
@@ -256,12 +265,7 @@ async fn server_handshake<S: AsyncRead + AsyncWrite + Unpin>(
         } => (role, host, nonce, session),
         other => {
             let reason = format!("expected hello, got {}", other.name());
-            let _ = conn
-                .send(&Message::Refused {
-                    reason: reason.clone(),
-                })
-                .await;
-            return Err(TransportError::AuthFailed(reason));
+            return Err(refuse(&mut conn, reason).await);
         }
     };
     let secret = match auth {
@@ -278,62 +282,41 @@ async fn server_handshake<S: AsyncRead + AsyncWrite + Unpin>(
             let reason = format!(
                 "the certificate presented is not valid for host '{host}', the name the peer gave"
             );
-            let _ = conn
-                .send(&Message::Refused {
-                    reason: reason.clone(),
-                })
-                .await;
-            return Err(TransportError::AuthFailed(reason));
+            return Err(refuse(&mut conn, reason).await);
         }
     }
-    match auth {
-        Auth::Tls { .. } | Auth::Secret(_) if secret.is_none() => {}
-        Auth::PeerCredentials => {
-            if peer_uid != Some(0) {
-                let reason = "only root may use this agent's local socket".to_string();
+    if matches!(auth, Auth::PeerCredentials) && peer_uid != Some(0) {
+        let reason = "only root may use this agent's local socket".to_string();
+        return Err(refuse(&mut conn, reason).await);
+    }
+    if let Some(secret) = secret {
+        let nc = match unhex(&nonce_c, "the client's nonce") {
+            Ok(n) => n,
+            Err(e) => {
                 let _ = conn
                     .send(&Message::Refused {
-                        reason: reason.clone(),
+                        reason: e.to_string(),
                     })
                     .await;
-                return Err(TransportError::AuthFailed(reason));
+                return Err(e);
             }
-        }
-        Auth::Secret(_) | Auth::Tls { .. } => {
-            let secret = secret.expect("matched above");
-            let nc = match unhex(&nonce_c, "the client's nonce") {
-                Ok(n) => n,
-                Err(e) => {
-                    let _ = conn
-                        .send(&Message::Refused {
-                            reason: e.to_string(),
-                        })
-                        .await;
-                    return Err(e);
-                }
-            };
-            let ns = nonce()?;
-            conn.send(&Message::Challenge {
-                host: my_host.to_string(),
-                nonce: hex::encode(&ns),
-                proof: hex::encode(secret.proof("server", &nc, &ns)),
-            })
-            .await?;
-            let ok = match conn.recv_msg().await? {
-                Message::Proof { proof } => {
-                    hex::decode(proof).is_ok_and(|p| secret.verify("client", &ns, &nc, &p))
-                }
-                _ => false,
-            };
-            if !ok {
-                let reason = "authentication failed: the shared secrets differ".to_string();
-                let _ = conn
-                    .send(&Message::Refused {
-                        reason: reason.clone(),
-                    })
-                    .await;
-                return Err(TransportError::AuthFailed(reason));
+        };
+        let ns = nonce()?;
+        conn.send(&Message::Challenge {
+            host: my_host.to_string(),
+            nonce: hex::encode(&ns),
+            proof: hex::encode(secret.proof("server", &nc, &ns)),
+        })
+        .await?;
+        let ok = match conn.recv_msg().await? {
+            Message::Proof { proof } => {
+                hex::decode(proof).is_ok_and(|p| secret.verify("client", &ns, &nc, &p))
             }
+            _ => false,
+        };
+        if !ok {
+            let reason = "authentication failed: the shared secrets differ".to_string();
+            return Err(refuse(&mut conn, reason).await);
         }
     }
     conn.send(&Message::Welcome).await?;

@@ -5,6 +5,8 @@ use std::os::fd::OwnedFd;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsStream;
 
+use crate::endpoint::set_int_opt;
+
 /// Buffer of each direction of the relay: large enough that TLS records go out full.
 const RELAY_BUF: usize = 1 << 20;
 
@@ -14,8 +16,9 @@ pub(crate) fn relay(tls: TlsStream<TcpStream>) -> std::io::Result<OwnedFd> {
     let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;
     // Large socket buffers: fewer switches between the page threads and the relay.
     for s in [&ours, &theirs] {
-        set_buf(s, libc::SO_SNDBUF);
-        set_buf(s, libc::SO_RCVBUF);
+        for opt in [libc::SO_SNDBUF, libc::SO_RCVBUF] {
+            set_int_opt(s, libc::SOL_SOCKET, opt, SOCK_BUF);
+        }
     }
     theirs.set_nonblocking(true)?;
     let mut theirs = tokio::net::UnixStream::from_std(theirs)?;
@@ -39,18 +42,3 @@ pub(crate) fn relay(tls: TlsStream<TcpStream>) -> std::io::Result<OwnedFd> {
 }
 
 const SOCK_BUF: libc::c_int = 4 << 20;
-
-fn set_buf(s: &std::os::unix::net::UnixStream, opt: libc::c_int) {
-    use std::os::fd::AsRawFd;
-    let v = SOCK_BUF;
-    // SAFETY: setsockopt with a pointer to one int on a socket we hold.
-    unsafe {
-        libc::setsockopt(
-            s.as_raw_fd(),
-            libc::SOL_SOCKET,
-            opt,
-            std::ptr::addr_of!(v).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        );
-    }
-}

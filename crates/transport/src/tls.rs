@@ -225,6 +225,7 @@ impl Tls {
 #[cfg(test)]
 mod tests {
     use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream;
 
     use ferry_proto::Role;
 
@@ -382,11 +383,10 @@ mod tests {
         assert!(s.is_err() && c.is_err());
     }
 
-    #[tokio::test]
-    async fn page_channels_over_tls_carry_bytes_both_ways_through_a_plain_descriptor() {
-        let d = tempfile::tempdir().unwrap();
-        let dir = ca(d.path());
-        let (server, client) = (creds(&dir, "server"), creds(&dir, "a"));
+    /// Both ends of a TLS page channel, as the plain blocking descriptors the page threads
+    /// use: (client's, server's).
+    async fn page_channel(dir: &Path) -> (UnixStream, UnixStream) {
+        let (server, client) = (creds(dir, "server"), creds(dir, "a"));
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let ep = Endpoint::Tcp(l.local_addr().unwrap());
         let srv = tokio::spawn(async move {
@@ -399,11 +399,16 @@ mod tests {
             .unwrap();
         let cfd = c.into_stream().into_blocking_fd().unwrap();
         let sfd = srv.await.unwrap();
+        (UnixStream::from(cfd), UnixStream::from(sfd))
+    }
+
+    #[tokio::test]
+    async fn page_channels_over_tls_carry_bytes_both_ways_through_a_plain_descriptor() {
+        let d = tempfile::tempdir().unwrap();
+        let (mut w, mut r) = page_channel(&ca(d.path())).await;
         let data: Vec<u8> = (0..(8u32 << 20)).map(|i| (i % 251) as u8).collect();
         let expect = data.clone();
         let got = tokio::task::spawn_blocking(move || {
-            let mut w = std::os::unix::net::UnixStream::from(cfd);
-            let mut r = std::os::unix::net::UnixStream::from(sfd);
             let writer = std::thread::spawn(move || {
                 w.write_all(&data).unwrap();
                 w.shutdown(std::net::Shutdown::Write).unwrap();
@@ -421,6 +426,37 @@ mod tests {
         .unwrap();
         assert!(got.0 == expect, "the bytes arrive intact");
         assert_eq!(got.1, "ok");
+    }
+
+    /// How fast pages cross a TLS page channel on this machine (run by hand, in release).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore]
+    async fn relay_speed() {
+        let d = tempfile::tempdir().unwrap();
+        let (mut w, mut r) = page_channel(&ca(d.path())).await;
+        let total: usize = 1 << 30;
+        let t = std::time::Instant::now();
+        tokio::task::spawn_blocking(move || {
+            let writer = std::thread::spawn(move || {
+                let buf = vec![7u8; 1 << 20];
+                for _ in 0..(total >> 20) {
+                    w.write_all(&buf).unwrap();
+                }
+            });
+            let mut buf = vec![0u8; 1 << 20];
+            let mut n = 0;
+            while n < total {
+                n += r.read(&mut buf).unwrap();
+            }
+            writer.join().unwrap();
+        })
+        .await
+        .unwrap();
+        let s = t.elapsed().as_secs_f64();
+        eprintln!(
+            "1 GiB through a TLS page channel: {s:.2} s, {:.0} MB/s",
+            1073.7 / s
+        );
     }
 
     #[test]
@@ -490,69 +526,6 @@ mod tests {
         assert!(
             !text.contains("PRIVATE") && !text.contains("BEGIN"),
             "{text}"
-        );
-    }
-}
-
-#[cfg(test)]
-mod speed {
-    use std::io::{Read, Write};
-
-    use super::*;
-    use crate::certs::{init_ca, issue};
-    use crate::{accept_tcp, connect, ClientHello, Credentials, Endpoint};
-
-    /// How fast pages cross a TLS page channel on this machine (run by hand, in release).
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    #[ignore]
-    async fn relay_speed() {
-        let d = tempfile::tempdir().unwrap();
-        init_ca(d.path(), false).unwrap();
-        let lo = [IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)];
-        let load = |h: &str| Credentials {
-            tls: Some(Tls::load(&issue(d.path(), h, &lo).unwrap()).unwrap()),
-            secret: None,
-        };
-        let (server, client) = (load("server"), load("a"));
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let ep = Endpoint::Tcp(l.local_addr().unwrap());
-        let srv = tokio::spawn(async move {
-            let (s, _) = l.accept().await.unwrap();
-            let acc = accept_tcp(s, "server", &server).await.unwrap();
-            acc.conn.into_stream().into_blocking_fd().unwrap()
-        });
-        let hello = ClientHello {
-            role: ferry_proto::Role::Pages,
-            host: "a".into(),
-            session: None,
-        };
-        let c = connect(&ep, hello, &client).await.unwrap();
-        let cfd = c.into_stream().into_blocking_fd().unwrap();
-        let sfd = srv.await.unwrap();
-        let total: usize = 1 << 30;
-        let t = std::time::Instant::now();
-        tokio::task::spawn_blocking(move || {
-            let mut w = std::os::unix::net::UnixStream::from(cfd);
-            let mut r = std::os::unix::net::UnixStream::from(sfd);
-            let writer = std::thread::spawn(move || {
-                let buf = vec![7u8; 1 << 20];
-                for _ in 0..(total >> 20) {
-                    w.write_all(&buf).unwrap();
-                }
-            });
-            let mut buf = vec![0u8; 1 << 20];
-            let mut n = 0;
-            while n < total {
-                n += r.read(&mut buf).unwrap();
-            }
-            writer.join().unwrap();
-        })
-        .await
-        .unwrap();
-        let s = t.elapsed().as_secs_f64();
-        eprintln!(
-            "1 GiB through a TLS page channel: {s:.2} s, {:.0} MB/s",
-            1073.7 / s
         );
     }
 }

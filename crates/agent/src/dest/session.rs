@@ -657,18 +657,11 @@ impl DestSession {
             p.abort();
         }
         self.agent.set_session(&self.id, SessionState::Dropped);
-        match &self.pod {
-            Some(p) => {
-                self.agent.pods.failed(p, &self.container);
-                self.agent.pods.leave(p);
-                if !crate::pod::in_use(&self.agent, p, &self.container) {
-                    let _ = self.net.destroy().await;
-                }
-            }
-            None => {
-                let _ = self.net.destroy().await;
-            }
+        if let Some(p) = &self.pod {
+            self.agent.pods.failed(p, &self.container);
+            self.agent.pods.leave(p);
         }
+        let _ = crate::pod::release_net(&self.agent, &self.net).await;
         let _ = std::fs::remove_dir_all(&self.staging);
         let _ = keep_logs(&self.agent, &self.id, &self.work);
         let _ = std::fs::remove_dir_all(&self.dir);

@@ -540,22 +540,15 @@ impl SourceRun {
         let t = Instant::now();
         self.progress("cleanup", 0, 0);
         let mut warnings = Vec::new();
-        // Kill while frozen, then thaw: the processes die without running again.
-        kill_frozen(&self.facts.freezer);
-        if let Err(e) = self.agent.runc.delete(&self.req.container, true).await {
-            warnings.push(format!("removing the source container: {e}"));
-        }
-        self.agent.registry.remove(&self.req.container);
-        // A pod's namespace goes with its last member.
-        let shared = self.facts.spec.pod.as_deref().is_some_and(|p| {
-            crate::pod::in_use(&self.agent, p, &self.req.container)
-                || !self.facts.net.netns.exists()
-        });
-        if !shared {
-            if let Err(e) = self.facts.net.destroy().await {
-                warnings.push(format!("removing the source network namespace: {e}"));
-            }
-        }
+        warnings.extend(
+            remove_frozen_copy(
+                &self.agent,
+                &self.req.container,
+                Some(&self.facts.freezer),
+                Some(&self.facts.net),
+            )
+            .await,
+        );
         crate::logs::remove_session_dir(&self.agent, &self.session, &self.dir);
         self.tl.record("cleanup", t);
         self.report.source_released_ms = Some(self.tl.elapsed_ms());
@@ -689,10 +682,35 @@ impl SourceRun {
     }
 }
 
+/// Removes the frozen copy of a container that runs elsewhere now: its processes die
+/// without running again, then runc's container, its record and its network. Returns
+/// what could not be removed.
+pub(crate) async fn remove_frozen_copy(
+    agent: &Agent,
+    name: &str,
+    freezer: Option<&Freezer>,
+    net: Option<&ContainerNet>,
+) -> Vec<String> {
+    let mut warnings = Vec::new();
+    if let Some(f) = freezer {
+        kill_frozen(f);
+    }
+    if let Err(e) = agent.runc.delete(name, true).await {
+        warnings.push(format!("removing the source container: {e}"));
+    }
+    agent.registry.remove(name);
+    if let Some(n) = net {
+        if let Err(e) = crate::pod::release_net(agent, n).await {
+            warnings.push(format!("removing the source network namespace: {e}"));
+        }
+    }
+    warnings
+}
+
 /// Kills a frozen container's processes; they die when thawed, without running again.
 /// Tearing down a large memory takes CPU time: at the lowest priority, so that it does
 /// not slow down another migration's downtime on this host.
-pub(crate) fn kill_frozen(freezer: &Freezer) {
+fn kill_frozen(freezer: &Freezer) {
     for pid in freezer.procs() {
         // SAFETY: plain setpriority(2) and kill(2) on a pid of the container's own cgroup.
         unsafe {

@@ -88,23 +88,17 @@ async fn settle(agent: &Arc<Agent>, dir: &Path, j: OutJournal) {
     match verdict(state) {
         Verdict::Remove => {
             tracing::warn!(container = %name, "an interrupted migration had committed at {}: removing the frozen copy here", j.dest);
-            if let Ok(s) = agent.runc.state(&name).await {
-                if let Ok(f) = ferry_runtime::freezer::Freezer::for_pid(s.pid) {
-                    super::kill_frozen(&f);
-                }
-            }
-            let _ = agent.runc.delete(&name, true).await;
-            if let Some(spec) = agent.registry.get(&name).and_then(|r| r.net) {
-                agent.registry.remove(&name);
-                if let Ok(n) = crate::containers::container_net(agent, &name, &spec) {
-                    let shared = spec
-                        .pod
-                        .as_deref()
-                        .is_some_and(|p| crate::pod::in_use(agent, p, &name));
-                    if !shared {
-                        let _ = n.destroy().await;
-                    }
-                }
+            let freezer = match agent.runc.state(&name).await {
+                Ok(s) => ferry_runtime::freezer::Freezer::for_pid(s.pid).ok(),
+                Err(_) => None,
+            };
+            let net = agent
+                .registry
+                .get(&name)
+                .and_then(|r| r.net)
+                .and_then(|spec| crate::containers::container_net(agent, &name, &spec).ok());
+            for w in super::remove_frozen_copy(agent, &name, freezer.as_ref(), net.as_ref()).await {
+                tracing::warn!(container = %name, "{w}");
             }
         }
         Verdict::Resume => {
