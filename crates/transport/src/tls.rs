@@ -132,16 +132,25 @@ impl Tls {
         let ca = certs(&files.ca)?;
         let chain = certs(&files.cert)?;
         let key = key(&files.key)?;
+        let unusable_ca =
+            |e: &dyn std::fmt::Display| bad(&files.ca, format!("not a usable CA certificate: {e}"));
+        let mismatch = |e: rustls::Error| {
+            bad(
+                &files.key,
+                format!(
+                    "it does not match the certificate in {} ({e})",
+                    files.cert.display()
+                ),
+            )
+        };
         let mut roots = RootCertStore::empty();
         for c in &ca {
-            roots
-                .add(c.clone())
-                .map_err(|e| bad(&files.ca, format!("not a usable CA certificate: {e}")))?;
+            roots.add(c.clone()).map_err(|e| unusable_ca(&e))?;
         }
         let roots = Arc::new(roots);
         let client_verifier = WebPkiClientVerifier::builder(roots.clone())
             .build()
-            .map_err(|e| bad(&files.ca, format!("not a usable CA certificate: {e}")))?;
+            .map_err(|e| unusable_ca(&e))?;
         // The host's own certificate must pass the check its peers will make.
         client_verifier
             .verify_client_cert(&chain[0], &chain[1..], UnixTime::now())
@@ -154,37 +163,22 @@ impl Tls {
                     ),
                 )
             })?;
-        let server = ServerConfig::builder_with_provider(provider())
+        let provider = provider();
+        let server = ServerConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13])
             .map_err(|e| bad(&files.cert, e.to_string()))?
             .with_client_cert_verifier(client_verifier)
             .with_single_cert(chain.clone(), key.clone_key())
-            .map_err(|e| {
-                bad(
-                    &files.key,
-                    format!(
-                        "it does not match the certificate in {} ({e})",
-                        files.cert.display()
-                    ),
-                )
-            })?;
+            .map_err(mismatch)?;
         let server_verifier = WebPkiServerVerifier::builder(roots)
             .build()
-            .map_err(|e| bad(&files.ca, format!("not a usable CA certificate: {e}")))?;
-        let client = ClientConfig::builder_with_provider(provider())
+            .map_err(|e| unusable_ca(&e))?;
+        let client = ClientConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13])
             .map_err(|e| bad(&files.cert, e.to_string()))?
             .with_webpki_verifier(server_verifier)
-            .with_client_auth_cert(chain.clone(), key)
-            .map_err(|e| {
-                bad(
-                    &files.key,
-                    format!(
-                        "it does not match the certificate in {} ({e})",
-                        files.cert.display()
-                    ),
-                )
-            })?;
+            .with_client_auth_cert(chain, key)
+            .map_err(mismatch)?;
         Ok(Self {
             client: Arc::new(client),
             server: Arc::new(server),
