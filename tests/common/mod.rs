@@ -159,8 +159,17 @@ impl Env {
         dir
     }
 
-    /// `runc run -d`.
+    /// `runc run -d`, in a cgroup of this test's own: runc's default (`/NAME`) would be
+    /// shared by tests running containers of the same name side by side.
     pub fn run(&self, name: &str, bundle: &Path) {
+        let config = bundle.join("config.json");
+        let mut spec: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&config).expect("the bundle's config.json"))
+                .expect("config.json");
+        let id = self.work.file_name().unwrap_or_default().to_string_lossy();
+        spec["linux"]["cgroupsPath"] = format!("/ferry-e2e-{id}-{name}").into();
+        std::fs::write(&config, serde_json::to_vec_pretty(&spec).expect("config.json"))
+            .expect("writing config.json");
         // The container inherits runc's standard streams: they must be /dev/null.
         let log = self.work.join(format!("runc-run-{name}.log"));
         let status = Command::new("runc")
