@@ -168,8 +168,11 @@ impl Env {
                 .expect("config.json");
         let id = self.work.file_name().unwrap_or_default().to_string_lossy();
         spec["linux"]["cgroupsPath"] = format!("/ferry-e2e-{id}-{name}").into();
-        std::fs::write(&config, serde_json::to_vec_pretty(&spec).expect("config.json"))
-            .expect("writing config.json");
+        std::fs::write(
+            &config,
+            serde_json::to_vec_pretty(&spec).expect("config.json"),
+        )
+        .expect("writing config.json");
         // The container inherits runc's standard streams: they must be /dev/null.
         let log = self.work.join(format!("runc-run-{name}.log"));
         let status = Command::new("runc")
