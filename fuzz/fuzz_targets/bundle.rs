@@ -1,7 +1,7 @@
 //! The bundle unpacker: file entries a peer announces, their paths and contents.
 #![no_main]
 
-use ferry_proto::FileEntry;
+use ferry_types::FileEntry;
 use ferry_runtime::manifest::{safe_relative, Unpacker};
 use libfuzzer_sys::fuzz_target;
 

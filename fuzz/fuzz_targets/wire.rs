@@ -2,9 +2,8 @@
 //! messages inside them.
 #![no_main]
 
-use ferry_proto::decode_frame;
-use ferry_proto::Message;
-use ferry_proto::{Preamble, PREAMBLE_LEN};
+use ferry_proto::{decode_frame, Preamble, WireMessage, PREAMBLE_LEN};
+use ferry_proto::{ControlReply, ControlRequest, Handshake, PeerReply, PeerRequest};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -13,11 +12,20 @@ fuzz_target!(|data: &[u8]| {
     }
     let mut rest = data;
     while let Ok(Some((frame, used))) = decode_frame(rest) {
-        let _ = serde_json::from_slice::<Message>(&frame.payload);
+        every_family(&frame.payload);
         if used == 0 || used > rest.len() {
             break;
         }
         rest = &rest[used..];
     }
-    let _ = serde_json::from_slice::<Message>(data);
+    every_family(data);
 });
+
+/// A payload as each message family would read it.
+fn every_family(payload: &[u8]) {
+    let _ = Handshake::decode(payload);
+    let _ = ControlRequest::decode(payload);
+    let _ = ControlReply::decode(payload);
+    let _ = PeerRequest::decode(payload);
+    let _ = PeerReply::decode(payload);
+}

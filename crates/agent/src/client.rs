@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use ferry_proto::{Message, Role};
+use ferry_proto::{ControlReply, ControlRequest, Role};
 use ferry_transport::{connect, ClientHello, Conn, Credentials, Endpoint, TransportError};
 
 /// Connects to an agent for control requests.
@@ -23,14 +23,14 @@ pub async fn control(endpoint: &Endpoint, creds: &Credentials) -> Result<Conn, T
 /// Sends one request and collects the answer; `on_event` sees progress on the way.
 pub async fn request(
     conn: &mut Conn,
-    msg: &Message,
-    mut on_event: impl FnMut(&Message),
-) -> Result<Message, TransportError> {
+    msg: &ControlRequest,
+    mut on_event: impl FnMut(&ControlReply),
+) -> Result<ControlReply, TransportError> {
     conn.send(msg).await?;
     loop {
-        let m = conn.recv_msg().await?;
+        let m = conn.recv_msg::<ControlReply>().await?;
         match m {
-            Message::Progress { .. } => on_event(&m),
+            ControlReply::Progress { .. } => on_event(&m),
             other => return Ok(other),
         }
     }

@@ -3,9 +3,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use ferry_proto::{ContainerInfo, NetSpec};
 use ferry_runtime::bundle::{create_host_program_bundle, HostProgramSpec, CRIU_CONFIG_ANNOTATION};
 use ferry_runtime::{Runtime, RuntimeError};
+use ferry_types::{ContainerInfo, NetSpec};
 
 use crate::config::valid_name;
 use crate::network::ContainerNet;

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use ferry_proto::Message;
+use ferry_proto::{ControlReply, ControlRequest, WireMessage};
 use ferry_transport::{Conn, Endpoint};
 
 use crate::containers;
@@ -12,7 +12,7 @@ use crate::state::Agent;
 /// Serves one control connection until the client goes away.
 pub async fn serve(agent: Arc<Agent>, mut conn: Conn) {
     loop {
-        let Ok(msg) = conn.recv_msg().await else {
+        let Ok(msg) = conn.recv_msg::<ControlRequest>().await else {
             return;
         };
         let reply = answer(&agent, &mut conn, msg).await;
@@ -22,30 +22,32 @@ pub async fn serve(agent: Arc<Agent>, mut conn: Conn) {
     }
 }
 
-fn error(e: impl std::fmt::Display) -> Message {
-    Message::Error {
+fn error(e: impl std::fmt::Display) -> ControlReply {
+    ControlReply::Error {
         message: e.to_string(),
     }
 }
 
-async fn answer(agent: &Arc<Agent>, conn: &mut Conn, msg: Message) -> Message {
+async fn answer(agent: &Arc<Agent>, conn: &mut Conn, msg: ControlRequest) -> ControlReply {
     match msg {
-        Message::Ping => Message::Pong {
+        ControlRequest::Ping => ControlReply::Pong {
             host: agent.cfg.name.clone(),
             version: env!("CARGO_PKG_VERSION").into(),
         },
-        Message::Run { name, args, net } => match containers::run(agent, &name, &args, net).await {
-            Ok(container) => Message::Ran { container },
+        ControlRequest::Run { name, args, net } => {
+            match containers::run(agent, &name, &args, net).await {
+                Ok(container) => ControlReply::Ran { container },
+                Err(e) => error(e),
+            }
+        }
+        ControlRequest::Remove { name } => match containers::remove(agent, &name).await {
+            Ok(()) => ControlReply::Removed,
             Err(e) => error(e),
         },
-        Message::Remove { name } => match containers::remove(agent, &name).await {
-            Ok(()) => Message::Removed,
-            Err(e) => error(e),
-        },
-        Message::List => Message::Containers {
+        ControlRequest::List => ControlReply::Containers {
             items: containers::list(agent).await,
         },
-        Message::Migrate {
+        ControlRequest::Migrate {
             container,
             dest,
             options,
@@ -71,12 +73,12 @@ async fn answer(agent: &Arc<Agent>, conn: &mut Conn, msg: Message) -> Message {
             let result = loop {
                 tokio::select! {
                     Some(ev) = rx.recv() => {
-                        let ready = matches!(&ev, Message::Progress { phase, .. } if phase == READY);
+                        let ready = matches!(&ev, ControlReply::Progress { phase, .. } if phase == READY);
                         let _ = conn.send(&ev).await;
                         // The migration waits for the client's word before it freezes;
                         // it sends nothing meanwhile.
                         if ready {
-                            if let Ok(Message::Proceed) = conn.recv_msg().await {
+                            if let Ok(ControlRequest::Proceed) = conn.recv_msg::<ControlRequest>().await {
                                 if let Some(g) = go.take() {
                                     let _ = g.send(());
                                 }
@@ -89,15 +91,15 @@ async fn answer(agent: &Arc<Agent>, conn: &mut Conn, msg: Message) -> Message {
                 }
             };
             match result {
-                Ok(Ok(report)) => Message::Report {
-                    report: serde_json::to_value(report).unwrap_or_default(),
+                Ok(Ok(report)) => ControlReply::Report {
+                    report: Box::new(report),
                 },
                 Ok(Err(e)) => error(e),
                 Err(e) => error(format!("the migration task failed: {e}")),
             }
         }
-        Message::Resume { name } => match crate::source::resume(agent, &name).await {
-            Ok(()) => Message::Resumed,
+        ControlRequest::Resume { name } => match crate::source::resume(agent, &name).await {
+            Ok(()) => ControlReply::Resumed,
             Err(e) => error(e),
         },
         other => error(format!(

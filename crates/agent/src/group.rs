@@ -12,8 +12,9 @@ use std::time::Instant;
 
 use ferry_engine::group::{Group, Member};
 use ferry_engine::Report;
-use ferry_proto::{Message, MigrateOptions, Strategy};
+use ferry_proto::{ControlReply, ControlRequest, WireMessage};
 use ferry_transport::{Credentials, Endpoint};
+use ferry_types::{MigrateOptions, Strategy, StrategyChoice};
 
 use crate::AgentError;
 use serde::Serialize;
@@ -25,7 +26,7 @@ pub use ferry_engine::group::Schedule;
 pub struct MemberResult {
     pub name: String,
     pub level: u32,
-    pub strategy: Option<Strategy>,
+    pub strategy: Option<StrategyChoice>,
     pub outcome: String,
     pub start_ms: f64,
     pub end_ms: f64,
@@ -100,15 +101,15 @@ pub async fn discover_pods(
     placements: &[Placement],
     creds: &Credentials,
 ) -> Result<Vec<Option<String>>, AgentError> {
-    let mut listed: Vec<(String, Vec<ferry_proto::ContainerInfo>)> = Vec::new();
+    let mut listed: Vec<(String, Vec<ferry_types::ContainerInfo>)> = Vec::new();
     for p in placements {
         let key = p.source.to_string();
         if listed.iter().any(|(k, _)| *k == key) {
             continue;
         }
         let mut conn = crate::client::control(&p.source, creds).await?;
-        let items = match crate::client::request(&mut conn, &Message::List, |_| {}).await? {
-            Message::Containers { items } => items,
+        let items = match crate::client::request(&mut conn, &ControlRequest::List, |_| {}).await? {
+            ControlReply::Containers { items } => items,
             other => {
                 return Err(AgentError::Input(format!(
                     "agent {key} answered '{}' to a list request",
@@ -215,7 +216,7 @@ async fn migrate_one(
         let mut conn = crate::client::control(&p.source, &run.creds)
             .await
             .map_err(|e| format!("cannot reach its agent: {e}"))?;
-        let msg = Message::Migrate {
+        let msg = ControlRequest::Migrate {
             container: m.name.clone(),
             dest: p.dest.clone(),
             options,
@@ -223,8 +224,8 @@ async fn migrate_one(
         let lost = |e: ferry_transport::TransportError| format!("lost its agent: {e}");
         conn.send(&msg).await.map_err(lost)?;
         let reply = loop {
-            let ev = conn.recv_msg().await.map_err(lost)?;
-            let Message::Progress { phase, .. } = &ev else {
+            let ev = conn.recv_msg::<ControlReply>().await.map_err(lost)?;
+            let ControlReply::Progress { phase, .. } = &ev else {
                 break ev;
             };
             if timeline.last().map(|(p, _)| p) != Some(phase) {
@@ -242,16 +243,15 @@ async fn migrate_one(
                     None => true,
                 };
                 if go {
-                    conn.send(&Message::Proceed).await.map_err(lost)?;
+                    conn.send(&ControlRequest::Proceed).await.map_err(lost)?;
                 } else {
-                    conn.send(&Message::Ping).await.map_err(lost)?;
+                    conn.send(&ControlRequest::Ping).await.map_err(lost)?;
                 }
             }
         };
         match reply {
-            Message::Report { report } => serde_json::from_value::<Report>(report)
-                .map_err(|e| format!("its agent sent a report ferry cannot read: {e}")),
-            Message::Error { message } => Err(message),
+            ControlReply::Report { report } => Ok(*report),
+            ControlReply::Error { message } => Err(message),
             other => Err(format!("unexpected answer '{}'", other.name())),
         }
     }
@@ -261,7 +261,7 @@ async fn migrate_one(
         Ok(r) => MemberResult {
             name: m.name.clone(),
             level: m.level,
-            strategy: r.strategy,
+            strategy: r.strategy.map(Into::into),
             outcome: r.outcome.name().to_string(),
             start_ms,
             end_ms,
@@ -511,11 +511,11 @@ async fn move_back(run: &GroupRun, m: &Member, p: &Placement) -> Result<(), Stri
     let mut conn = crate::client::control(from, &run.creds)
         .await
         .map_err(|e| e.to_string())?;
-    let msg = Message::Migrate {
+    let msg = ControlRequest::Migrate {
         container: m.name.clone(),
         dest: to.clone(),
         options: MigrateOptions {
-            strategy: Strategy::Cold,
+            strategy: Strategy::Cold.into(),
             tcp_established: run.base.tcp_established,
             file_locks: run.base.file_locks,
             pod: pod_mates(run, m),
@@ -526,15 +526,15 @@ async fn move_back(run: &GroupRun, m: &Member, p: &Placement) -> Result<(), Stri
         .await
         .map_err(|e| e.to_string())?
     {
-        Message::Report { report } => {
-            let r: Report = serde_json::from_value(report).map_err(|e| e.to_string())?;
+        ControlReply::Report { report } => {
+            let r = *report;
             if r.outcome.is_success() {
                 Ok(())
             } else {
                 Err(r.reason.unwrap_or_default())
             }
         }
-        Message::Error { message } => Err(message),
+        ControlReply::Error { message } => Err(message),
         other => Err(format!("unexpected answer '{}'", other.name())),
     }
 }

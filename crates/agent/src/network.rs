@@ -8,7 +8,7 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 use ferry_netns::{send_gratuitous_arp, ContainerLink, NetError, NetLock, Netns, RealRunner};
-use ferry_proto::NetSpec;
+use ferry_types::NetSpec;
 
 use crate::config::NetMode;
 
@@ -146,12 +146,7 @@ async fn announce(netns: &Path, mac: [u8; 6], ip: Ipv4Addr) -> Result<(), NetErr
     send_gratuitous_arp(netns, "eth0", mac, ip).await
 }
 
-/// A MAC address derived from an IPv4 address (locally administered, unicast), so a
-/// container keeps the same MAC wherever its address goes.
-pub fn mac_for(ip: Ipv4Addr) -> String {
-    let o = ip.octets();
-    format!("02:42:{:02x}:{:02x}:{:02x}:{:02x}", o[0], o[1], o[2], o[3])
-}
+pub use ferry_types::net::mac_for;
 
 #[cfg(test)]
 mod tests {

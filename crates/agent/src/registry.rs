@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use ferry_proto::NetSpec;
+use ferry_types::NetSpec;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

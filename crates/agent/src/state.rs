@@ -4,9 +4,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use ferry_criu::plan::NetworkLock;
-use ferry_proto::SessionState;
 use ferry_runtime::Runc;
 use ferry_transport::Stream;
+use ferry_types::SessionState;
 use tokio::sync::{oneshot, Semaphore};
 
 use crate::config::AgentConfig;

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use ferry_proto::{MigrateOptions, Strategy};
+use ferry_types::{MigrateOptions, Strategy};
 
 use crate::labctl::{start_probe, BenchLab};
 use crate::row::{Row, Sample};
@@ -47,7 +47,7 @@ pub async fn ferry_run(
             name,
             "b",
             MigrateOptions {
-                strategy,
+                strategy: strategy.into(),
                 ..Default::default()
             },
         )

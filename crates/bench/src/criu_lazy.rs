@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use ferry_lab::{LabHost, LabState};
 use ferry_netns::RealRunner;
-use ferry_proto::NetSpec;
+use ferry_types::NetSpec;
 
 use crate::manual::{copy_dir, dir_bytes, ms, runc_cmd, Manual};
 

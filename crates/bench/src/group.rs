@@ -9,8 +9,8 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use ferry_agent::group::{run_group, GroupReport, GroupRun, Placement};
 use ferry_engine::group::{Group, Schedule};
-use ferry_proto::MigrateOptions;
 use ferry_transport::Endpoint;
+use ferry_types::MigrateOptions;
 
 use crate::cold::target;
 use crate::labctl::{start_probe, BenchLab, ProbeHandle};

@@ -9,8 +9,9 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use ferry_engine::Report;
 use ferry_lab::{LabSpec, LabState};
-use ferry_proto::{Message, MigrateOptions, NetSpec};
+use ferry_proto::{ControlReply, ControlRequest, WireMessage};
 use ferry_transport::Endpoint;
+use ferry_types::{MigrateOptions, NetSpec};
 
 use crate::probe::ProbeResult;
 use crate::redis::{server_args, RedisTarget};
@@ -73,7 +74,7 @@ impl BenchLab {
 
     pub async fn remove(&self, host: &str, name: &str) {
         if let Ok(h) = self.lab.host(host) {
-            let _ = ferry_lab::ask(h, &Message::Remove { name: name.into() }).await;
+            let _ = ferry_lab::ask(h, &ControlRequest::Remove { name: name.into() }).await;
         }
     }
 
@@ -90,14 +91,14 @@ impl BenchLab {
         let mut conn =
             ferry_agent::client::control(&Endpoint::Unix(src.control.clone()), &Default::default())
                 .await?;
-        let msg = Message::Migrate {
+        let msg = ControlRequest::Migrate {
             container: name.into(),
             dest: dst.listen.to_string(),
             options,
         };
         match ferry_agent::client::request(&mut conn, &msg, |_| {}).await? {
-            Message::Report { report } => Ok(serde_json::from_value(report)?),
-            Message::Error { message } => bail!("{message}"),
+            ControlReply::Report { report } => Ok(*report),
+            ControlReply::Error { message } => bail!("{message}"),
             other => bail!("unexpected {}", other.name()),
         }
     }

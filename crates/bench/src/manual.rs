@@ -9,8 +9,8 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use ferry_lab::{LabHost, LabState};
 use ferry_netns::{send_gratuitous_arp, Cmd, ContainerLink, RealRunner, Runner};
-use ferry_proto::NetSpec;
 use ferry_runtime::bundle::{Bundle, CRIU_CONFIG_ANNOTATION};
+use ferry_types::NetSpec;
 
 pub fn ms(t: Instant) -> f64 {
     t.elapsed().as_secs_f64() * 1e3

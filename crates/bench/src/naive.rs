@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use ferry_lab::{LabHost, LabState};
 use ferry_netns::RealRunner;
-use ferry_proto::NetSpec;
+use ferry_types::NetSpec;
 
 use crate::manual::{copy_dir_over, dir_bytes, ms, runc, Manual};
 

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::bail;
-use ferry_proto::Strategy;
+use ferry_types::Strategy;
 
 use crate::cold::{ferry_run, insert_window, naive_run, target};
 use crate::labctl::{start_probe, BenchLab};

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::bail;
 use ferry_engine::Report;
-use ferry_proto::{MigrateOptions, Strategy};
+use ferry_types::{MigrateOptions, Strategy};
 
 use crate::cold::{naive_run, target};
 use crate::labctl::{start_probe, BenchLab};
@@ -119,7 +119,7 @@ async fn loaded_run(
 
 fn options(strategy: Strategy, threshold: Option<f64>) -> MigrateOptions {
     MigrateOptions {
-        strategy,
+        strategy: strategy.into(),
         threshold_pct: threshold,
         max_rounds: threshold.map(|_| 30),
         ..Default::default()

@@ -56,8 +56,9 @@ impl Progress {
         Self { bar: Some(bar) }
     }
 
-    pub fn update(&self, ev: &ferry_proto::Message) {
-        if let (Some(bar), ferry_proto::Message::Progress { phase, done, total }) = (&self.bar, ev)
+    pub fn update(&self, ev: &ferry_proto::ControlReply) {
+        if let (Some(bar), ferry_proto::ControlReply::Progress { phase, done, total }) =
+            (&self.bar, ev)
         {
             bar.set_message(phase.clone());
             if *total > 0 {

@@ -9,7 +9,8 @@
 //! any state --Abort--> Aborted
 //! ```
 
-use ferry_proto::{FileEntry, FileKind, Message, ProtoError};
+use ferry_proto::{PeerRequest, Prepare, ProtoError, WireMessage};
+use ferry_types::FileEntry;
 
 /// Where the receiver is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,7 +38,7 @@ pub enum DestState {
 /// What the driver must do.
 #[derive(Debug, Clone, PartialEq)]
 pub enum DestAction {
-    Prepare(Message),
+    Prepare(Prepare),
     BeginBundleFile(FileEntry),
     /// Bytes of the current file (bundle or image).
     Data(Vec<u8>),
@@ -64,7 +65,7 @@ pub enum DestAction {
 /// Incoming frames, as the machine sees them.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Input {
-    Message(Message),
+    Message(PeerRequest),
     Data(Vec<u8>),
 }
 
@@ -115,7 +116,7 @@ impl DestMachine {
             Input::Data(d) => return self.on_data(d),
             Input::Message(m) => m,
         };
-        if let Message::Abort { reason } = &msg {
+        if let PeerRequest::Abort { reason } = &msg {
             if self.state == S::Committed {
                 return Err(self.unexpected("abort"));
             }
@@ -125,19 +126,15 @@ impl DestMachine {
             }]);
         }
         let actions = match (&self.state, msg) {
-            (S::AwaitPrepare, m @ Message::Prepare { .. }) => {
+            (S::AwaitPrepare, PeerRequest::Prepare(p)) => {
                 self.state = S::Preparing;
-                vec![DestAction::Prepare(m)]
+                vec![DestAction::Prepare(p)]
             }
-            (S::AwaitPrepare, Message::Resolve { session }) => {
+            (S::AwaitPrepare, PeerRequest::Resolve { session }) => {
                 vec![DestAction::Resolve { session }]
             }
-            (S::Bundle { file: None }, Message::BundleFile { entry }) => {
-                let size = if entry.kind == FileKind::File {
-                    entry.size
-                } else {
-                    0
-                };
+            (S::Bundle { file: None }, PeerRequest::BundleFile { entry }) => {
+                let size = entry.content_len();
                 let mut out = vec![DestAction::BeginBundleFile(entry)];
                 if size == 0 {
                     out.push(DestAction::EndFile);
@@ -147,11 +144,11 @@ impl DestMachine {
                 }
                 out
             }
-            (S::Bundle { file: None }, Message::BundleDone) => {
+            (S::Bundle { file: None }, PeerRequest::BundleDone) => {
                 self.state = S::BundleStoring;
                 vec![DestAction::StoreBundle]
             }
-            (S::Images { file: None }, Message::ImageFile { name, size }) => {
+            (S::Images { file: None }, PeerRequest::ImageFile { name, size }) => {
                 if !valid_image_name(&name) {
                     return Err(ProtoError::BadMessage(format!(
                         "image file name {name:?} is not allowed"
@@ -166,15 +163,15 @@ impl DestMachine {
                 }
                 out
             }
-            (S::Images { file: None }, Message::ImagesDone { pages_bytes }) => {
+            (S::Images { file: None }, PeerRequest::ImagesDone { pages_bytes }) => {
                 self.state = S::ImagesStoring;
                 vec![DestAction::StoreImages { pages_bytes }]
             }
-            (S::AwaitRestore, Message::Restore) => {
+            (S::AwaitRestore, PeerRequest::Restore) => {
                 self.state = S::Restoring;
                 vec![DestAction::Restore]
             }
-            (S::AwaitCommit, Message::Commit) => {
+            (S::AwaitCommit, PeerRequest::Commit) => {
                 self.state = S::Committed;
                 vec![DestAction::Commit]
             }
@@ -248,23 +245,28 @@ impl DestMachine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ferry_proto::Strategy;
+    use ferry_types::{FileKind, NetSpec, Strategy};
 
-    fn prepare() -> Message {
-        Message::Prepare {
+    fn prepare() -> PeerRequest {
+        PeerRequest::Prepare(Prepare {
             session: "s".into(),
             container: "redis".into(),
             strategy: Strategy::Cold,
             bundle_digest: "d".into(),
-            net: None,
+            net: NetSpec {
+                address: "10.0.0.2/24".into(),
+                mac: "02:42:0a:00:00:02".into(),
+                gateway: None,
+                pod: None,
+            },
             tcp_established: true,
             inject_fault: None,
             group: None,
             pod_members: Vec::new(),
-        }
+        })
     }
 
-    fn m(msg: Message) -> Input {
+    fn m(msg: PeerRequest) -> Input {
         Input::Message(msg)
     }
 
@@ -284,39 +286,43 @@ mod tests {
             target: None,
             mtime: 0,
         };
-        d.on(m(Message::BundleFile { entry })).unwrap();
+        d.on(m(PeerRequest::BundleFile { entry })).unwrap();
         d.on(Input::Data(vec![1, 2])).unwrap();
         assert_eq!(
             d.on(Input::Data(vec![3, 4, 5])).unwrap().last(),
             Some(&DestAction::EndFile)
         );
         assert_eq!(
-            d.on(m(Message::BundleDone)).unwrap(),
+            d.on(m(PeerRequest::BundleDone)).unwrap(),
             vec![DestAction::StoreBundle]
         );
         d.bundle_stored();
-        d.on(m(Message::ImageFile {
+        d.on(m(PeerRequest::ImageFile {
             name: "core-1.img".into(),
             size: 0,
         }))
         .unwrap();
-        d.on(m(Message::ImagesDone { pages_bytes: 10 })).unwrap();
+        d.on(m(PeerRequest::ImagesDone { pages_bytes: 10 }))
+            .unwrap();
         d.images_stored();
         assert_eq!(
-            d.on(m(Message::Restore)).unwrap(),
+            d.on(m(PeerRequest::Restore)).unwrap(),
             vec![DestAction::Restore]
         );
         assert!(d.drop_on_disconnect());
         d.restored();
-        assert_eq!(d.on(m(Message::Commit)).unwrap(), vec![DestAction::Commit]);
+        assert_eq!(
+            d.on(m(PeerRequest::Commit)).unwrap(),
+            vec![DestAction::Commit]
+        );
         assert!(!d.drop_on_disconnect());
     }
 
     #[test]
     fn out_of_order_messages_are_refused() {
         let mut d = DestMachine::new();
-        assert!(d.on(m(Message::Restore)).is_err());
-        assert!(d.on(m(Message::Commit)).is_err());
+        assert!(d.on(m(PeerRequest::Restore)).is_err());
+        assert!(d.on(m(PeerRequest::Commit)).is_err());
         assert!(d.on(Input::Data(vec![1])).is_err());
         d.on(m(prepare())).unwrap();
         assert!(d.on(m(prepare())).is_err(), "a second prepare");
@@ -330,10 +336,13 @@ mod tests {
             mtime: 0,
         };
         assert!(
-            d.on(m(Message::BundleFile { entry })).is_err(),
+            d.on(m(PeerRequest::BundleFile { entry })).is_err(),
             "bundle not asked for"
         );
-        assert!(d.on(m(Message::Commit)).is_err(), "commit before restore");
+        assert!(
+            d.on(m(PeerRequest::Commit)).is_err(),
+            "commit before restore"
+        );
     }
 
     #[test]
@@ -341,7 +350,7 @@ mod tests {
         let mut d = DestMachine::new();
         d.on(m(prepare())).unwrap();
         d.prepared(false);
-        d.on(m(Message::ImageFile {
+        d.on(m(PeerRequest::ImageFile {
             name: "pstree.img".into(),
             size: 2,
         }))
@@ -356,7 +365,7 @@ mod tests {
         d.prepared(false);
         for bad in ["../etc/passwd", "/etc/shadow", "a/b", "..", ""] {
             assert!(
-                d.on(m(Message::ImageFile {
+                d.on(m(PeerRequest::ImageFile {
                     name: bad.into(),
                     size: 0
                 }))
@@ -371,7 +380,7 @@ mod tests {
         let mut d = DestMachine::new();
         d.on(m(prepare())).unwrap();
         assert!(matches!(
-            d.on(m(Message::Abort { reason: "x".into() })).unwrap()[0],
+            d.on(m(PeerRequest::Abort { reason: "x".into() })).unwrap()[0],
             DestAction::Abort { .. }
         ));
         assert_eq!(d.state(), &DestState::Aborted);

@@ -16,7 +16,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use ferry_proto::Strategy;
+use ferry_types::StrategyChoice;
 use serde::{Deserialize, Serialize};
 
 /// How the members' migrations are laid out in time.
@@ -74,7 +74,7 @@ struct MemberFile {
     name: String,
     #[serde(default)]
     after: Vec<String>,
-    strategy: Option<Strategy>,
+    strategy: Option<StrategyChoice>,
     level: Option<u32>,
 }
 
@@ -83,7 +83,7 @@ struct MemberFile {
 pub struct Member {
     pub name: String,
     pub after: Vec<String>,
-    pub strategy: Option<Strategy>,
+    pub strategy: Option<StrategyChoice>,
     /// 0 for containers that depend on nothing, else one more than their deepest
     /// dependency (or as the file sets it).
     pub level: u32,
@@ -327,7 +327,7 @@ name = "db2"
         );
         assert_eq!(
             g.member("worker1").unwrap().strategy,
-            Some(Strategy::Precopy)
+            Some(StrategyChoice::Fixed(ferry_types::Strategy::Precopy))
         );
     }
 

@@ -11,14 +11,12 @@ pub mod dest;
 mod error;
 pub mod group;
 pub mod local;
-pub mod report;
 pub mod source;
 pub mod timeline;
 pub mod usage;
 
 pub use error::OpError;
-pub use ferry_proto::Strategy;
-pub use report::{Outcome, Phase, Report};
+pub use ferry_types::{report, Outcome, Phase, Report, Strategy};
 pub use timeline::Timeline;
 
 /// The strategies this build of ferry implements.

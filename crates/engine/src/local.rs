@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use ferry_criu::images::{ImageSizes, Stats};
+use ferry_criu::images::{measure, Stats};
 use ferry_criu::log::diagnose;
 use ferry_criu::plan::{CheckpointSpec, CriuOptionPlan, NetworkLock, PageTransport, RestoreSpec};
 use ferry_runtime::bundle::Bundle;
@@ -170,8 +170,7 @@ pub async fn checkpoint(
     report.outcome = Outcome::Checkpointed;
     report.downtime_ms = downtime;
     report.criu.dump = Stats::read(&req.images.join("stats-dump"))?.dump;
-    report.images =
-        Some(ImageSizes::measure(&req.images).map_err(|e| OpError::io(req.images.display(), e))?);
+    report.images = Some(measure(&req.images).map_err(|e| OpError::io(req.images.display(), e))?);
     report.total_ms = tl.elapsed_ms();
     report.phases = tl.into_phases();
     report.usage = Some(meter.finish());
@@ -269,7 +268,7 @@ pub async fn restore(rt: &impl Runtime, req: &RestoreRequest) -> Result<Report, 
     report.criu.restore = Stats::read(&req.images.join("stats-restore"))
         .ok()
         .and_then(|s| s.restore);
-    report.images = ImageSizes::measure(&req.images).ok();
+    report.images = measure(&req.images).ok();
     report.total_ms = tl.elapsed_ms();
     report.phases = tl.into_phases();
     report.usage = Some(meter.finish());

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::report::Phase;
+use ferry_types::Phase;
 
 /// Records named phases relative to the start of an operation.
 #[derive(Debug, Clone)]
@@ -17,9 +17,7 @@ impl Default for Timeline {
     }
 }
 
-pub fn ms(d: Duration) -> f64 {
-    (d.as_secs_f64() * 1e6).round() / 1e3
-}
+pub use ferry_types::ms;
 
 impl Timeline {
     pub fn new() -> Self {

@@ -21,11 +21,12 @@ pub use error::LabError;
 pub use state::{lab_dir, LabHost, LabState, LAB_ROOT};
 pub use topology::{agent_alive, down, restart_agent, up, AgentExtras, LabSpec};
 
-use ferry_proto::{ContainerInfo, Message, NetSpec};
+use ferry_proto::{ControlReply, ControlRequest, WireMessage};
 use ferry_transport::Endpoint;
+use ferry_types::{ContainerInfo, NetSpec};
 
 /// Sends one control request to a lab host's agent.
-pub async fn ask(host: &LabHost, msg: &Message) -> Result<Message, LabError> {
+pub async fn ask(host: &LabHost, msg: &ControlRequest) -> Result<ControlReply, LabError> {
     let ep = Endpoint::Unix(host.control.clone());
     let mut conn =
         ferry_agent::client::control(&ep, &ferry_transport::Credentials::default()).await?;
@@ -56,7 +57,7 @@ pub async fn run(
             };
             NetSpec {
                 address: format!("{ip}/16"),
-                mac: ferry_agent::network::mac_for(ip),
+                mac: ferry_types::net::mac_for(ip),
                 gateway: None,
                 pod,
             }
@@ -64,7 +65,7 @@ pub async fn run(
     };
     match ask(
         &h,
-        &Message::Run {
+        &ControlRequest::Run {
             name: name.to_string(),
             args,
             net: Some(net),
@@ -72,19 +73,19 @@ pub async fn run(
     )
     .await?
     {
-        Message::Ran { container } => {
+        ControlReply::Ran { container } => {
             lab.save()?;
             Ok(container)
         }
-        Message::Error { message } => Err(LabError::Agent(message)),
+        ControlReply::Error { message } => Err(LabError::Agent(message)),
         other => Err(LabError::Agent(format!("unexpected {}", other.name()))),
     }
 }
 
 /// The network of pod `pod` on a host, if a member runs there.
 async fn pod_spec(h: &LabHost, pod: &str) -> Result<Option<NetSpec>, LabError> {
-    match ask(h, &Message::List).await? {
-        Message::Containers { items } => Ok(items
+    match ask(h, &ControlRequest::List).await? {
+        ControlReply::Containers { items } => Ok(items
             .into_iter()
             .filter_map(|c| c.net)
             .find(|n| n.pod.as_deref() == Some(pod))),
@@ -96,8 +97,8 @@ async fn pod_spec(h: &LabHost, pod: &str) -> Result<Option<NetSpec>, LabError> {
 pub async fn containers(lab: &LabState) -> Vec<(String, Result<Vec<ContainerInfo>, String>)> {
     let mut out = Vec::new();
     for h in &lab.hosts {
-        let r = match ask(h, &Message::List).await {
-            Ok(Message::Containers { items }) => Ok(items),
+        let r = match ask(h, &ControlRequest::List).await {
+            Ok(ControlReply::Containers { items }) => Ok(items),
             Ok(other) => Err(format!("unexpected {}", other.name())),
             Err(e) => Err(e.to_string()),
         };

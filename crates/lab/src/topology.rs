@@ -6,7 +6,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use ferry_netns::{shape, Cmd, RealRunner, Runner};
-use ferry_proto::Message;
+use ferry_proto::{ControlReply, ControlRequest};
 use ferry_transport::Secret;
 
 use crate::state::{lab_dir, LabHost, LabState};
@@ -338,7 +338,7 @@ pub fn agent_alive(h: &LabHost) -> bool {
 pub async fn wait_agent(h: &LabHost) -> Result<(), LabError> {
     let start = Instant::now();
     loop {
-        if let Ok(Message::Pong { .. }) = crate::ask(h, &Message::Ping).await {
+        if let Ok(ControlReply::Pong { .. }) = crate::ask(h, &ControlRequest::Ping).await {
             return Ok(());
         }
         if start.elapsed() > Duration::from_secs(20) {

@@ -2,7 +2,7 @@
 
 use std::net::Ipv4Addr;
 
-use ferry_proto::NetSpec;
+use ferry_types::NetSpec;
 use sha2::{Digest, Sha256};
 
 use crate::ns::validate_name;

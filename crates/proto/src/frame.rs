@@ -14,7 +14,7 @@ pub const MAX_DATA_PAYLOAD: u32 = 4 << 20;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FrameKind {
     Invalid = 0,
-    /// One JSON-encoded [`crate::Message`].
+    /// One JSON-encoded message of the connection's family ([`crate::WireMessage`]).
     Message = 1,
     /// Raw bytes of the transfer announced by the last message.
     Data = 2,

@@ -10,7 +10,9 @@
 //! at decode time, so a hostile peer cannot make the receiver allocate without bound.
 //! Two kinds carry content:
 //!
-//! - [`FrameKind::Message`]: one JSON-encoded [`Message`];
+//! - [`FrameKind::Message`]: one JSON-encoded message of the connection's family:
+//!   [`Handshake`] first, then [`ControlRequest`] / [`ControlReply`] on control
+//!   connections and [`PeerRequest`] / [`PeerReply`] between agents (see [`WireMessage`]);
 //! - [`FrameKind::Data`]: raw bytes that belong to the transfer the last message announced
 //!   (a file of a bundle or of a checkpoint image set).
 //!
@@ -39,19 +41,28 @@
 //!   |<-------------|                                        |
 //! ```
 
+mod control;
 mod error;
 mod frame;
-mod message;
+mod handshake;
+mod peer;
 pub mod postcopy;
 mod preamble;
 pub mod precopy;
+mod wire;
 
+#[cfg(test)]
+mod tests;
+
+pub use control::{ControlReply, ControlRequest};
 pub use error::ProtoError;
 pub use frame::{
     decode_frame, encode_frame, Frame, FrameHeader, FrameKind, HEADER_LEN, MAX_DATA_PAYLOAD,
     MAX_MESSAGE_PAYLOAD,
 };
-pub use message::*;
+pub use handshake::{Handshake, Role};
+pub use peer::{PeerReply, PeerRequest, Prepare};
 pub use preamble::{
     announce_versions, negotiate, Preamble, MAGIC, PREAMBLE_LEN, VERSION_CURRENT, VERSION_MIN,
 };
+pub use wire::WireMessage;

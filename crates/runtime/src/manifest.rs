@@ -9,7 +9,7 @@ use std::io::Write;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
-use ferry_proto::{FileEntry, FileKind};
+use ferry_types::{FileEntry, FileKind};
 use sha2::{Digest, Sha256};
 
 use crate::bundle::Bundle;

@@ -1,6 +1,6 @@
 //! Framed messages and data over an authenticated stream.
 
-use ferry_proto::{FrameHeader, FrameKind, Message, ProtoError, HEADER_LEN};
+use ferry_proto::{FrameHeader, FrameKind, ProtoError, WireMessage, HEADER_LEN};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::{Stream, TransportError};
@@ -8,10 +8,10 @@ use crate::{Stream, TransportError};
 /// Size of the `Data` frames ferry sends.
 pub const DATA_CHUNK: usize = 1 << 20;
 
-/// What arrived.
+/// What arrived: a message of the family `M` the caller expects, or data.
 #[derive(Debug)]
-pub enum Incoming {
-    Message(Message),
+pub enum Incoming<M> {
+    Message(M),
     Data(Vec<u8>),
 }
 
@@ -55,7 +55,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         self.received
     }
 
-    pub async fn send(&mut self, msg: &Message) -> Result<(), TransportError> {
+    pub async fn send<M: WireMessage>(&mut self, msg: &M) -> Result<(), TransportError> {
         let mut buf = Vec::new();
         ferry_proto::encode_frame(FrameKind::Message, &msg.encode(), &mut buf)?;
         self.stream.write_all(&buf).await?;
@@ -76,9 +76,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         Ok(())
     }
 
-    /// Receives the next frame. A clean end of stream between frames is
-    /// [`TransportError::Closed`].
-    pub async fn recv(&mut self) -> Result<Incoming, TransportError> {
+    /// Receives the next frame; a message must be of the family `M`. A clean end of
+    /// stream between frames is [`TransportError::Closed`].
+    pub async fn recv<M: WireMessage>(&mut self) -> Result<Incoming<M>, TransportError> {
         let mut head = [0u8; HEADER_LEN];
         match self.stream.read_exact(&mut head).await {
             Ok(_) => {}
@@ -93,15 +93,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         header.verify(&payload)?;
         self.received += (HEADER_LEN + payload.len()) as u64;
         match header.kind {
-            FrameKind::Message => Ok(Incoming::Message(Message::decode(&payload)?)),
+            FrameKind::Message => Ok(Incoming::Message(M::decode(&payload)?)),
             FrameKind::Data => Ok(Incoming::Data(payload)),
             FrameKind::Invalid => Err(ProtoError::BadKind(0).into()),
         }
     }
 
     /// Receives the next frame, which must be a message.
-    pub async fn recv_msg(&mut self) -> Result<Message, TransportError> {
-        match self.recv().await? {
+    pub async fn recv_msg<M: WireMessage>(&mut self) -> Result<M, TransportError> {
+        match self.recv::<M>().await? {
             Incoming::Message(m) => Ok(m),
             Incoming::Data(_) => Err(ProtoError::Unexpected {
                 got: "data".into(),
@@ -121,6 +121,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ferry_proto::ControlRequest;
 
     #[tokio::test]
     async fn messages_and_data_cross_a_pipe() {
@@ -129,17 +130,17 @@ mod tests {
         let mut cb = Conn::new(b, "b".into(), 1);
         let big = vec![9u8; DATA_CHUNK + 10];
         let writer = tokio::spawn(async move {
-            ca.send(&Message::Ping).await.unwrap();
+            ca.send(&ControlRequest::Ping).await.unwrap();
             ca.send_data(&big).await.unwrap();
             ca
         });
         assert!(matches!(
-            cb.recv().await.unwrap(),
-            Incoming::Message(Message::Ping)
+            cb.recv::<ControlRequest>().await.unwrap(),
+            Incoming::Message(ControlRequest::Ping)
         ));
         let mut total = 0;
         while total < DATA_CHUNK + 10 {
-            match cb.recv().await.unwrap() {
+            match cb.recv::<ControlRequest>().await.unwrap() {
                 Incoming::Data(d) => total += d.len(),
                 Incoming::Message(m) => panic!("unexpected {m:?}"),
             }
@@ -147,7 +148,10 @@ mod tests {
         let ca = writer.await.unwrap();
         assert_eq!(ca.bytes_sent(), cb.bytes_received());
         drop(ca);
-        assert!(matches!(cb.recv().await, Err(TransportError::Closed)));
+        assert!(matches!(
+            cb.recv::<ControlRequest>().await,
+            Err(TransportError::Closed)
+        ));
     }
 
     #[tokio::test]
@@ -155,6 +159,9 @@ mod tests {
         let (mut a, b) = tokio::io::duplex(1024);
         let mut cb = Conn::new(b, "b".into(), 1);
         a.write_all(&[0xff; 64]).await.unwrap();
-        assert!(matches!(cb.recv().await, Err(TransportError::Proto(_))));
+        assert!(matches!(
+            cb.recv::<ControlRequest>().await,
+            Err(TransportError::Proto(_))
+        ));
     }
 }

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use ferry_proto::{negotiate, Message, Preamble, Role, PREAMBLE_LEN};
+use ferry_proto::{negotiate, Handshake, Preamble, Role, WireMessage, PREAMBLE_LEN};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::{Auth, Conn, Credentials, Endpoint, Secret, Stream, TransportError};
@@ -121,7 +121,7 @@ pub async fn accept_tcp(
             let _ = exchange_preambles(&mut s, Preamble::announced()).await;
             let reason = format!("{my_host} accepts TCP peers over mutual TLS only; give ferry the CA, certificate and key (--tls-ca, --tls-cert, --tls-key)");
             let mut conn = Conn::new(s, String::new(), 0);
-            let _ = conn.recv_msg().await;
+            let _ = conn.recv_msg::<Handshake>().await;
             return Err(refuse(&mut conn, reason).await);
         }
         let stream = tls.accept(tcp).await?;
@@ -161,22 +161,22 @@ async fn client_handshake_with<S: AsyncRead + AsyncWrite + Unpin>(
     let version = exchange_preambles(&mut stream, ours).await?;
     let mut conn = Conn::new(stream, String::new(), version);
     let nc = nonce()?;
-    conn.send(&Message::Hello {
+    conn.send(&Handshake::Hello {
         role: hello.role,
         host: hello.host,
         nonce: hex::encode(&nc),
         session: hello.session,
     })
     .await?;
-    let server_host = match conn.recv_msg().await? {
-        Message::Welcome if secret.is_none() => String::from("local agent"),
-        Message::Welcome => {
+    let server_host = match conn.recv_msg::<Handshake>().await? {
+        Handshake::Welcome if secret.is_none() => String::from("local agent"),
+        Handshake::Welcome => {
             return Err(TransportError::AuthFailed(
                 "the server did not prove it holds the shared secret".into(),
             ))
         }
-        Message::Refused { reason } => return Err(TransportError::Refused(reason)),
-        Message::Challenge { host, nonce, proof } => {
+        Handshake::Refused { reason } => return Err(TransportError::Refused(reason)),
+        Handshake::Challenge { host, nonce, proof } => {
             let secret = secret.ok_or_else(|| {
                 TransportError::AuthFailed(
                     "the server asks for the shared secret; pass --secret-file".into(),
@@ -190,13 +190,13 @@ async fn client_handshake_with<S: AsyncRead + AsyncWrite + Unpin>(
                     "{host} does not hold the same shared secret"
                 )));
             }
-            conn.send(&Message::Proof {
+            conn.send(&Handshake::Proof {
                 proof: hex::encode(secret.proof("client", &ns, &nc)),
             })
             .await?;
-            match conn.recv_msg().await? {
-                Message::Welcome => host,
-                Message::Refused { reason } => return Err(TransportError::Refused(reason)),
+            match conn.recv_msg::<Handshake>().await? {
+                Handshake::Welcome => host,
+                Handshake::Refused { reason } => return Err(TransportError::Refused(reason)),
                 other => {
                     return Err(TransportError::AuthFailed(format!(
                         "unexpected {} during the handshake",
@@ -237,7 +237,7 @@ async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(
     reason: String,
 ) -> TransportError {
     let _ = conn
-        .send(&Message::Refused {
+        .send(&Handshake::Refused {
             reason: reason.clone(),
         })
         .await;
@@ -256,8 +256,8 @@ async fn server_handshake<S: AsyncRead + AsyncWrite + Unpin>(
     };
     let version = exchange_preambles(&mut stream, ours).await?;
     let mut conn = Conn::new(stream, String::new(), version);
-    let (role, host, nonce_c, session) = match conn.recv_msg().await? {
-        Message::Hello {
+    let (role, host, nonce_c, session) = match conn.recv_msg::<Handshake>().await? {
+        Handshake::Hello {
             role,
             host,
             nonce,
@@ -294,7 +294,7 @@ async fn server_handshake<S: AsyncRead + AsyncWrite + Unpin>(
             Ok(n) => n,
             Err(e) => {
                 let _ = conn
-                    .send(&Message::Refused {
+                    .send(&Handshake::Refused {
                         reason: e.to_string(),
                     })
                     .await;
@@ -302,14 +302,14 @@ async fn server_handshake<S: AsyncRead + AsyncWrite + Unpin>(
             }
         };
         let ns = nonce()?;
-        conn.send(&Message::Challenge {
+        conn.send(&Handshake::Challenge {
             host: my_host.to_string(),
             nonce: hex::encode(&ns),
             proof: hex::encode(secret.proof("server", &nc, &ns)),
         })
         .await?;
-        let ok = match conn.recv_msg().await? {
-            Message::Proof { proof } => {
+        let ok = match conn.recv_msg::<Handshake>().await? {
+            Handshake::Proof { proof } => {
                 hex::decode(proof).is_ok_and(|p| secret.verify("client", &ns, &nc, &p))
             }
             _ => false,
@@ -319,7 +319,7 @@ async fn server_handshake<S: AsyncRead + AsyncWrite + Unpin>(
             return Err(refuse(&mut conn, reason).await);
         }
     }
-    conn.send(&Message::Welcome).await?;
+    conn.send(&Handshake::Welcome).await?;
     Ok(Accepted {
         conn: Conn::new(conn.into_stream(), host, version),
         role,

@@ -6,27 +6,16 @@ mod session;
 
 use std::sync::Arc;
 
-use ferry_criu::images::RestoreStats;
 use ferry_engine::dest::{DestAction, DestMachine, Input};
-use ferry_engine::report::Phase;
-use ferry_engine::usage::Usage;
-use ferry_proto::Message;
+use ferry_proto::{PeerReply, PeerRequest};
 use ferry_transport::{Conn, Incoming};
-use serde::{Deserialize, Serialize};
 
 pub use postcopy::{PostcopyRun, PostcopyWait};
 pub use session::{recover, DestSession};
 
 use crate::state::Agent;
 
-/// What the destination tells the source about its side (in `Restored.stats`).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct DestStats {
-    pub phases: Vec<Phase>,
-    pub criu_restore: Option<RestoreStats>,
-    pub usage: Usage,
-    pub notes: Vec<String>,
-}
+pub use ferry_types::DestStats;
 
 /// Serves one peer connection.
 pub async fn serve(agent: Arc<Agent>, mut conn: Conn) {
@@ -34,7 +23,7 @@ pub async fn serve(agent: Arc<Agent>, mut conn: Conn) {
     let mut session: Option<DestSession> = None;
     let mut postcopy: Option<PostcopyWait> = None;
     loop {
-        let input = match conn.recv().await {
+        let input = match conn.recv::<PeerRequest>().await {
             Ok(Incoming::Message(m)) => Input::Message(m),
             Ok(Incoming::Data(d)) => Input::Data(d),
             Err(e) => {
@@ -52,7 +41,7 @@ pub async fn serve(agent: Arc<Agent>, mut conn: Conn) {
             Err(e) => {
                 tracing::warn!("protocol error from {}: {e}", conn.peer_host());
                 let _ = conn
-                    .send(&Message::Error {
+                    .send(&PeerReply::Error {
                         message: e.to_string(),
                     })
                     .await;
@@ -70,14 +59,16 @@ pub async fn serve(agent: Arc<Agent>, mut conn: Conn) {
                     if let Some(s) = session.take() {
                         s.drop_all().await;
                     }
-                    let _ = conn.send(&Message::Error { message }).await;
+                    let _ = conn.send(&PeerReply::Error { message }).await;
                     return;
                 }
             };
             if let Some(r) = reply {
                 let end = matches!(
                     r,
-                    Message::Committed { .. } | Message::Aborted | Message::RestoreFailed { .. }
+                    PeerReply::Committed { .. }
+                        | PeerReply::Aborted
+                        | PeerReply::RestoreFailed { .. }
                 );
                 if let Err(e) = conn.send(&r).await {
                     if let Some(s) = session.take() {
@@ -111,7 +102,7 @@ async fn step(
     session: &mut Option<DestSession>,
     postcopy: &mut Option<PostcopyWait>,
     action: DestAction,
-) -> Result<Option<Message>, String> {
+) -> Result<Option<PeerReply>, String> {
     Ok(match action {
         DestAction::Prepare(msg) => {
             let (s, need_bundle) = DestSession::prepare(agent, msg)
@@ -119,7 +110,7 @@ async fn step(
                 .map_err(|e| e.to_string())?;
             *session = Some(s);
             machine.prepared(need_bundle);
-            Some(Message::Prepared { need_bundle })
+            Some(PeerReply::Prepared { need_bundle })
         }
         DestAction::BeginBundleFile(entry) => {
             active(session)?
@@ -138,7 +129,7 @@ async fn step(
         DestAction::StoreBundle => {
             active(session)?.store_bundle().map_err(|e| e.to_string())?;
             machine.bundle_stored();
-            Some(Message::BundleStored)
+            Some(PeerReply::BundleStored)
         }
         DestAction::BeginImage { name, size } => {
             active(session)?
@@ -152,41 +143,37 @@ async fn step(
                 .await
                 .map_err(|e| e.to_string())?;
             machine.images_stored();
-            Some(Message::ImagesStored)
+            Some(PeerReply::ImagesStored)
         }
         DestAction::Restore => match active(session)?.restore().await {
             Ok(stats) => {
                 machine.restored();
                 active(session)?.fault_after_restore();
-                Some(Message::Restored {
-                    stats: serde_json::to_value(stats).unwrap_or_default(),
-                })
+                Some(PeerReply::Restored { stats })
             }
             Err(reason) => {
                 if let Some(s) = session.take() {
                     s.drop_all().await;
                 }
-                Some(Message::RestoreFailed { reason })
+                Some(PeerReply::RestoreFailed { reason })
             }
         },
         DestAction::Commit => {
             let s = session.take().ok_or("no session")?;
             let (stats, wait) = s.commit().await;
             *postcopy = wait;
-            Some(Message::Committed {
-                stats: serde_json::to_value(stats).unwrap_or_default(),
-            })
+            Some(PeerReply::Committed { stats })
         }
         DestAction::Abort { reason } => {
             tracing::info!("the source aborted: {reason}");
             if let Some(s) = session.take() {
                 s.drop_all().await;
             }
-            Some(Message::Aborted)
+            Some(PeerReply::Aborted)
         }
         DestAction::Resolve { session: id } => {
             let state = agent.session_state(&id);
-            Some(Message::Resolution { session: id, state })
+            Some(PeerReply::Resolution { session: id, state })
         }
     })
 }

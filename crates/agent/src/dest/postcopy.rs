@@ -7,10 +7,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ferry_criu::plan::{CriuConfigTarget, CriuOptionPlan, NetworkLock, RestoreSpec};
-use ferry_proto::{Message, NetSpec};
+use ferry_proto::PeerReply;
 use ferry_runtime::freezer::Freezer;
 use ferry_runtime::Runtime;
 use ferry_transport::Stream;
+use ferry_types::NetSpec;
 use tokio::task::JoinHandle;
 
 use super::{DestSession, DestStats};
@@ -59,14 +60,12 @@ impl PostcopyWait {
     /// Waits until every page is in place, or the source is lost; returns what to tell the
     /// source. If the source was lost, the container has been stopped: it cannot run
     /// without its memory.
-    pub async fn finish(self) -> Message {
+    pub async fn finish(self) -> PeerReply {
         let r = self.task.await;
         self.agent.lazy_finished(&self.container);
         let _ = self.done.send(true);
         match r {
-            Ok(Ok(stats)) => Message::PostcopyDone {
-                stats: serde_json::to_value(stats).unwrap_or_default(),
-            },
+            Ok(Ok(stats)) => PeerReply::PostcopyDone { stats },
             other => {
                 let reason = match other {
                     Ok(Err(e)) => e.to_string(),
@@ -82,7 +81,7 @@ impl PostcopyWait {
                     let _ = n.destroy().await;
                 }
                 self.agent.registry.remove(&self.container);
-                Message::PostcopyFailed { reason }
+                PeerReply::PostcopyFailed { reason }
             }
         }
     }

@@ -13,10 +13,11 @@ use ferry_criu::process::{spawn_lazy_pages, LazyPagesDaemon};
 use ferry_engine::timeline::Timeline;
 use ferry_engine::usage::UsageMeter;
 use ferry_netns::RealRunner;
-use ferry_proto::{Fault, FileEntry, Message, NetSpec, SessionState, Strategy};
+use ferry_proto::Prepare;
 use ferry_runtime::bundle::{Bundle, CRIU_CONFIG_ANNOTATION};
 use ferry_runtime::manifest::{IncomingFile, Unpacker};
 use ferry_runtime::{RestoreArgs, Runtime};
+use ferry_types::{Fault, FileEntry, NetSpec, SessionState, Strategy};
 use serde::{Deserialize, Serialize};
 use tokio::sync::OwnedSemaphorePermit;
 
@@ -190,8 +191,8 @@ fn io(path: &Path, e: std::io::Error) -> AgentError {
 impl DestSession {
     /// Builds everything before the container arrives: its network (locked, unreachable),
     /// its directories on tmpfs, and the page server that receives its memory.
-    pub async fn prepare(agent: &Arc<Agent>, msg: Message) -> Result<(Self, bool), AgentError> {
-        let Message::Prepare {
+    pub async fn prepare(agent: &Arc<Agent>, msg: Prepare) -> Result<(Self, bool), AgentError> {
+        let Prepare {
             session,
             container,
             strategy,
@@ -201,20 +202,11 @@ impl DestSession {
             inject_fault,
             group,
             pod_members,
-        } = msg
-        else {
-            return Err(AgentError::Input("expected prepare".into()));
-        };
+        } = msg;
         if !valid_name(&session, 80) || !valid_name(&container, 40) {
             return Err(AgentError::Input(
                 "invalid session or container name".into(),
             ));
-        }
-        if strategy == Strategy::Auto {
-            return Err(AgentError::Input(format!(
-                "the source must pick a strategy before preparing ('{strategy}' is not one {} can run)",
-                agent.cfg.name
-            )));
         }
         if matches!(strategy, Strategy::Postcopy | Strategy::Hybrid) && !agent.lazy_pages {
             return Err(AgentError::Input(format!(
@@ -235,8 +227,7 @@ impl DestSession {
                 agent.cfg.name
             )));
         }
-        let spec =
-            net.ok_or_else(|| AgentError::Input("the source sent no network identity".into()))?;
+        let spec = net;
         let pod = check_pod(agent, &container, &spec, &pod_members)?;
         let cnet = container_net(agent, &container, &spec)?;
         let mut tl = Timeline::new();
@@ -304,7 +295,7 @@ impl DestSession {
                 (None, None)
             }
             Strategy::Precopy => (Some(precopy_pages_task(rx, img)), None),
-            _ => (Some(cold_pages_task(rx, img)), None),
+            Strategy::Cold => (Some(cold_pages_task(rx, img)), None),
         };
         let s = DestSession {
             id: session,
@@ -674,7 +665,7 @@ impl DestSession {
 fn check_pod(
     agent: &Agent,
     container: &str,
-    spec: &ferry_proto::NetSpec,
+    spec: &NetSpec,
     members: &[String],
 ) -> Result<Option<String>, AgentError> {
     let Some(pod) = spec.pod.clone() else {

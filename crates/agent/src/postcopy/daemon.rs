@@ -219,14 +219,7 @@ fn receive(
 }
 
 /// What the daemon did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct DaemonStats {
-    pub pages_total: u64,
-    pub pages_pushed: u64,
-    pub pages_on_demand: u64,
-    pub faults: u64,
-    pub zero_pages: u64,
-}
+pub use ferry_types::PostcopyStats as DaemonStats;
 
 struct Proc {
     token: u32,

@@ -6,9 +6,10 @@ use std::time::{Duration, Instant};
 use ferry_criu::log::diagnose;
 use ferry_criu::plan::{CheckpointSpec, CriuOptionPlan, NetworkLock, PageTransport};
 use ferry_engine::report::CriuErrors;
-use ferry_proto::{Fault, Message};
+use ferry_proto::ControlReply;
 use ferry_runtime::{CheckpointArgs, Runtime};
 use ferry_transport::Stream;
+use ferry_types::Fault;
 
 use super::{resident_bytes, Failure, SourceRun};
 use crate::pagestream::{PageFifos, Streamer};
@@ -122,7 +123,7 @@ impl SourceRun {
         tokio::spawn(async move {
             loop {
                 let done = sent.load(std::sync::atomic::Ordering::Relaxed);
-                let _ = events.send(Message::Progress {
+                let _ = events.send(ControlReply::Progress {
                     phase: "pages".into(),
                     done,
                     total: estimate.max(done),

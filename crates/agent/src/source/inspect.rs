@@ -3,10 +3,10 @@
 use std::sync::Arc;
 
 use ferry_criu::plan::CriuConfigTarget;
-use ferry_proto::NetSpec;
 use ferry_runtime::bundle::Bundle;
 use ferry_runtime::freezer::Freezer;
 use ferry_runtime::{ContainerState, Runtime, RuntimeError};
+use ferry_types::NetSpec;
 
 use crate::containers::container_net;
 use crate::network::ContainerNet;

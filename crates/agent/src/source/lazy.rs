@@ -12,13 +12,13 @@ use ferry_criu::plan::{CheckpointSpec, CriuOptionPlan, NetworkLock, PageTranspor
 use ferry_criu::process::HELPER_SOCKET_FD;
 use ferry_engine::timeline::ms;
 use ferry_proto::postcopy::PAGE_SIZE;
-use ferry_proto::{Fault, Message};
+use ferry_proto::{ControlReply, PeerReply};
 use ferry_runtime::{CheckpointArgs, Runtime, RuntimeError};
 use ferry_transport::Stream;
+use ferry_types::Fault;
 use tokio::task::JoinHandle;
 
 use super::{Failure, SourceRun};
-use crate::postcopy::daemon::DaemonStats;
 use crate::postcopy::pump::{lazy_runs, pump, PumpError, PumpStats, Sent};
 use crate::postcopy::Channels;
 use crate::precopy::refs::Dedupe;
@@ -193,10 +193,8 @@ impl SourceRun {
             .expect_within("postcopy_done", Duration::from_secs(60))
             .await?
         {
-            Message::PostcopyDone { stats } => {
-                serde_json::from_value::<DaemonStats>(stats).unwrap_or_default()
-            }
-            Message::PostcopyFailed { reason } => {
+            PeerReply::PostcopyDone { stats } => stats,
+            PeerReply::PostcopyFailed { reason } => {
                 return Err(Failure::new(format!(
                     "post-copy broke at the destination: {reason}"
                 )))
@@ -240,7 +238,7 @@ impl SourceRun {
         tokio::spawn(async move {
             loop {
                 let done = counter.pages.load(Ordering::Relaxed);
-                let _ = events.send(Message::Progress {
+                let _ = events.send(ControlReply::Progress {
                     phase: "post-copy".into(),
                     done: done * PAGE_SIZE,
                     total: total.max(done) * PAGE_SIZE,

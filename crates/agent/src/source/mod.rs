@@ -22,10 +22,11 @@ use ferry_engine::source::{rollback, Rollback, SourceProgress, Undo};
 use ferry_engine::timeline::{ms, Timeline};
 use ferry_engine::usage::UsageMeter;
 use ferry_netns::RealRunner;
-use ferry_proto::{Message, MigrateOptions, Role, SessionState, Strategy};
+use ferry_proto::{ControlReply, PeerReply, PeerRequest, Prepare, Role, WireMessage};
 use ferry_runtime::freezer::Freezer;
 use ferry_runtime::Runtime;
 use ferry_transport::{connect, ClientHello, Conn, Endpoint, Stream};
+use ferry_types::{MigrateOptions, SessionState, Strategy, StrategyChoice};
 use tokio::sync::mpsc::UnboundedSender;
 
 pub use inspect::{inspect, resident_bytes, Facts};
@@ -63,7 +64,7 @@ impl Failure {
         }
     }
 
-    fn unexpected(m: &Message) -> Self {
+    fn unexpected(m: &PeerReply) -> Self {
         Self::new(format!("unexpected {} from the destination", m.name()))
     }
 }
@@ -87,20 +88,22 @@ impl From<ferry_transport::TransportError> for Failure {
 pub fn effective_strategy(
     options: &MigrateOptions,
     lazy_pages: bool,
-) -> Result<Strategy, AgentError> {
-    match options.strategy {
-        Strategy::Cold => Ok(Strategy::Cold),
-        Strategy::Precopy => Ok(Strategy::Precopy),
-        Strategy::Hybrid if lazy_pages => Ok(Strategy::Hybrid),
+) -> Result<StrategyChoice, AgentError> {
+    let s = match options.strategy {
+        // Decided once the container's size is known: see `pick_auto`.
+        StrategyChoice::Auto => return Ok(StrategyChoice::Auto),
+        StrategyChoice::Fixed(s) => s,
+    };
+    match s {
+        Strategy::Cold | Strategy::Precopy => Ok(s.into()),
+        Strategy::Hybrid if lazy_pages => Ok(s.into()),
         Strategy::Hybrid => Err(AgentError::Input(
             "hybrid ends in post-copy, which needs userfaultfd, which this host lacks (see 'ferry doctor'); use --strategy precopy".into(),
         )),
-        Strategy::Postcopy if lazy_pages => Ok(Strategy::Postcopy),
+        Strategy::Postcopy if lazy_pages => Ok(s.into()),
         Strategy::Postcopy => Err(AgentError::Input(
             "post-copy needs userfaultfd, which this host lacks (see 'ferry doctor'); use --strategy cold".into(),
         )),
-        // Decided once the container's size is known: see `pick_auto`.
-        Strategy::Auto => Ok(Strategy::Auto),
     }
 }
 
@@ -162,7 +165,7 @@ const HOLD_LIMIT: Duration = Duration::from_secs(600);
 pub async fn migrate(
     agent: Arc<Agent>,
     req: MigrateRequest,
-    events: UnboundedSender<Message>,
+    events: UnboundedSender<ControlReply>,
     hold: Option<tokio::sync::oneshot::Receiver<()>>,
 ) -> Result<Report, AgentError> {
     let strategy = effective_strategy(&req.options, agent.lazy_pages)?;
@@ -189,7 +192,7 @@ pub async fn migrate(
             .map_err(AgentError::Input)?;
     }
     let (strategy, why) = match strategy {
-        Strategy::Auto => {
+        StrategyChoice::Auto => {
             let (s, why) = pick_auto(
                 req.options.allow_postcopy,
                 agent.lazy_pages,
@@ -197,7 +200,7 @@ pub async fn migrate(
             );
             (s, Some(why))
         }
-        s => (s, None),
+        StrategyChoice::Fixed(s) => (s, None),
     };
     let mut run = SourceRun::new(agent, req, facts, strategy, events, claim)?;
     run.report.notes.extend(why);
@@ -228,7 +231,7 @@ pub(crate) struct SourceRun {
     lazy: Option<lazy::LazyDump>,
     /// Fires when the client lets the container freeze (`hold_freeze`).
     hold: Option<tokio::sync::oneshot::Receiver<()>>,
-    events: UnboundedSender<Message>,
+    events: UnboundedSender<ControlReply>,
     _claim: Claim,
 }
 
@@ -244,7 +247,7 @@ impl SourceRun {
         req: MigrateRequest,
         facts: Facts,
         strategy: Strategy,
-        events: UnboundedSender<Message>,
+        events: UnboundedSender<ControlReply>,
         claim: Claim,
     ) -> Result<Self, AgentError> {
         let session = new_session_id(&req.container)?;
@@ -276,7 +279,7 @@ impl SourceRun {
     }
 
     fn progress(&self, phase: &str, done: u64, total: u64) {
-        let _ = self.events.send(Message::Progress {
+        let _ = self.events.send(ControlReply::Progress {
             phase: phase.into(),
             done,
             total,
@@ -297,18 +300,18 @@ impl SourceRun {
         }
     }
 
-    async fn expect(&mut self, what: &str) -> Result<Message, Failure> {
+    async fn expect(&mut self, what: &str) -> Result<PeerReply, Failure> {
         self.expect_within(what, PEER_TIMEOUT).await
     }
 
-    async fn expect_within(&mut self, what: &str, limit: Duration) -> Result<Message, Failure> {
+    async fn expect_within(&mut self, what: &str, limit: Duration) -> Result<PeerReply, Failure> {
         let conn = self.conn()?;
-        match tokio::time::timeout(limit, conn.recv_msg()).await {
+        match tokio::time::timeout(limit, conn.recv_msg::<PeerReply>()).await {
             Err(_) => Err(Failure::new(format!(
                 "the destination did not answer within {limit:?} (waiting for {what})"
             ))),
             Ok(Err(e)) => Err(e.into()),
-            Ok(Ok(Message::Error { message })) => {
+            Ok(Ok(PeerReply::Error { message })) => {
                 Err(Failure::new(format!("the destination refused: {message}")))
             }
             Ok(Ok(m)) => Ok(m),
@@ -328,7 +331,7 @@ impl SourceRun {
                 self.forward_hybrid(pages, urgent).await
             }
             Strategy::Precopy => self.forward_precopy(pages).await,
-            _ => self.forward_cold(pages).await,
+            Strategy::Cold => self.forward_cold(pages).await,
         }
     }
 
@@ -349,12 +352,12 @@ impl SourceRun {
 
         let t = Instant::now();
         let digest = bundle_digest(&self.facts.bundle)?;
-        let prepare = Message::Prepare {
+        let prepare = PeerRequest::Prepare(Prepare {
             session: self.session.clone(),
             container: self.req.container.clone(),
             strategy: self.strategy,
             bundle_digest: digest.clone(),
-            net: Some(self.facts.spec.clone()),
+            net: self.facts.spec.clone(),
             tcp_established: self.req.options.tcp_established,
             inject_fault: self.req.options.inject_fault,
             group: self.req.options.group.clone(),
@@ -362,10 +365,10 @@ impl SourceRun {
                 Some(_) => self.req.options.pod.clone(),
                 None => Vec::new(),
             },
-        };
+        });
         self.conn()?.send(&prepare).await?;
         let need_bundle = match self.expect("prepared").await? {
-            Message::Prepared { need_bundle } => need_bundle,
+            PeerReply::Prepared { need_bundle } => need_bundle,
             other => return Err(Failure::unexpected(&other)),
         };
         self.tl.record("prepare", t);
@@ -376,7 +379,7 @@ impl SourceRun {
             let bundle = self.facts.bundle.clone();
             let bytes = send_bundle(self.conn()?, &bundle).await?;
             match self.expect("bundle_stored").await? {
-                Message::BundleStored => {}
+                PeerReply::BundleStored => {}
                 other => return Err(Failure::unexpected(&other)),
             }
             self.report.bundle_bytes = bytes;
@@ -465,11 +468,11 @@ impl SourceRun {
         let dir = self.dir.clone();
         send_images(self.conn()?, &dir, pages_bytes).await?;
         match self.expect("images_stored").await? {
-            Message::ImagesStored => {}
+            PeerReply::ImagesStored => {}
             other => return Err(Failure::unexpected(&other)),
         }
         self.tl.record("images", t);
-        let mut sizes = ferry_criu::images::ImageSizes::measure(&self.dir).unwrap_or_default();
+        let mut sizes = ferry_criu::images::measure(&self.dir).unwrap_or_default();
         sizes.pages_bytes += pages_bytes;
         sizes.total_bytes += pages_bytes;
         self.report.images = Some(sizes);
@@ -483,10 +486,10 @@ impl SourceRun {
     async fn restore_remote(&mut self) -> Result<(), Failure> {
         let t = Instant::now();
         self.progress("restore", 0, 0);
-        self.conn()?.send(&Message::Restore).await?;
+        self.conn()?.send(&PeerRequest::Restore).await?;
         let stats = match self.expect("restored").await? {
-            Message::Restored { stats } => stats,
-            Message::RestoreFailed { reason } => {
+            PeerReply::Restored { stats } => stats,
+            PeerReply::RestoreFailed { reason } => {
                 return Err(Failure::new(format!(
                     "the destination could not restore the container: {reason}"
                 )))
@@ -494,7 +497,7 @@ impl SourceRun {
             other => return Err(Failure::unexpected(&other)),
         };
         self.tl.record("restore", t);
-        self.absorb_dest_stats(&stats);
+        self.absorb_dest_stats(stats);
         Ok(())
     }
 
@@ -503,10 +506,10 @@ impl SourceRun {
         let t = Instant::now();
         self.progress("commit", 0, 0);
         self.journal("commit-sent");
-        self.conn()?.send(&Message::Commit).await?;
+        self.conn()?.send(&PeerRequest::Commit).await?;
         self.p.commit_sent = true;
         match self.expect("committed").await? {
-            Message::Committed { .. } => {}
+            PeerReply::Committed { .. } => {}
             other => return Err(Failure::unexpected(&other)),
         }
         self.p.committed = true;
@@ -517,17 +520,15 @@ impl SourceRun {
         Ok(())
     }
 
-    fn absorb_dest_stats(&mut self, stats: &serde_json::Value) {
-        if let Ok(d) = serde_json::from_value::<crate::dest::DestStats>(stats.clone()) {
-            self.report.criu.restore = d.criu_restore;
-            self.report.destination_usage = Some(d.usage);
-            for p in d.phases {
-                self.report
-                    .notes
-                    .push(format!("destination {}: {:.1} ms", p.name, p.ms));
-            }
-            self.report.notes.extend(d.notes);
+    fn absorb_dest_stats(&mut self, d: ferry_types::DestStats) {
+        self.report.criu.restore = d.criu_restore;
+        self.report.destination_usage = Some(d.usage);
+        for p in d.phases {
+            self.report
+                .notes
+                .push(format!("destination {}: {:.1} ms", p.name, p.ms));
         }
+        self.report.notes.extend(d.notes);
     }
 
     /// Everything sent to the destination: messages, bundle, images and pages.
@@ -571,14 +572,15 @@ impl SourceRun {
         while start.elapsed() < RESOLVE_FOR {
             let hello = self.hello(Role::Peer, None);
             if let Ok(mut c) = connect(&self.req.dest, hello, &self.agent.cfg.creds).await {
-                if c.send(&Message::Resolve {
+                if c.send(&PeerRequest::Resolve {
                     session: self.session.clone(),
                 })
                 .await
                 .is_ok()
                 {
-                    if let Ok(Ok(Message::Resolution { state, .. })) =
-                        tokio::time::timeout(Duration::from_secs(5), c.recv_msg()).await
+                    if let Ok(Ok(PeerReply::Resolution { state, .. })) =
+                        tokio::time::timeout(Duration::from_secs(5), c.recv_msg::<PeerReply>())
+                            .await
                     {
                         if state != SessionState::Pending {
                             return Some(state);
@@ -650,7 +652,7 @@ impl SourceRun {
         if let Some(c) = self.conn.as_mut() {
             let _ = tokio::time::timeout(
                 Duration::from_secs(2),
-                c.send(&Message::Abort {
+                c.send(&PeerRequest::Abort {
                     reason: f.reason.clone(),
                 }),
             )
@@ -801,12 +803,18 @@ mod tests {
     #[test]
     fn hybrid_and_postcopy_need_userfaultfd() {
         let mut o = MigrateOptions {
-            strategy: Strategy::Hybrid,
+            strategy: Strategy::Hybrid.into(),
             ..Default::default()
         };
         assert!(effective_strategy(&o, false).is_err());
-        assert_eq!(effective_strategy(&o, true).unwrap(), Strategy::Hybrid);
-        o.strategy = Strategy::Precopy;
-        assert_eq!(effective_strategy(&o, false).unwrap(), Strategy::Precopy);
+        assert_eq!(
+            effective_strategy(&o, true).unwrap(),
+            Strategy::Hybrid.into()
+        );
+        o.strategy = Strategy::Precopy.into();
+        assert_eq!(
+            effective_strategy(&o, false).unwrap(),
+            Strategy::Precopy.into()
+        );
     }
 }

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use ferry_engine::report::{PrecopyRound, PrecopySummary};
 use ferry_proto::precopy::BlockKind;
-use ferry_proto::Message;
+use ferry_proto::ControlReply;
 use ferry_transport::Stream;
 
 use super::{Failure, SourceRun};
@@ -64,7 +64,7 @@ impl SourceRun {
             be_nice();
             let mut scanner = Scanner::new(hasher);
             let progress = |r: &PrecopyRound| {
-                let _ = events.send(Message::Progress {
+                let _ = events.send(ControlReply::Progress {
                     phase: format!("round {}", r.round),
                     done: r.sent_bytes,
                     total: r.scanned_bytes,

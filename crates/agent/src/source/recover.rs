@@ -11,9 +11,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferry_proto::{Message, Role, SessionState};
+use ferry_proto::{PeerReply, PeerRequest, Role};
 use ferry_runtime::Runtime;
 use ferry_transport::{connect, ClientHello, Endpoint};
+use ferry_types::SessionState;
 use serde::{Deserialize, Serialize};
 
 use crate::state::Agent;
@@ -60,13 +61,13 @@ async fn ask_destination(agent: &Agent, j: &OutJournal) -> Option<SessionState> 
         };
         if let Ok(mut c) = connect(&dest, hello, &agent.cfg.creds).await {
             let asked = c
-                .send(&Message::Resolve {
+                .send(&PeerRequest::Resolve {
                     session: j.session.clone(),
                 })
                 .await;
             if asked.is_ok() {
-                if let Ok(Ok(Message::Resolution { state, .. })) =
-                    tokio::time::timeout(Duration::from_secs(5), c.recv_msg()).await
+                if let Ok(Ok(PeerReply::Resolution { state, .. })) =
+                    tokio::time::timeout(Duration::from_secs(5), c.recv_msg::<PeerReply>()).await
                 {
                     // A destination still busy with it may be committing right now;
                     // ask again until it has decided.

@@ -2,10 +2,11 @@
 
 use std::path::Path;
 
-use ferry_proto::{FileKind, Message};
+use ferry_proto::PeerRequest;
 use ferry_runtime::bundle::Bundle;
 use ferry_runtime::manifest::list_bundle;
 use ferry_transport::{Conn, DATA_CHUNK};
+use ferry_types::FileKind;
 use tokio::io::AsyncReadExt;
 
 use crate::AgentError;
@@ -47,13 +48,13 @@ pub async fn send_bundle(conn: &mut Conn, bundle: &Bundle) -> Result<u64, AgentE
         let size = e.size;
         let kind = e.kind;
         let path = bundle.dir.join(&e.path);
-        conn.send(&Message::BundleFile { entry: e }).await?;
+        conn.send(&PeerRequest::BundleFile { entry: e }).await?;
         if kind == FileKind::File && size > 0 {
             send_file(conn, &path, size).await?;
             bytes += size;
         }
     }
-    conn.send(&Message::BundleDone).await?;
+    conn.send(&PeerRequest::BundleDone).await?;
     Ok(bytes)
 }
 
@@ -81,7 +82,7 @@ pub fn image_files(dir: &Path) -> Result<Vec<(String, u64)>, AgentError> {
 pub async fn send_images(conn: &mut Conn, dir: &Path, pages_bytes: u64) -> Result<u64, AgentError> {
     let mut bytes = 0;
     for (name, size) in image_files(dir)? {
-        conn.send(&Message::ImageFile {
+        conn.send(&PeerRequest::ImageFile {
             name: name.clone(),
             size,
         })
@@ -89,6 +90,6 @@ pub async fn send_images(conn: &mut Conn, dir: &Path, pages_bytes: u64) -> Resul
         send_file(conn, &dir.join(&name), size).await?;
         bytes += size;
     }
-    conn.send(&Message::ImagesDone { pages_bytes }).await?;
+    conn.send(&PeerRequest::ImagesDone { pages_bytes }).await?;
     Ok(bytes)
 }

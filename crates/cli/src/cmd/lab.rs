@@ -1,5 +1,6 @@
 //! `ferry lab`: a multi-host testbed on this machine.
 
+use ferry_proto::WireMessage;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
@@ -135,9 +136,14 @@ pub async fn run(a: Args) -> anyhow::Result<i32> {
         }
         Command::Rm { host, name } => {
             let lab = LabState::load(&a.lab)?;
-            match ferry_lab::ask(lab.host(&host)?, &ferry_proto::Message::Remove { name }).await? {
-                ferry_proto::Message::Removed => Ok(0),
-                ferry_proto::Message::Error { message } => anyhow::bail!("{message}"),
+            match ferry_lab::ask(
+                lab.host(&host)?,
+                &ferry_proto::ControlRequest::Remove { name },
+            )
+            .await?
+            {
+                ferry_proto::ControlReply::Removed => Ok(0),
+                ferry_proto::ControlReply::Error { message } => anyhow::bail!("{message}"),
                 other => anyhow::bail!("unexpected {}", other.name()),
             }
         }

@@ -4,8 +4,9 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use ferry_engine::Report;
-use ferry_proto::{Fault, Message, MigrateOptions, Strategy};
+use ferry_proto::{ControlReply, ControlRequest, WireMessage};
 use ferry_transport::{Credentials, Endpoint};
+use ferry_types::{Fault, MigrateOptions, StrategyChoice};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -25,7 +26,7 @@ pub struct Args {
     /// it runs, then what changed), postcopy (the container restarts at once, its pages
     /// follow), hybrid (precopy rounds, then postcopy), or auto (see docs/strategies.md).
     #[arg(long, default_value = "cold")]
-    strategy: Strategy,
+    strategy: StrategyChoice,
     /// Let --strategy auto choose post-copy. Post-copy ties the container to the source
     /// until its last page arrived: if the link or the source is lost before, the
     /// container stops at the destination and stays frozen at the source.
@@ -246,7 +247,7 @@ pub async fn run(a: Args) -> anyhow::Result<i32> {
         .await
         .with_context(|| format!("cannot reach the source agent at {source}"))?;
     let options = options(&a);
-    let msg = Message::Migrate {
+    let msg = ControlRequest::Migrate {
         container: container.clone(),
         dest,
         options,
@@ -255,9 +256,8 @@ pub async fn run(a: Args) -> anyhow::Result<i32> {
     let reply = ferry_agent::client::request(&mut conn, &msg, |ev| bar.update(ev)).await?;
     bar.finish();
     match reply {
-        Message::Report { report } => {
-            let r: Report = serde_json::from_value(report)
-                .context("the agent sent a report ferry cannot read")?;
+        ControlReply::Report { report } => {
+            let r: Report = *report;
             crate::output::emit_report(&r, a.json, a.report.as_deref())?;
             if r.outcome.is_success() {
                 Ok(0)
@@ -270,7 +270,7 @@ pub async fn run(a: Args) -> anyhow::Result<i32> {
                 Ok(1)
             }
         }
-        Message::Error { message } => anyhow::bail!("{message}"),
+        ControlReply::Error { message } => anyhow::bail!("{message}"),
         other => anyhow::bail!("unexpected answer '{}' from the agent", other.name()),
     }
 }

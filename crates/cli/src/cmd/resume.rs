@@ -1,7 +1,7 @@
 //! `ferry resume`: resume a container an agent keeps frozen after a failed migration.
 
 use anyhow::Context;
-use ferry_proto::Message;
+use ferry_proto::{ControlReply, ControlRequest, WireMessage};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -26,18 +26,18 @@ pub async fn run(a: Args) -> anyhow::Result<i32> {
         .with_context(|| format!("cannot reach the agent at {endpoint}"))?;
     match ferry_agent::client::request(
         &mut conn,
-        &Message::Resume {
+        &ControlRequest::Resume {
             name: a.name.clone(),
         },
         |_| {},
     )
     .await?
     {
-        Message::Resumed => {
+        ControlReply::Resumed => {
             println!("{} runs again", a.name);
             Ok(0)
         }
-        Message::Error { message } => anyhow::bail!("{message}"),
+        ControlReply::Error { message } => anyhow::bail!("{message}"),
         other => anyhow::bail!("unexpected answer '{}'", other.name()),
     }
 }

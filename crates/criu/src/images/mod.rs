@@ -16,7 +16,7 @@ pub use inventory::Inventory;
 pub use pagemap::{
     read_pagemap, write_pagemap, Pagemap, PagemapEntry, PE_LAZY, PE_PARENT, PE_PRESENT,
 };
-pub use sizes::ImageSizes;
+pub use sizes::{is_pages_file, measure, ImageSizes};
 pub use stats::{DumpStats, RestoreStats, Stats};
 pub use tree::{read_pstree, read_vmas};
 

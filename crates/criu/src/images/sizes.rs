@@ -2,52 +2,26 @@
 
 use std::path::Path;
 
-use serde::{Deserialize, Serialize};
+pub use ferry_types::criu::is_pages_file;
+pub use ferry_types::ImageSizes;
 
-/// How much a checkpoint weighs.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ImageSizes {
-    /// All image files, pages included (logs excluded).
-    pub total_bytes: u64,
-    /// `pages-*.img` only.
-    pub pages_bytes: u64,
-    /// Number of image files.
-    pub files: u64,
-}
-
-impl ImageSizes {
-    /// Measures the image files directly in `dir` (not recursing; CRIU writes a flat set).
-    pub fn measure(dir: &Path) -> std::io::Result<Self> {
-        let mut s = ImageSizes::default();
-        for entry in std::fs::read_dir(dir)? {
-            let entry = entry?;
-            let meta = entry.metadata()?;
-            if !meta.is_file() {
-                continue;
-            }
-            let name = entry.file_name();
-            let name = name.to_string_lossy();
-            if name.ends_with(".log") {
-                continue;
-            }
-            s.add(&name, meta.len());
+/// Measures the image files directly in `dir` (not recursing; CRIU writes a flat set).
+pub fn measure(dir: &Path) -> std::io::Result<ImageSizes> {
+    let mut s = ImageSizes::default();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let meta = entry.metadata()?;
+        if !meta.is_file() {
+            continue;
         }
-        Ok(s)
-    }
-
-    /// Counts one file.
-    pub fn add(&mut self, name: &str, len: u64) {
-        self.files += 1;
-        self.total_bytes += len;
-        if is_pages_file(name) {
-            self.pages_bytes += len;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.ends_with(".log") {
+            continue;
         }
+        s.add(&name, meta.len());
     }
-}
-
-/// Whether `name` is a raw pages file.
-pub fn is_pages_file(name: &str) -> bool {
-    name.starts_with("pages-") && name.ends_with(".img")
+    Ok(s)
 }
 
 #[cfg(test)]
@@ -60,7 +34,7 @@ mod tests {
         std::fs::write(d.path().join("pages-1.img"), vec![0u8; 8192]).unwrap();
         std::fs::write(d.path().join("core-1.img"), vec![0u8; 100]).unwrap();
         std::fs::write(d.path().join("dump.log"), vec![0u8; 5000]).unwrap();
-        let s = ImageSizes::measure(d.path()).unwrap();
+        let s = measure(d.path()).unwrap();
         assert_eq!(
             s,
             ImageSizes {

@@ -48,28 +48,7 @@ struct StatsEntry {
     restore: Option<RestoreStatsEntry>,
 }
 
-/// CRIU's dump statistics. Times are in microseconds, as CRIU records them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DumpStats {
-    pub freezing_time_us: u32,
-    pub frozen_time_us: u32,
-    pub memdump_time_us: u32,
-    pub memwrite_time_us: u32,
-    pub pages_scanned: u64,
-    pub pages_skipped_parent: u64,
-    pub pages_written: u64,
-    pub pages_lazy: u64,
-}
-
-/// CRIU's restore statistics. Times are in microseconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RestoreStats {
-    pub forking_time_us: u32,
-    pub restore_time_us: u32,
-    pub pages_compared: u64,
-    pub pages_skipped_cow: u64,
-    pub pages_restored: Option<u64>,
-}
+pub use ferry_types::{DumpStats, RestoreStats};
 
 /// The content of a `stats-*` file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

@@ -2,12 +2,16 @@
 //! `docs/report.md` and is an interface: fields are added, never renamed or removed.
 
 use std::fmt::Write as _;
+use std::time::Duration;
 
-use ferry_criu::images::{DumpStats, ImageSizes, RestoreStats};
-use ferry_proto::Strategy;
 use serde::{Deserialize, Serialize};
 
-use crate::usage::Usage;
+use crate::{DumpStats, ImageSizes, RestoreStats, Strategy, Usage};
+
+/// A duration in milliseconds, rounded to the microsecond, as reports give them.
+pub fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e6).round() / 1e3
+}
 
 /// Version of the report format.
 pub const REPORT_VERSION: u32 = 1;

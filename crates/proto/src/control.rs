@@ -1,0 +1,105 @@
+//! Control connections: a CLI (or a script) asks an agent; the agent answers, with
+//! progress events on the way for long requests.
+
+use ferry_types::{ContainerInfo, MigrateOptions, NetSpec, Report};
+use serde::{Deserialize, Serialize};
+
+use crate::WireMessage;
+
+/// CLI → agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ControlRequest {
+    Ping,
+    /// Start a container on this agent (the lab and tests use it).
+    Run {
+        name: String,
+        args: Vec<String>,
+        #[serde(default)]
+        net: Option<NetSpec>,
+    },
+    /// Stop and delete a container and everything ferry made for it.
+    Remove {
+        name: String,
+    },
+    /// List the containers this agent runs.
+    List,
+    /// Migrate a container to the agent at `dest`.
+    Migrate {
+        container: String,
+        dest: String,
+        options: MigrateOptions,
+    },
+    /// Resume a container this agent keeps frozen after a failed migration.
+    Resume {
+        name: String,
+    },
+    /// During a migration started with `hold_freeze`: freeze now. Anything else sent
+    /// instead (a `Ping`) lets it give up, unchanged.
+    Proceed,
+}
+
+/// Agent → CLI.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ControlReply {
+    Pong {
+        host: String,
+        version: String,
+    },
+    Ran {
+        container: ContainerInfo,
+    },
+    Containers {
+        items: Vec<ContainerInfo>,
+    },
+    Removed,
+    Resumed,
+    /// Progress of a long operation.
+    Progress {
+        phase: String,
+        done: u64,
+        total: u64,
+    },
+    /// The final report of a migration (see docs/report.md), whatever its outcome.
+    Report {
+        report: Box<Report>,
+    },
+    /// A request failed before anything changed.
+    Error {
+        message: String,
+    },
+}
+
+impl WireMessage for ControlRequest {
+    const FAMILY: &'static str = "control request";
+
+    fn name(&self) -> &'static str {
+        match self {
+            ControlRequest::Ping => "ping",
+            ControlRequest::Run { .. } => "run",
+            ControlRequest::Remove { .. } => "remove",
+            ControlRequest::List => "list",
+            ControlRequest::Migrate { .. } => "migrate",
+            ControlRequest::Resume { .. } => "resume",
+            ControlRequest::Proceed => "proceed",
+        }
+    }
+}
+
+impl WireMessage for ControlReply {
+    const FAMILY: &'static str = "control reply";
+
+    fn name(&self) -> &'static str {
+        match self {
+            ControlReply::Pong { .. } => "pong",
+            ControlReply::Ran { .. } => "ran",
+            ControlReply::Containers { .. } => "containers",
+            ControlReply::Removed => "removed",
+            ControlReply::Resumed => "resumed",
+            ControlReply::Progress { .. } => "progress",
+            ControlReply::Report { .. } => "report",
+            ControlReply::Error { .. } => "error",
+        }
+    }
+}

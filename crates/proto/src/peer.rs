@@ -1,0 +1,142 @@
+//! Peer connections: the source agent drives one migration into the destination agent.
+//! The destination's receiver is a state machine (`ferry-engine`'s `dest::machine`) that
+//! accepts only the requests valid in its state.
+
+use ferry_types::{DestStats, Fault, FileEntry, NetSpec, PostcopyStats, SessionState, Strategy};
+use serde::{Deserialize, Serialize};
+
+use crate::WireMessage;
+
+/// What the destination must prepare for an incoming container.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Prepare {
+    pub session: String,
+    pub container: String,
+    pub strategy: Strategy,
+    pub bundle_digest: String,
+    pub net: NetSpec,
+    pub tcp_established: bool,
+    #[serde(default)]
+    pub inject_fault: Option<Fault>,
+    /// The group the container moves with, recorded at the destination.
+    #[serde(default)]
+    pub group: Option<String>,
+    /// A pod member: every container of its pod that moves with it (itself included).
+    /// The destination reports it restored once all of them are.
+    #[serde(default)]
+    pub pod_members: Vec<String>,
+}
+
+/// Source agent → destination agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum PeerRequest {
+    Prepare(Prepare),
+    /// A bundle file; for files, `size` bytes follow in `Data` frames.
+    BundleFile {
+        entry: FileEntry,
+    },
+    BundleDone,
+    /// A checkpoint image file; `size` bytes follow in `Data` frames.
+    ImageFile {
+        name: String,
+        size: u64,
+    },
+    /// All images were sent; `pages_bytes` went over the page channel.
+    ImagesDone {
+        pages_bytes: u64,
+    },
+    /// Restore now.
+    Restore,
+    /// The source saw `Restored` and commits: the destination's copy is the container now.
+    Commit,
+    /// Give up this session; the destination drops whatever it built.
+    Abort {
+        reason: String,
+    },
+    /// Ask what became of a session whose connection was lost.
+    Resolve {
+        session: String,
+    },
+}
+
+/// Destination agent → source agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum PeerReply {
+    /// The destination is ready; `need_bundle` asks for the bundle's files.
+    Prepared {
+        need_bundle: bool,
+    },
+    BundleStored,
+    ImagesStored,
+    /// The container runs at the destination, still isolated until `Commit`.
+    Restored {
+        stats: DestStats,
+    },
+    /// The restore failed; the destination has cleaned up.
+    RestoreFailed {
+        reason: String,
+    },
+    /// The destination released the container's network: the move is complete.
+    Committed {
+        stats: DestStats,
+    },
+    Aborted,
+    Resolution {
+        session: String,
+        state: SessionState,
+    },
+    /// Post-copy: every page is in place at the destination.
+    PostcopyDone {
+        stats: PostcopyStats,
+    },
+    /// Post-copy: the destination had to stop the container (it lacked memory).
+    PostcopyFailed {
+        reason: String,
+    },
+    /// The destination refused a request (bad input or a protocol error) and dropped
+    /// what the session built.
+    Error {
+        message: String,
+    },
+}
+
+impl WireMessage for PeerRequest {
+    const FAMILY: &'static str = "peer request";
+
+    fn name(&self) -> &'static str {
+        match self {
+            PeerRequest::Prepare(_) => "prepare",
+            PeerRequest::BundleFile { .. } => "bundle_file",
+            PeerRequest::BundleDone => "bundle_done",
+            PeerRequest::ImageFile { .. } => "image_file",
+            PeerRequest::ImagesDone { .. } => "images_done",
+            PeerRequest::Restore => "restore",
+            PeerRequest::Commit => "commit",
+            PeerRequest::Abort { .. } => "abort",
+            PeerRequest::Resolve { .. } => "resolve",
+        }
+    }
+}
+
+impl WireMessage for PeerReply {
+    const FAMILY: &'static str = "peer reply";
+
+    fn name(&self) -> &'static str {
+        match self {
+            PeerReply::Prepared { .. } => "prepared",
+            PeerReply::BundleStored => "bundle_stored",
+            PeerReply::ImagesStored => "images_stored",
+            PeerReply::Restored { .. } => "restored",
+            PeerReply::RestoreFailed { .. } => "restore_failed",
+            PeerReply::Committed { .. } => "committed",
+            PeerReply::Aborted => "aborted",
+            PeerReply::Resolution { .. } => "resolution",
+            PeerReply::PostcopyDone { .. } => "postcopy_done",
+            PeerReply::PostcopyFailed { .. } => "postcopy_failed",
+            PeerReply::Error { .. } => "error",
+        }
+    }
+}

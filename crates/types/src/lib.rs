@@ -1,0 +1,29 @@
+//! Plain data that every ferry crate shares, with no I/O of its own: what a migration is
+//! asked to do ([`strategy`]), who a container is on the network ([`net`]), the files
+//! that travel ([`files`]), what agents say about containers ([`container`]), and what
+//! every operation reports ([`report`], [`stats`], [`usage`], [`criu`]).
+//!
+//! The wire protocol (`ferry-proto`) carries these types as they are, so a report, a
+//! destination's statistics or a container's network identity is one typed value from
+//! the process that measures it to the one that prints it.
+
+pub mod container;
+pub mod criu;
+pub mod files;
+pub mod net;
+pub mod report;
+pub mod stats;
+pub mod strategy;
+pub mod usage;
+
+pub use container::{ContainerInfo, SessionState};
+pub use criu::{DumpStats, ImageSizes, RestoreStats};
+pub use files::{FileEntry, FileKind};
+pub use net::NetSpec;
+pub use report::{
+    ms, CriuErrors, CriuStats, Operation, Outcome, Phase, PrecopyRound, PrecopySummary, Report,
+    StopReason,
+};
+pub use stats::{DestStats, PostcopyStats};
+pub use strategy::{Fault, MigrateOptions, Strategy, StrategyChoice};
+pub use usage::Usage;
