@@ -6,8 +6,6 @@
 //! - [`containers`]: containers the agent starts itself (the lab uses them);
 //! - [`source`] and [`dest`]: the two sides of a migration;
 //! - [`network`]: container networks and the IP handover;
-//! - [`postcopy`]: pages after the container runs at the destination (lazy pages);
-//! - [`pagestream`]: memory pages from a local dump to the destination, zero-copy;
 //! - [`doctor`]: what this host can do; [`logs`]: logs kept from failed sessions.
 
 pub mod client;
@@ -21,10 +19,7 @@ mod error;
 pub mod group;
 pub mod logs;
 pub mod network;
-pub mod pagestream;
 pub mod pod;
-pub mod postcopy;
-pub mod precopy;
 pub mod registry;
 pub mod source;
 pub mod state;

@@ -163,7 +163,7 @@ pub async fn migrate(
     copy_dir(&m.src_img, &m.dst_img)?;
     let copy_ms = ms(t);
     let bytes_images = dir_bytes(&m.src_img);
-    let lazy_pages: u64 = ferry_agent::postcopy::pump::lazy_runs(&m.src_img)
+    let lazy_pages: u64 = ferry_pages::postcopy::pump::lazy_runs(&m.src_img)
         .map(|r| r.iter().map(|r| r.nr_pages).sum())
         .unwrap_or(0);
 

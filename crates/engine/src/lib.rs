@@ -11,6 +11,7 @@ pub mod dest;
 mod error;
 pub mod group;
 pub mod local;
+pub mod policy;
 pub mod source;
 pub mod timeline;
 pub mod usage;

@@ -16,9 +16,9 @@ use tokio::task::JoinHandle;
 
 use super::{DestSession, DestStats};
 use crate::containers::container_net;
-use crate::postcopy::daemon::{self, DaemonError, DaemonStats};
-use crate::postcopy::Channels;
 use crate::state::Agent;
+use ferry_pages::postcopy::daemon::{self, DaemonError, DaemonStats};
+use ferry_pages::postcopy::Channels;
 
 /// The daemon filling a restored container's memory.
 #[derive(Debug)]

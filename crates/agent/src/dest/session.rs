@@ -26,11 +26,11 @@ use crate::config::valid_name;
 use crate::containers::container_net;
 use crate::logs::{keep_logs, logs_dir, remove_session_dir};
 use crate::network::ContainerNet;
-use crate::precopy::receive::receive as receive_precopy;
-use crate::precopy::store::{default_limit as store_limit, PageStore};
 use crate::registry::ContainerRecord;
 use crate::state::{Agent, Claim, SessionEntry};
 use crate::AgentError;
+use ferry_pages::precopy::receive::receive as receive_precopy;
+use ferry_pages::precopy::store::{default_limit as store_limit, PageStore};
 
 /// Waits for the page channel, then runs `receive` on it, blocking, off the runtime.
 /// `what` names the stream in errors.
@@ -58,7 +58,7 @@ fn cold_pages_task(
     img: PathBuf,
 ) -> tokio::task::JoinHandle<Result<u64, String>> {
     page_channel_task(rx, "page stream", move |fd| {
-        crate::pagestream::receive(fd, &img)
+        ferry_pages::stream::receive(fd, &img)
     })
 }
 

@@ -12,7 +12,7 @@ use ferry_transport::Stream;
 use ferry_types::Fault;
 
 use super::{resident_bytes, Failure, SourceRun};
-use crate::pagestream::{PageFifos, Streamer};
+use ferry_pages::stream::{PageFifos, Streamer};
 
 impl SourceRun {
     pub(super) async fn forward_cold(&mut self, pages: Stream) -> Result<(), Failure> {

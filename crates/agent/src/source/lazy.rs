@@ -19,9 +19,9 @@ use ferry_types::Fault;
 use tokio::task::JoinHandle;
 
 use super::{Failure, SourceRun};
-use crate::postcopy::pump::{lazy_runs, pump, PumpError, PumpStats, Sent};
-use crate::postcopy::Channels;
-use crate::precopy::refs::Dedupe;
+use ferry_pages::postcopy::pump::{lazy_runs, pump, PumpError, PumpStats, Sent};
+use ferry_pages::postcopy::Channels;
+use ferry_pages::precopy::refs::Dedupe;
 
 /// Where CRIU reports that its lazy dump is ready (runc's `--status-fd`).
 const STATUS_FD: i32 = HELPER_SOCKET_FD + 1;

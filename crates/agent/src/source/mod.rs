@@ -17,6 +17,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use ferry_engine::policy::auto::{effective_strategy, pick_auto};
 use ferry_engine::report::{CriuErrors, Operation, Outcome, Report};
 use ferry_engine::source::{rollback, Rollback, SourceProgress, Undo};
 use ferry_engine::timeline::{ms, Timeline};
@@ -84,29 +85,6 @@ impl From<ferry_transport::TransportError> for Failure {
     }
 }
 
-/// Which strategy actually runs for a request.
-pub fn effective_strategy(
-    options: &MigrateOptions,
-    lazy_pages: bool,
-) -> Result<StrategyChoice, AgentError> {
-    let s = match options.strategy {
-        // Decided once the container's size is known: see `pick_auto`.
-        StrategyChoice::Auto => return Ok(StrategyChoice::Auto),
-        StrategyChoice::Fixed(s) => s,
-    };
-    match s {
-        Strategy::Cold | Strategy::Precopy => Ok(s.into()),
-        Strategy::Hybrid if lazy_pages => Ok(s.into()),
-        Strategy::Hybrid => Err(AgentError::Input(
-            "hybrid ends in post-copy, which needs userfaultfd, which this host lacks (see 'ferry doctor'); use --strategy precopy".into(),
-        )),
-        Strategy::Postcopy if lazy_pages => Ok(s.into()),
-        Strategy::Postcopy => Err(AgentError::Input(
-            "post-copy needs userfaultfd, which this host lacks (see 'ferry doctor'); use --strategy cold".into(),
-        )),
-    }
-}
-
 /// A container belongs to one group at most: the one it last moved with.
 pub fn check_group(
     container: &str,
@@ -119,38 +97,6 @@ pub fn check_group(
         ))),
         _ => Ok(()),
     }
-}
-
-/// Below this resident memory, `auto` moves a container cold: its whole memory crosses
-/// within the fixed cost of a migration, so rounds would only add time.
-pub const AUTO_PRECOPY_MIN: u64 = 64 << 20;
-
-/// What `--strategy auto` runs for a container of `resident` bytes. Post-copy ties the
-/// container to the source until its last page arrived: auto only takes that risk when
-/// the user allows it.
-pub fn pick_auto(allow_postcopy: bool, lazy_pages: bool, resident: u64) -> (Strategy, String) {
-    if resident < AUTO_PRECOPY_MIN {
-        return (
-            Strategy::Cold,
-            format!(
-                "auto chose cold: {} MiB of memory move within the fixed cost",
-                resident >> 20
-            ),
-        );
-    }
-    if allow_postcopy && lazy_pages {
-        return (
-            Strategy::Hybrid,
-            "auto chose hybrid: post-copy is allowed and both hosts have userfaultfd".into(),
-        );
-    }
-    (
-        Strategy::Precopy,
-        format!(
-            "auto chose precopy: {} MiB of memory move while the container runs",
-            resident >> 20
-        ),
-    )
 }
 
 /// The progress phase a migration started with `hold_freeze` reports when it waits for
@@ -168,7 +114,8 @@ pub async fn migrate(
     events: UnboundedSender<ControlReply>,
     hold: Option<tokio::sync::oneshot::Receiver<()>>,
 ) -> Result<Report, AgentError> {
-    let strategy = effective_strategy(&req.options, agent.lazy_pages)?;
+    let strategy = effective_strategy(&req.options, agent.lazy_pages)
+        .map_err(|e| AgentError::Input(e.to_string()))?;
     let claim = agent.claim(&req.container).map_err(AgentError::Input)?;
     if !agent
         .wait_memory_complete(&req.container, Duration::from_secs(300))
@@ -784,37 +731,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn auto_moves_small_containers_cold_and_large_ones_while_they_run() {
-        assert_eq!(pick_auto(true, true, 10 << 20).0, Strategy::Cold);
-        assert_eq!(pick_auto(false, true, 1 << 30).0, Strategy::Precopy);
-        assert_eq!(pick_auto(true, false, 1 << 30).0, Strategy::Precopy);
-        assert_eq!(pick_auto(true, true, 1 << 30).0, Strategy::Hybrid);
-    }
-
-    #[test]
     fn a_container_belongs_to_one_group() {
         assert!(check_group("db", None, Some("shop")).is_ok());
         assert!(check_group("db", Some("shop"), Some("shop")).is_ok());
         assert!(check_group("db", Some("shop"), None).is_ok());
         let e = check_group("db", Some("shop"), Some("blog")).unwrap_err();
         assert!(e.to_string().contains("'shop'") && e.to_string().contains("'blog'"));
-    }
-
-    #[test]
-    fn hybrid_and_postcopy_need_userfaultfd() {
-        let mut o = MigrateOptions {
-            strategy: Strategy::Hybrid.into(),
-            ..Default::default()
-        };
-        assert!(effective_strategy(&o, false).is_err());
-        assert_eq!(
-            effective_strategy(&o, true).unwrap(),
-            Strategy::Hybrid.into()
-        );
-        o.strategy = Strategy::Precopy.into();
-        assert_eq!(
-            effective_strategy(&o, false).unwrap(),
-            Strategy::Precopy.into()
-        );
     }
 }

@@ -13,14 +13,15 @@ use ferry_proto::ControlReply;
 use ferry_transport::Stream;
 
 use super::{Failure, SourceRun};
-use crate::pagestream::PageFifos;
-use crate::precopy::blocks::{BlockWriter, Compress, Sent};
-use crate::precopy::hash::PageHasher;
-use crate::precopy::refs::Dedupe;
-use crate::precopy::rule::{StopRule, DEFAULT_MAX_DOWNTIME_MS, DEFAULT_MAX_ROUNDS};
-use crate::precopy::scan::Scanner;
-use crate::precopy::sink::DedupeSink;
-use crate::precopy::{be_nice, run_rounds};
+use ferry_engine::policy::stop_rule::{Costs, Estimator, StopRule, Verdict};
+use ferry_pages::precopy::blocks::{BlockWriter, Compress, Sent};
+use ferry_pages::precopy::hash::PageHasher;
+use ferry_pages::precopy::refs::Dedupe;
+use ferry_pages::precopy::scan::Scanner;
+use ferry_pages::precopy::sink::DedupeSink;
+use ferry_pages::precopy::{be_nice, round};
+use ferry_pages::stream::PageFifos;
+use ferry_types::StopReason;
 
 /// The rounds' result, handed to the stop-and-copy (or to post-copy, for hybrid).
 pub(super) struct RoundsDone {
@@ -30,15 +31,6 @@ pub(super) struct RoundsDone {
 }
 
 impl SourceRun {
-    pub(super) fn stop_rule(&self) -> StopRule {
-        let o = &self.req.options;
-        StopRule {
-            max_downtime_ms: o.max_downtime_ms.unwrap_or(DEFAULT_MAX_DOWNTIME_MS) as f64,
-            max_rounds: o.max_rounds.unwrap_or(DEFAULT_MAX_ROUNDS).max(1),
-            threshold_pct: o.threshold_pct,
-        }
-    }
-
     /// Sends rounds on `pages` until the stopping rule says freeze.
     pub(super) async fn precopy_rounds(&mut self, pages: Stream) -> Result<RoundsDone, Failure> {
         let compress =
@@ -55,7 +47,7 @@ impl SourceRun {
             PageHasher::random().map_err(|e| Failure::new(format!("no randomness: {e}")))?;
         let mut writer = BlockWriter::new(file, compress)
             .map_err(|e| Failure::new(format!("cannot start zstd: {e}")))?;
-        let rule = self.stop_rule();
+        let rule = StopRule::from_options(&self.req.options);
         let freezer = self.facts.freezer.clone();
         let events = self.events.clone();
         let t = Instant::now();
@@ -178,5 +170,31 @@ impl SourceRun {
         let r = self.forward_lazy(bulk, urgent, Some(dedupe)).await;
         self.pages_sent += round_wire;
         r
+    }
+}
+
+/// Runs rounds until the rule says freeze.
+fn run_rounds<W: std::io::Write, A: std::io::Read>(
+    writer: &mut BlockWriter<W>,
+    ack: &mut A,
+    scanner: &mut Scanner,
+    pids: &dyn Fn() -> Vec<u32>,
+    rule: &StopRule,
+    progress: &dyn Fn(&PrecopyRound),
+) -> std::io::Result<(Estimator, StopReason)> {
+    let costs = Costs::default();
+    let mut est = Estimator::default();
+    let mut k = 0u32;
+    loop {
+        k += 1;
+        let r = round(writer, ack, scanner, &pids(), k)?;
+        let resident = r.scanned_bytes;
+        let verdict = est.push(r, resident, rule, &costs);
+        if let Some(r) = est.rounds.last() {
+            progress(r);
+        }
+        if let Verdict::Stop(reason) = verdict {
+            return Ok((est, reason));
+        }
     }
 }

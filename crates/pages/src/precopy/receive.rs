@@ -9,7 +9,7 @@ use ferry_proto::precopy::{records, BlockKind, Record, PAGE};
 
 use super::blocks::{invalid, BlockReader};
 use super::store::PageStore;
-use crate::pagestream::FIFOS;
+use crate::stream::FIFOS;
 
 /// The acknowledgement of a round: its number and the pages the store holds.
 pub const ACK_LEN: usize = 16;

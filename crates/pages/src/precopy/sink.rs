@@ -9,7 +9,7 @@ use ferry_proto::precopy::{BlockKind, PageHash, PAGE};
 
 use super::blocks::{BlockWriter, Sent};
 use super::hash::PageHasher;
-use crate::pagestream::FifoSink;
+use crate::stream::FifoSink;
 
 impl<W: Write + Send + 'static> std::fmt::Debug for DedupeSink<W> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

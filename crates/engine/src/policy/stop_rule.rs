@@ -8,7 +8,7 @@
 //! transfer part no longer shrinks, or at `max_rounds`. A `threshold` (the thesis's rule:
 //! a round sent less than this share of the first) replaces the two convergence tests.
 
-use ferry_engine::report::{PrecopyRound, StopReason};
+use ferry_types::{MigrateOptions, PrecopyRound, StopReason};
 
 /// What the rule is told to aim for.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -21,6 +21,17 @@ pub struct StopRule {
 
 pub const DEFAULT_MAX_DOWNTIME_MS: u64 = 300;
 pub const DEFAULT_MAX_ROUNDS: u32 = 8;
+
+impl StopRule {
+    /// The rule a migration's options ask for, with ferry's defaults.
+    pub fn from_options(o: &MigrateOptions) -> Self {
+        StopRule {
+            max_downtime_ms: o.max_downtime_ms.unwrap_or(DEFAULT_MAX_DOWNTIME_MS) as f64,
+            max_rounds: o.max_rounds.unwrap_or(DEFAULT_MAX_ROUNDS).max(1),
+            threshold_pct: o.threshold_pct,
+        }
+    }
+}
 
 /// What a freeze costs beyond the transfer, as measured on the development machine.
 #[derive(Debug, Clone, Copy, PartialEq)]
