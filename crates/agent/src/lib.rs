@@ -8,7 +8,6 @@
 //! - [`network`]: container networks and the IP handover;
 //! - [`doctor`]: what this host can do; [`logs`]: logs kept from failed sessions.
 
-pub mod client;
 pub mod config;
 pub mod containers;
 pub mod control;
@@ -16,7 +15,6 @@ pub mod daemon;
 pub mod dest;
 pub mod doctor;
 mod error;
-pub mod group;
 pub mod logs;
 pub mod network;
 pub mod pod;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use ferry_agent::group::{run_group, GroupReport, GroupRun, Placement};
+use ferry_controller::group::{run_group, GroupReport, GroupRun, Placement};
 use ferry_engine::group::{Group, Schedule};
 use ferry_transport::Endpoint;
 use ferry_types::MigrateOptions;

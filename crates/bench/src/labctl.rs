@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use ferry_engine::Report;
 use ferry_lab::{LabSpec, LabState};
-use ferry_proto::{ControlReply, ControlRequest, WireMessage};
+use ferry_proto::ControlRequest;
 use ferry_transport::Endpoint;
 use ferry_types::{MigrateOptions, NetSpec};
 
@@ -86,21 +86,10 @@ impl BenchLab {
         to: &str,
         options: MigrateOptions,
     ) -> anyhow::Result<Report> {
-        let src = self.lab.host(from)?;
-        let dst = self.lab.host(to)?;
-        let mut conn =
-            ferry_agent::client::control(&Endpoint::Unix(src.control.clone()), &Default::default())
-                .await?;
-        let msg = ControlRequest::Migrate {
-            container: name.into(),
-            dest: dst.listen.to_string(),
-            options,
-        };
-        match ferry_agent::client::request(&mut conn, &msg, |_| {}).await? {
-            ControlReply::Report { report } => Ok(*report),
-            ControlReply::Error { message } => bail!("{message}"),
-            other => bail!("unexpected {}", other.name()),
-        }
+        let src = Endpoint::Unix(self.lab.host(from)?.control.clone());
+        let dest = self.lab.host(to)?.listen.to_string();
+        let creds = Default::default();
+        Ok(ferry_controller::migrate(&src, &creds, name, &dest, options, |_| {}).await?)
     }
 }
 

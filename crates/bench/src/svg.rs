@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use ferry_agent::group::GroupReport;
+use ferry_controller::group::GroupReport;
 
 const ROW: f64 = 18.0;
 const LABEL: f64 = 110.0;
@@ -110,7 +110,7 @@ pub fn timeline_svg(reports: &[GroupReport]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ferry_agent::group::{GroupReport, MemberResult, Schedule};
+    use ferry_controller::group::{GroupReport, MemberResult, Schedule};
 
     #[test]
     fn draws_a_bar_per_phase_and_a_band_per_schedule() {

@@ -29,8 +29,8 @@ use ferry_types::{ContainerInfo, NetSpec};
 pub async fn ask(host: &LabHost, msg: &ControlRequest) -> Result<ControlReply, LabError> {
     let ep = Endpoint::Unix(host.control.clone());
     let mut conn =
-        ferry_agent::client::control(&ep, &ferry_transport::Credentials::default()).await?;
-    Ok(ferry_agent::client::request(&mut conn, msg, |_| {}).await?)
+        ferry_controller::client::control(&ep, &ferry_transport::Credentials::default()).await?;
+    Ok(ferry_controller::client::request(&mut conn, msg, |_| {}).await?)
 }
 
 /// Starts a container on a lab host with its own address, or in the network namespace

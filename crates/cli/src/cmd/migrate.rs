@@ -3,8 +3,6 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use ferry_engine::Report;
-use ferry_proto::{ControlReply, ControlRequest, WireMessage};
 use ferry_transport::{Credentials, Endpoint};
 use ferry_types::{Fault, MigrateOptions, StrategyChoice};
 
@@ -147,8 +145,8 @@ fn options(a: &Args) -> MigrateOptions {
 }
 
 async fn run_group(a: &Args, file: &std::path::Path) -> anyhow::Result<i32> {
-    use ferry_agent::group::{GroupRun, Placement};
-    let group = ferry_agent::group::load(file)?;
+    use ferry_controller::group::{GroupRun, Placement};
+    let group = ferry_controller::group::load(file)?;
     let lab = ferry_lab::LabState::load(&a.lab).ok();
     let (dest, dest_control) = resolve_dest(a, lab.as_ref())?;
     let creds = a.creds.load()?;
@@ -189,7 +187,7 @@ async fn run_group(a: &Args, file: &std::path::Path) -> anyhow::Result<i32> {
             anyhow::bail!("--fault-member {f}: the group has no such container");
         }
     }
-    let pods = ferry_agent::group::discover_pods(&group, &placements, &creds)
+    let pods = ferry_controller::group::discover_pods(&group, &placements, &creds)
         .await
         .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
     let group_name = group.name.clone();
@@ -205,7 +203,7 @@ async fn run_group(a: &Args, file: &std::path::Path) -> anyhow::Result<i32> {
         pods,
         fault_member: a.fault_member.clone(),
     });
-    let report = ferry_agent::group::run_group(run).await;
+    let report = ferry_controller::group::run_group(run).await;
     let json = serde_json::to_string_pretty(&report)?;
     if let Some(p) = &a.report {
         std::fs::write(p, &json)
@@ -214,7 +212,7 @@ async fn run_group(a: &Args, file: &std::path::Path) -> anyhow::Result<i32> {
     if a.json {
         println!("{json}");
     } else {
-        print!("{}", ferry_agent::group::render(&report));
+        print!("{}", ferry_controller::group::render(&report));
     }
     if report.outcome == "migrated" {
         Ok(0)
@@ -243,35 +241,22 @@ pub async fn run(a: Args) -> anyhow::Result<i32> {
     }
     let container = a.container.clone().unwrap_or_default();
     let (source, creds, dest) = resolve(&a, &container).await?;
-    let mut conn = ferry_agent::client::control(&source, &creds)
-        .await
-        .with_context(|| format!("cannot reach the source agent at {source}"))?;
-    let options = options(&a);
-    let msg = ControlRequest::Migrate {
-        container: container.clone(),
-        dest,
-        options,
-    };
     let bar = crate::output::Progress::new();
-    let reply = ferry_agent::client::request(&mut conn, &msg, |ev| bar.update(ev)).await?;
+    let r = ferry_controller::migrate(&source, &creds, &container, &dest, options(&a), |ev| {
+        bar.update(ev)
+    })
+    .await?;
     bar.finish();
-    match reply {
-        ControlReply::Report { report } => {
-            let r: Report = *report;
-            crate::output::emit_report(&r, a.json, a.report.as_deref())?;
-            if r.outcome.is_success() {
-                Ok(0)
-            } else {
-                eprintln!(
-                    "ferry: {}: {}",
-                    r.outcome.name(),
-                    r.reason.as_deref().unwrap_or("see the report")
-                );
-                Ok(1)
-            }
-        }
-        ControlReply::Error { message } => anyhow::bail!("{message}"),
-        other => anyhow::bail!("unexpected answer '{}' from the agent", other.name()),
+    crate::output::emit_report(&r, a.json, a.report.as_deref())?;
+    if r.outcome.is_success() {
+        Ok(0)
+    } else {
+        eprintln!(
+            "ferry: {}: {}",
+            r.outcome.name(),
+            r.reason.as_deref().unwrap_or("see the report")
+        );
+        Ok(1)
     }
 }
 

@@ -1,8 +1,5 @@
 //! `ferry resume`: resume a container an agent keeps frozen after a failed migration.
 
-use anyhow::Context;
-use ferry_proto::{ControlReply, ControlRequest, WireMessage};
-
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The frozen container.
@@ -21,23 +18,7 @@ pub async fn run(a: Args) -> anyhow::Result<i32> {
     let lab = ferry_lab::LabState::load(&a.lab).ok();
     let endpoint = super::agent_of(a.agent.as_deref(), lab.as_ref(), &a.name, "paused").await?;
     let creds = a.creds.load()?;
-    let mut conn = ferry_agent::client::control(&endpoint, &creds)
-        .await
-        .with_context(|| format!("cannot reach the agent at {endpoint}"))?;
-    match ferry_agent::client::request(
-        &mut conn,
-        &ControlRequest::Resume {
-            name: a.name.clone(),
-        },
-        |_| {},
-    )
-    .await?
-    {
-        ControlReply::Resumed => {
-            println!("{} runs again", a.name);
-            Ok(0)
-        }
-        ControlReply::Error { message } => anyhow::bail!("{message}"),
-        other => anyhow::bail!("unexpected answer '{}'", other.name()),
-    }
+    ferry_controller::resume(&endpoint, &creds, &a.name).await?;
+    println!("{} runs again", a.name);
+    Ok(0)
 }

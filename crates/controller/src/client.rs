@@ -1,4 +1,5 @@
-//! Talking to an agent: the CLI, the lab and other agents use this.
+//! Talking to an agent: connect to its control socket, send one request, collect the
+//! answer (the CLI, the lab and the benchmarks use this).
 
 use std::path::Path;
 
