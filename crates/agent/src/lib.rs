@@ -6,14 +6,13 @@
 //! - [`containers`]: containers the agent starts itself (the lab uses them);
 //! - [`source`] and [`dest`]: the two sides of a migration;
 //! - [`network`]: container networks and the IP handover;
-//! - [`doctor`]: what this host can do; [`logs`]: logs kept from failed sessions.
+//! - [`logs`]: logs kept from failed sessions.
 
 pub mod config;
 pub mod containers;
 pub mod control;
 pub mod daemon;
 pub mod dest;
-pub mod doctor;
 mod error;
 pub mod logs;
 pub mod network;

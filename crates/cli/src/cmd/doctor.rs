@@ -8,11 +8,11 @@ pub struct Args {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<i32> {
-    let report = tokio::task::spawn_blocking(ferry_agent::doctor::run).await?;
+    let report = tokio::task::spawn_blocking(ferry_host::doctor::run).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        print!("{}", ferry_agent::doctor::render(&report));
+        print!("{}", ferry_host::doctor::render(&report));
     }
     Ok(if report.ok { 0 } else { 1 })
 }

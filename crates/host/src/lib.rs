@@ -1,0 +1,6 @@
+//! This host's capabilities: the probes `ferry doctor` prints and the agent acts on.
+//!
+//! - [`doctor`]: what this host can do for ferry (CRIU, runc, kernel features, network
+//!   locks, strategies), and how to fix what it cannot.
+
+pub mod doctor;
