@@ -30,6 +30,8 @@
 
 mod auth;
 pub mod certs;
+#[cfg(feature = "cli")]
+pub mod cli;
 mod conn;
 mod endpoint;
 mod error;

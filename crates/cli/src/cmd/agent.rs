@@ -24,7 +24,7 @@ pub struct Args {
     #[arg(long)]
     pub control: Option<PathBuf>,
     #[command(flatten)]
-    pub creds: super::creds::CredArgs,
+    pub creds: ferry_transport::cli::CredArgs,
     /// Bridge containers' veths attach to (the built-in topology).
     #[arg(long, default_value = "br0")]
     pub bridge: String,

@@ -48,7 +48,7 @@ pub struct Args {
     agent: Option<String>,
     /// How to prove ferry's identity to an agent reached over TCP.
     #[command(flatten)]
-    creds: super::creds::CredArgs,
+    creds: ferry_transport::cli::CredArgs,
     /// Lab to resolve host names in.
     #[arg(long, env = "FERRY_LAB", default_value = "lab")]
     lab: String,

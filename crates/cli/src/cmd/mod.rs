@@ -5,7 +5,6 @@ pub mod bench;
 pub mod bundle;
 pub mod certs;
 pub mod checkpoint;
-pub mod creds;
 pub mod doctor;
 pub mod lab;
 pub mod migrate;

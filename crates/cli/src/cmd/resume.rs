@@ -9,7 +9,7 @@ pub struct Args {
     #[arg(long)]
     agent: Option<String>,
     #[command(flatten)]
-    creds: super::creds::CredArgs,
+    creds: ferry_transport::cli::CredArgs,
     #[arg(long, env = "FERRY_LAB", default_value = "lab")]
     lab: String,
 }
