@@ -1,27 +1,17 @@
 //! The `ferry` command line: argument parsing, exit codes, output. The binary at the
-//! workspace root only calls [`main`].
+//! workspace root puts [`Command`] under its parser next to `ferry agent`, and calls
+//! [`run`] (or [`exec`] for the agent).
 
 mod cmd;
 mod output;
 
-use clap::{Parser, Subcommand};
+use std::future::Future;
 
-#[derive(Debug, Parser)]
-#[command(
-    name = "ferry",
-    version,
-    about = "Move running containers between hosts with CRIU"
-)]
-struct Cli {
-    /// Log verbosity for ferry's own messages (error, warn, info, debug, trace).
-    #[arg(long, global = true, default_value = "warn", env = "FERRY_LOG")]
-    log: String,
-    #[command(subcommand)]
-    command: Command,
-}
+use clap::Subcommand;
 
+/// The commands of `ferry`, but `ferry agent` (the agent's crate has it).
 #[derive(Debug, Subcommand)]
-enum Command {
+pub enum Command {
     /// Tell what this host can do, and how to fix what it cannot.
     Doctor(cmd::doctor::Args),
     /// Checkpoint a runc container on this host into a directory.
@@ -31,8 +21,6 @@ enum Command {
     /// Make OCI bundles that run programs of this host (no image registry needed).
     #[command(subcommand)]
     Bundle(cmd::bundle::Command),
-    /// Run the agent, the daemon every host runs.
-    Agent(cmd::agent::Args),
     /// Move a running container to another host.
     Migrate(cmd::migrate::Args),
     /// Resume a container an agent keeps frozen after a failed migration.
@@ -49,17 +37,35 @@ enum Command {
     Bench(cmd::bench::Command),
 }
 
-/// Runs the `ferry` command and exits.
-pub fn main() {
-    let cli = Cli::parse();
-    output::init_logging(&cli.log);
-    // Entering a network namespace must happen before the runtime starts its threads.
-    if let Command::Agent(a) = &cli.command {
-        if let Some(ns) = &a.netns {
-            if let Err(e) = cmd::agent::enter_netns(ns) {
-                output::fail(&format!("{e:#}"));
-            }
+/// Runs `command` with ferry's own messages logged at `log`, and exits.
+pub fn run(command: Command, log: &str) -> ! {
+    exec(log, || Ok(()), async move {
+        match command {
+            Command::Doctor(a) => cmd::doctor::run(a).await,
+            Command::Checkpoint(a) => cmd::checkpoint::run(a).await,
+            Command::Restore(a) => cmd::restore::run(a).await,
+            Command::Bundle(c) => cmd::bundle::run(c).await,
+            Command::Bench(c) => cmd::bench::run(c).await,
+            Command::Migrate(a) => cmd::migrate::run(a).await,
+            Command::Lab(a) => cmd::lab::run(a).await,
+            Command::Certs(a) => cmd::certs::run(a),
+            Command::Resume(a) => cmd::resume::run(a).await,
+            Command::Probe(c) => cmd::probe::run(c).await,
         }
+    })
+}
+
+/// Runs a command of the `ferry` binary and exits: logs at `log`, calls `before` while
+/// this is the process's only thread (entering a network namespace must happen before
+/// the async runtime starts its threads), then runs `task` on that runtime. Exits with
+/// the task's code, or with 1 after one sentence (`ferry: why`) when anything fails.
+pub fn exec<T>(log: &str, before: impl FnOnce() -> anyhow::Result<()>, task: T) -> !
+where
+    T: Future<Output = anyhow::Result<i32>>,
+{
+    output::init_logging(log);
+    if let Err(e) = before() {
+        output::fail(&format!("{e:#}"));
     }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -68,22 +74,7 @@ pub fn main() {
         Ok(rt) => rt,
         Err(e) => output::fail(&format!("cannot start the async runtime: {e}")),
     };
-    let result = rt.block_on(async move {
-        match cli.command {
-            Command::Doctor(a) => cmd::doctor::run(a).await,
-            Command::Checkpoint(a) => cmd::checkpoint::run(a).await,
-            Command::Restore(a) => cmd::restore::run(a).await,
-            Command::Bundle(c) => cmd::bundle::run(c).await,
-            Command::Bench(c) => cmd::bench::run(c).await,
-            Command::Agent(a) => cmd::agent::run(a).await,
-            Command::Migrate(a) => cmd::migrate::run(a).await,
-            Command::Lab(a) => cmd::lab::run(a).await,
-            Command::Certs(a) => cmd::certs::run(a),
-            Command::Resume(a) => cmd::resume::run(a).await,
-            Command::Probe(c) => cmd::probe::run(c).await,
-        }
-    });
-    match result {
+    match rt.block_on(task) {
         Ok(code) => std::process::exit(code),
         Err(e) => output::fail(&format!("{e:#}")),
     }

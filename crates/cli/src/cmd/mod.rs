@@ -1,6 +1,5 @@
 //! One module per subcommand.
 
-pub mod agent;
 pub mod bench;
 pub mod bundle;
 pub mod certs;

@@ -1,10 +1,12 @@
-//! `ferry agent`: the daemon every host runs.
+//! `ferry agent`: the daemon every host runs. Its command-line arguments, and the setup
+//! from them to a running daemon; the `ferry` binary puts them under its command line.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use ferry_agent::config::{AgentConfig, NetMode};
 use ferry_criu::features::CriuBinary;
+
+use crate::config::{AgentConfig, NetMode};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -59,7 +61,7 @@ pub struct Args {
     pub keep_logs: bool,
 }
 
-/// Enters a named network namespace; must run before any thread is started.
+/// Enters a named network namespace (`--netns`); must run before any thread is started.
 pub fn enter_netns(name: &str) -> anyhow::Result<()> {
     let path = ferry_netns::netns_path(name);
     let f = std::fs::File::open(&path)
@@ -81,6 +83,7 @@ fn hostname() -> String {
         .unwrap_or_else(|_| "host".into())
 }
 
+/// Runs the agent until it is told to stop.
 pub async fn run(a: Args) -> anyhow::Result<i32> {
     let name = a.name.unwrap_or_else(hostname);
     let criu = CriuBinary::locate(a.criu.as_deref())?;
@@ -110,6 +113,6 @@ pub async fn run(a: Args) -> anyhow::Result<i32> {
         max_sessions: a.max_sessions,
         keep_logs: a.keep_logs,
     };
-    ferry_agent::daemon::run(cfg).await?;
+    crate::daemon::run(cfg).await?;
     Ok(0)
 }
