@@ -1,7 +1,8 @@
 //! The controller: the client side of ferry, which drives the agents.
 //!
 //! - [`client`]: a control connection to an agent, one request and its answer;
-//! - [`migrate`]: one container: move it, resume it; the containers an agent runs;
+//! - [`migrate`](mod@migrate): one container: move it, resume it; the containers an
+//!   agent runs;
 //! - [`group`]: a group's migrations by a schedule, moved back as one on failure.
 //!
 //! Every failure is a [`ControllerError`], a sentence for people.
