@@ -342,7 +342,7 @@ pub fn run() -> DoctorReport {
         },
     });
     for d in &mut details {
-        d.implemented = ferry_engine::IMPLEMENTED_STRATEGIES
+        d.implemented = ferry_types::Strategy::ALL
             .iter()
             .any(|s| s.name() == d.name);
         if !d.implemented {

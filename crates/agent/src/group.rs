@@ -236,7 +236,7 @@ async fn migrate_one(
                     let _ = tx.send(());
                 }
             }
-            if phase == crate::source::READY {
+            if phase == ferry_proto::READY_PHASE {
                 // Without the scheduler's word, the agent gives up before freezing.
                 let go = match signals.gate.take() {
                     Some(g) => g.await.is_ok(),

@@ -6,6 +6,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::WireMessage;
 
+/// The progress phase a migration started with `hold_freeze` reports when it is ready to
+/// freeze and waits for the client's `Proceed`.
+pub const READY_PHASE: &str = "ready";
+
 /// CLI → agent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
