@@ -97,19 +97,27 @@ impl AgentConfig {
     pub fn bundles_dir(&self) -> PathBuf {
         self.state_dir.join("bundles")
     }
-    /// Where this agent puts a container's cgroups: unique per agent, so that several
-    /// agents on one machine (the lab) never share a container's cgroup.
-    pub fn cgroups_path(&self, container: &str) -> String {
-        format!("/ferry/{}/{container}", self.netns_prefix)
-    }
-    pub fn criu_conf(&self, container: &str) -> PathBuf {
-        self.state_dir
-            .join("criu")
-            .join(format!("{container}.conf"))
-    }
     /// Where checkpoint images live: a tmpfs the agent mounts.
     pub fn images_dir(&self) -> PathBuf {
         self.state_dir.join("images")
+    }
+
+    /// What the runc engine needs: where runc keeps its state, where bundles and CRIU's
+    /// configuration files go, and this agent's cgroup parent.
+    pub fn runc_settings(&self) -> ferry_containers::RuncSettings {
+        ferry_containers::RuncSettings {
+            runc: ferry_runtime::Runc {
+                binary: self.runc.clone(),
+                root: self.runtime_root.clone(),
+                criu: self.criu.clone(),
+            },
+            host: self.name.clone(),
+            bundles_dir: self.bundles_dir(),
+            criu_conf_dir: self.state_dir.join("criu"),
+            // Unique per agent, so that several agents on one machine (the lab) never
+            // share a container's cgroup.
+            cgroup_parent: format!("/ferry/{}", self.netns_prefix),
+        }
     }
 }
 

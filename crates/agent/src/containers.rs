@@ -7,25 +7,11 @@ use ferry_runtime::bundle::{create_host_program_bundle, HostProgramSpec, CRIU_CO
 use ferry_runtime::{Runtime, RuntimeError};
 use ferry_types::{ContainerInfo, NetSpec};
 
+use crate::adapters::network::release_net;
 use crate::config::valid_name;
-use crate::network::ContainerNet;
+use crate::error::{AgentError, Refusal};
 use crate::registry::ContainerRecord;
 use crate::state::Agent;
-use crate::AgentError;
-
-/// The network of a registered container on this agent.
-pub fn container_net(
-    agent: &Agent,
-    name: &str,
-    spec: &NetSpec,
-) -> Result<ContainerNet, AgentError> {
-    Ok(ContainerNet::new(
-        &agent.cfg.net,
-        &agent.cfg.netns_prefix,
-        name,
-        spec.clone(),
-    )?)
-}
 
 /// Starts a container running `args` (a program of this host), with its own network.
 pub async fn run(
@@ -35,30 +21,27 @@ pub async fn run(
     net: Option<NetSpec>,
 ) -> Result<ContainerInfo, AgentError> {
     if !valid_name(name, 40) {
-        return Err(AgentError::Input(format!(
-            "'{name}' is not a valid container name: use letters, digits, '-' and '_' (at most 40)"
-        )));
+        return Err(Refusal::BadName(name.to_string()).into());
     }
     if args.is_empty() {
-        return Err(AgentError::Input("give the command to run after --".into()));
+        return Err(Refusal::NoCommand.into());
     }
-    let _claim = agent.claim(name).map_err(AgentError::Input)?;
-    if agent.registry.get(name).is_some() || agent.runc.state(name).await.is_ok() {
-        return Err(AgentError::Input(format!(
-            "a container named '{name}' already exists on {}",
-            agent.cfg.name
-        )));
+    let _claim = agent.claim(name)?;
+    if agent.registry.get(name).is_some() || agent.engine.runc().state(name).await.is_ok() {
+        return Err(Refusal::Exists {
+            name: name.to_string(),
+            host: agent.cfg.name.clone(),
+        }
+        .into());
     }
     // A pod's later members join the namespace (and address) of the first.
     let mut net = net;
     let mut joined = false;
     if let Some(pod) = net.as_ref().and_then(|n| n.pod.clone()) {
         if !valid_name(&pod, 40) {
-            return Err(AgentError::Input(format!(
-                "'{pod}' is not a valid pod name: use letters, digits, '-' and '_' (at most 40)"
-            )));
+            return Err(Refusal::BadPodName(pod).into());
         }
-        let mates = crate::pod::registered_members(agent, &pod, name);
+        let mates = agent.registry.pod_members(&pod, name);
         if let Some(rec) = mates.first().and_then(|m| agent.registry.get(m)) {
             net = rec.net;
             joined = true;
@@ -66,7 +49,7 @@ pub async fn run(
     }
     let cnet = match &net {
         Some(spec) => {
-            let n = container_net(agent, name, spec)?;
+            let n = agent.container_net(name, spec)?;
             if !joined {
                 n.create().await?;
                 n.up().await?;
@@ -80,19 +63,19 @@ pub async fn run(
     let mut annotations = BTreeMap::new();
     annotations.insert(
         CRIU_CONFIG_ANNOTATION.to_string(),
-        agent.cfg.criu_conf(name).display().to_string(),
+        agent.engine.settings.criu_conf(name).display().to_string(),
     );
     let spec = HostProgramSpec {
         args: args.to_vec(),
         netns: cnet.as_ref().map(|n| n.netns_path().display().to_string()),
         hostname: Some(name.to_string()),
         annotations,
-        cgroups_path: Some(agent.cfg.cgroups_path(name)),
+        cgroups_path: Some(agent.engine.settings.cgroups_path(name)),
         ..Default::default()
     };
     let started = async {
         create_host_program_bundle(&bundle, &spec)?;
-        agent.runc.run_detached(name, &bundle).await
+        agent.engine.runc().run_detached(name, &bundle).await
     }
     .await;
     if let Err(e) = started {
@@ -120,7 +103,7 @@ pub async fn run(
 /// What the agent knows of one container.
 pub async fn info(agent: &Agent, name: &str) -> Result<ContainerInfo, AgentError> {
     let rec = agent.registry.get(name);
-    match agent.runc.state(name).await {
+    match agent.engine.runc().state(name).await {
         Ok(s) => Ok(ContainerInfo {
             name: name.to_string(),
             status: s.status,
@@ -136,10 +119,11 @@ pub async fn info(agent: &Agent, name: &str) -> Result<ContainerInfo, AgentError
                 bundle: r.bundle.display().to_string(),
                 net: r.net,
             }),
-            None => Err(AgentError::Input(format!(
-                "no container named '{name}' on {}",
-                agent.cfg.name
-            ))),
+            None => Err(Refusal::Unknown {
+                name: name.to_string(),
+                host: agent.cfg.name.clone(),
+            }
+            .into()),
         },
         Err(e) => Err(e.into()),
     }
@@ -148,7 +132,7 @@ pub async fn info(agent: &Agent, name: &str) -> Result<ContainerInfo, AgentError
 /// All containers: those this agent registered, and any other in its runtime root.
 pub async fn list(agent: &Agent) -> Vec<ContainerInfo> {
     let mut names: Vec<String> = agent.registry.all().into_iter().map(|r| r.name).collect();
-    if let Ok(states) = agent.runc.list().await {
+    if let Ok(states) = agent.engine.runc().list().await {
         for s in states {
             if !names.contains(&s.id) {
                 names.push(s.id);
@@ -167,25 +151,26 @@ pub async fn list(agent: &Agent) -> Vec<ContainerInfo> {
 
 /// Stops and deletes a container and everything the agent made for it.
 pub async fn remove(agent: &Arc<Agent>, name: &str) -> Result<(), AgentError> {
-    let _claim = agent.claim(name).map_err(AgentError::Input)?;
+    let _claim = agent.claim(name)?;
     let rec = agent.registry.get(name);
-    let exists = agent.runc.state(name).await.is_ok();
+    let exists = agent.engine.runc().state(name).await.is_ok();
     if rec.is_none() && !exists {
-        return Err(AgentError::Input(format!(
-            "no container named '{name}' on {}",
-            agent.cfg.name
-        )));
+        return Err(Refusal::Unknown {
+            name: name.to_string(),
+            host: agent.cfg.name.clone(),
+        }
+        .into());
     }
     if exists {
-        agent.runc.delete(name, true).await?;
+        agent.engine.runc().delete(name, true).await?;
     }
     if let Some(r) = &rec {
         if let Some(spec) = &r.net {
-            crate::pod::release_net(agent, &container_net(agent, name, spec)?).await?;
+            release_net(agent, &agent.container_net(name, spec)?).await?;
         }
         let _ = std::fs::remove_dir_all(&r.bundle);
     }
-    let _ = std::fs::remove_file(agent.cfg.criu_conf(name));
+    let _ = std::fs::remove_file(agent.engine.settings.criu_conf(name));
     agent.registry.remove(name);
     Ok(())
 }

@@ -6,8 +6,9 @@ use ferry_proto::{ControlReply, ControlRequest, WireMessage};
 use ferry_transport::{Conn, Endpoint};
 
 use crate::containers;
-use crate::source::{migrate, MigrateRequest, READY};
+use crate::migrate::{migrate, MigrateRequest};
 use crate::state::Agent;
+use ferry_proto::READY_PHASE as READY;
 
 /// Serves one control connection until the client goes away.
 pub async fn serve(agent: Arc<Agent>, mut conn: Conn) {
@@ -98,7 +99,7 @@ async fn answer(agent: &Arc<Agent>, conn: &mut Conn, msg: ControlRequest) -> Con
                 Err(e) => error(format!("the migration task failed: {e}")),
             }
         }
-        ControlRequest::Resume { name } => match crate::source::resume(agent, &name).await {
+        ControlRequest::Resume { name } => match crate::migrate::resume(agent, &name).await {
             Ok(()) => ControlReply::Resumed,
             Err(e) => error(e),
         },

@@ -4,15 +4,15 @@ use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 
 use ferry_criu::features::{ensure_pipe_max_size, CriuBinary, KDAT_DIR};
-use ferry_criu::plan::NetworkLock;
 use ferry_proto::Role;
 use ferry_transport::{accept, accept_tcp, Auth, Stream};
 use tokio::net::{TcpListener, UnixListener};
 
+use crate::adapters::peer::ConnLink;
 use crate::config::AgentConfig;
 use crate::registry::Registry;
 use crate::state::Agent;
-use crate::{control, dest, tmpfs, AgentError};
+use crate::{control, recover, tmpfs, AgentError};
 
 /// Runs an agent until SIGTERM or SIGINT.
 pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
@@ -43,15 +43,10 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
                 false
             }
         };
-    let lock = if nft {
-        NetworkLock::Nftables
-    } else {
-        NetworkLock::Iptables
-    };
     let registry = Registry::new(&cfg.containers_dir())
         .map_err(|e| AgentError::io("container registry", e))?;
-    let agent = Arc::new(Agent::new(cfg, registry, lock, lazy));
-    dest::recover(&agent).await;
+    let agent = Arc::new(Agent::new(cfg, registry, lazy));
+    recover::recover(&agent).await;
 
     let control_path = agent.cfg.control.clone();
     if let Some(dir) = control_path.parent() {
@@ -125,7 +120,10 @@ async fn handle_tcp(agent: Arc<Agent>, tcp: tokio::net::TcpStream) {
 async fn serve(agent: Arc<Agent>, acc: ferry_transport::Accepted) {
     match acc.role {
         Role::Control => control::serve(agent, acc.conn).await,
-        Role::Peer => dest::serve(agent, acc.conn).await,
+        Role::Peer => {
+            let link = Box::new(ConnLink(acc.conn));
+            ferry_engine::dest::serve(agent.dest_ports(), agent.host_settings(), link).await
+        }
         role @ (Role::Pages | Role::UrgentPages) => {
             let Some(id) = acc.session else { return };
             let slot = agent.sessions.lock().ok().and_then(|mut s| {

@@ -1,14 +1,61 @@
-use ferry_engine::OpError;
+//! Why the agent refused or failed a request, one sentence each.
+
+use std::path::PathBuf;
+
+use ferry_engine::error::{PrepareError, RollbackError};
+use ferry_engine::policy::auto::StrategyError;
+use ferry_engine::ports::container::ContainerError;
 use ferry_netns::NetError;
 use ferry_runtime::RuntimeError;
 use ferry_transport::TransportError;
 use thiserror::Error;
 
+use crate::state::Busy;
+
+/// A request the agent refuses: nothing changed.
+#[derive(Debug, Error)]
+pub enum Refusal {
+    #[error("'{0}' is not a valid container name: use letters, digits, '-' and '_' (at most 40)")]
+    BadName(String),
+    #[error("'{0}' is not a valid pod name: use letters, digits, '-' and '_' (at most 40)")]
+    BadPodName(String),
+    #[error("give the command to run after --")]
+    NoCommand,
+    #[error("a container named '{name}' already exists on {host}")]
+    Exists { name: String, host: String },
+    #[error("no container named '{name}' on {host}")]
+    Unknown { name: String, host: String },
+    #[error("container '{0}' is still receiving its memory from its last migration; try again when it is done")]
+    StillReceiving(String),
+    #[error("the network of container '{0}' is not managed by this agent; start it with 'ferry lab run' or the agent's Run request so ferry knows its address")]
+    NetworkUnmanaged(String),
+    #[error("container '{name}' does not join its network namespace {netns}; ferry cannot move its address")]
+    OutsideNetns { name: String, netns: PathBuf },
+    #[error("container '{container}' belongs to group '{recorded}', and group '{asked}' claims it too; a container can be in one group only: remove it from one of the group files")]
+    OtherGroup {
+        container: String,
+        recorded: String,
+        asked: String,
+    },
+    /// A pod member would leave its mates behind.
+    #[error("{0}")]
+    Pod(String),
+    #[error("container '{name}' is {status}, not frozen; there is nothing to resume")]
+    NotFrozen { name: String, status: String },
+    #[error("container '{0}' is not managed by this agent")]
+    Unmanaged(String),
+    #[error(transparent)]
+    Strategy(#[from] StrategyError),
+    #[error(transparent)]
+    Busy(#[from] Busy),
+}
+
 #[derive(Debug, Error)]
 pub enum AgentError {
-    /// Bad input: nothing changed.
-    #[error("{0}")]
-    Input(String),
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    #[error(transparent)]
+    Container(#[from] ContainerError),
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
     #[error(transparent)]
@@ -16,9 +63,14 @@ pub enum AgentError {
     #[error(transparent)]
     Transport(#[from] TransportError),
     #[error(transparent)]
-    Op(#[from] OpError),
+    Prepare(#[from] PrepareError),
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+    #[error("resuming '{name}' failed: {}", errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Resume {
+        name: String,
+        errors: Vec<RollbackError>,
+    },
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -33,5 +85,11 @@ impl AgentError {
             context: context.into(),
             source,
         }
+    }
+}
+
+impl From<Busy> for AgentError {
+    fn from(e: Busy) -> Self {
+        Refusal::Busy(e).into()
     }
 }

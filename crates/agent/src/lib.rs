@@ -1,27 +1,27 @@
 //! The agent: the long-running daemon on every host, and the place where the engine's
-//! seams meet real runc, CRIU and network namespaces.
+//! ports meet real runc, CRIU, network namespaces and connections.
 //!
 //! - [`cli`]: `ferry agent`'s arguments, and the daemon's setup from them;
 //! - [`daemon`]: listeners, authentication, dispatch by connection role;
-//! - [`control`]: requests from the CLI;
+//! - [`control`]: requests from the CLI; [`migrate`]: an outgoing migration's checks
+//!   and ports, and resuming a frozen container;
+//! - [`adapters`]: the real implementations of the engine's ports;
+//! - [`state`], [`registry`], [`pod`]: what the agent holds and records;
 //! - [`containers`]: containers the agent starts itself (the lab uses them);
-//! - [`source`] and [`dest`]: the two sides of a migration;
-//! - [`network`]: container networks and the IP handover;
-//! - [`logs`]: logs kept from failed sessions.
+//! - [`recover`]: settling what a previous run left half-way.
 
+pub mod adapters;
 pub mod cli;
 pub mod config;
 pub mod containers;
 pub mod control;
 pub mod daemon;
-pub mod dest;
 mod error;
-pub mod logs;
-pub mod network;
+pub mod migrate;
 pub mod pod;
+pub mod recover;
 pub mod registry;
-pub mod source;
 pub mod state;
 pub mod tmpfs;
 
-pub use error::AgentError;
+pub use error::{AgentError, Refusal};

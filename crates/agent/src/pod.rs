@@ -12,11 +12,6 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
-use crate::state::Agent;
-
-/// How long a restored member waits for the rest of its pod.
-pub const POD_WAIT: Duration = Duration::from_secs(90);
-
 /// The members of one pod arriving at this host.
 #[derive(Debug, Default)]
 struct Arrivals {
@@ -114,38 +109,6 @@ impl PodArrivals {
             }
         }
     }
-}
-
-/// The containers registered here that belong to `pod`, other than `except`.
-pub fn registered_members(agent: &Agent, pod: &str, except: &str) -> Vec<String> {
-    agent
-        .registry
-        .all()
-        .into_iter()
-        .filter(|r| r.name != except && r.net.as_ref().and_then(|n| n.pod.as_deref()) == Some(pod))
-        .map(|r| r.name)
-        .collect()
-}
-
-/// Whether the pod's namespace is still needed here once `container` is gone (and its
-/// incoming session, if any, has left).
-pub fn in_use(agent: &Agent, pod: &str, container: &str) -> bool {
-    !registered_members(agent, pod, container).is_empty() || agent.pods.arriving(pod)
-}
-
-/// Removes a container's network namespace, unless it is a pod's and another member
-/// still needs it (or a member that left before removed it already): a pod's namespace
-/// goes with its last member.
-pub async fn release_net(
-    agent: &Agent,
-    net: &crate::network::ContainerNet,
-) -> Result<(), ferry_netns::NetError> {
-    if let Some(p) = &net.spec.pod {
-        if in_use(agent, p, &net.container) || !net.netns.exists() {
-            return Ok(());
-        }
-    }
-    net.destroy().await
 }
 
 /// The source's check: a pod member moves only with every other member of its pod.

@@ -62,6 +62,19 @@ impl Registry {
     }
 }
 
+impl Registry {
+    /// The containers registered here that belong to `pod`, other than `except`.
+    pub fn pod_members(&self, pod: &str, except: &str) -> Vec<String> {
+        self.all()
+            .into_iter()
+            .filter(|r| {
+                r.name != except && r.net.as_ref().and_then(|n| n.pod.as_deref()) == Some(pod)
+            })
+            .map(|r| r.name)
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,14 +1,20 @@
-//! What an agent holds while it runs.
+//! What an agent holds while it runs: its configuration, its container engine, the
+//! containers it manages, the sessions it takes part in, and the claims that keep two
+//! operations off one container.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
-use ferry_criu::plan::NetworkLock;
-use ferry_runtime::Runc;
+use ferry_containers::RuncEngine;
+use ferry_engine::dest::DestPorts;
+use ferry_engine::ports::host::HostSettings;
+use ferry_netns::NetError;
 use ferry_transport::Stream;
-use ferry_types::SessionState;
+use ferry_types::{NetSpec, SessionState};
 use tokio::sync::{oneshot, Semaphore};
 
+use crate::adapters::host::AgentHost;
+use crate::adapters::network::{AgentNetworks, ContainerNet};
 use crate::config::AgentConfig;
 use crate::pod::PodArrivals;
 use crate::registry::Registry;
@@ -27,9 +33,8 @@ pub struct SessionEntry {
 #[derive(Debug)]
 pub struct Agent {
     pub cfg: AgentConfig,
-    pub runc: Runc,
+    pub engine: Arc<RuncEngine>,
     pub registry: Registry,
-    pub network_lock: NetworkLock,
     /// Whether lazy restores work here (userfaultfd).
     pub lazy_pages: bool,
     pub sessions: Mutex<HashMap<String, SessionEntry>>,
@@ -37,11 +42,11 @@ pub struct Agent {
     pub slots: Arc<Semaphore>,
     /// Containers whose memory is still being filled in by a lazy restore; each is set
     /// to true when the daemon finished.
-    lazy: Mutex<HashMap<String, tokio::sync::watch::Receiver<bool>>>,
+    memory: Mutex<HashMap<String, tokio::sync::watch::Receiver<bool>>>,
     /// Pods whose members are arriving.
     pub pods: PodArrivals,
     /// Held while a pod's namespace is found or built at the destination.
-    pub pod_setup: tokio::sync::Mutex<()>,
+    pub pod_setup: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// Holds a container for one operation; released when dropped.
@@ -59,47 +64,86 @@ impl Drop for Claim {
     }
 }
 
+/// Marks a container's memory complete when dropped.
+#[derive(Debug)]
+pub struct MemoryArriving {
+    agent: Arc<Agent>,
+    container: String,
+    done: tokio::sync::watch::Sender<bool>,
+}
+
+impl Drop for MemoryArriving {
+    fn drop(&mut self) {
+        if let Ok(mut l) = self.agent.memory.lock() {
+            l.remove(&self.container);
+        }
+        let _ = self.done.send(true);
+    }
+}
+
+/// Another operation holds the container.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("another operation on '{name}' is in progress on {host}; wait for it to finish")]
+pub struct Busy {
+    pub name: String,
+    pub host: String,
+}
+
 impl Agent {
-    pub fn new(
-        cfg: AgentConfig,
-        registry: Registry,
-        network_lock: NetworkLock,
-        lazy_pages: bool,
-    ) -> Self {
-        let runc = Runc {
-            binary: cfg.runc.clone(),
-            root: cfg.runtime_root.clone(),
-            criu: cfg.criu.clone(),
-        };
+    pub fn new(cfg: AgentConfig, registry: Registry, lazy_pages: bool) -> Self {
+        let engine = Arc::new(RuncEngine::new(cfg.runc_settings()));
         let slots = Arc::new(Semaphore::new(cfg.max_sessions.max(1)));
         Self {
             cfg,
-            runc,
+            engine,
             registry,
-            network_lock,
             lazy_pages,
             sessions: Mutex::new(HashMap::new()),
             busy: Mutex::new(HashSet::new()),
             slots,
-            lazy: Mutex::new(HashMap::new()),
+            memory: Mutex::new(HashMap::new()),
             pods: PodArrivals::default(),
-            pod_setup: tokio::sync::Mutex::new(()),
+            pod_setup: Arc::new(tokio::sync::Mutex::new(())),
         }
     }
 
-    /// Records that `container`'s memory is still arriving; the returned sender says
-    /// when it is complete.
-    pub fn lazy_started(&self, container: &str) -> tokio::sync::watch::Sender<bool> {
+    /// What the engine's drivers need to know of this host.
+    pub fn host_settings(&self) -> HostSettings {
+        HostSettings {
+            name: self.cfg.name.clone(),
+            images_dir: self.cfg.images_dir(),
+            logs_dir: self.cfg.state_dir.join("logs"),
+            keep_logs: self.cfg.keep_logs,
+            allow_fault_injection: self.cfg.allow_fault_injection,
+            lazy_pages: self.lazy_pages,
+            resolve_for: ferry_engine::source::RESOLVE_FOR,
+        }
+    }
+
+    /// The destination's ports on this host.
+    pub fn dest_ports(self: &Arc<Self>) -> DestPorts {
+        DestPorts {
+            engine: self.engine.clone(),
+            network: Arc::new(AgentNetworks(self.clone())),
+            host: Arc::new(AgentHost(self.clone())),
+        }
+    }
+
+    /// The network of a container on this agent.
+    pub fn container_net(&self, name: &str, spec: &NetSpec) -> Result<ContainerNet, NetError> {
+        ContainerNet::new(&self.cfg.net, &self.cfg.netns_prefix, name, spec.clone())
+    }
+
+    /// Records that `container`'s memory is still arriving, until the guard is dropped.
+    pub fn memory_arriving(self: &Arc<Self>, container: &str) -> MemoryArriving {
         let (tx, rx) = tokio::sync::watch::channel(false);
-        if let Ok(mut l) = self.lazy.lock() {
+        if let Ok(mut l) = self.memory.lock() {
             l.insert(container.to_string(), rx);
         }
-        tx
-    }
-
-    pub fn lazy_finished(&self, container: &str) {
-        if let Ok(mut l) = self.lazy.lock() {
-            l.remove(container);
+        MemoryArriving {
+            agent: self.clone(),
+            container: container.to_string(),
+            done: tx,
         }
     }
 
@@ -107,7 +151,7 @@ impl Agent {
     /// the pages not yet installed). Returns false on timeout.
     pub async fn wait_memory_complete(&self, container: &str, limit: std::time::Duration) -> bool {
         let rx = self
-            .lazy
+            .memory
             .lock()
             .ok()
             .and_then(|l| l.get(container).cloned());
@@ -118,16 +162,14 @@ impl Agent {
     }
 
     /// Claims `name` for one operation, or says another one is running.
-    pub fn claim(self: &Arc<Self>, name: &str) -> Result<Claim, String> {
-        let mut b = self
-            .busy
-            .lock()
-            .map_err(|_| "agent state poisoned".to_string())?;
+    pub fn claim(self: &Arc<Self>, name: &str) -> Result<Claim, Busy> {
+        let busy = || Busy {
+            name: name.to_string(),
+            host: self.cfg.name.clone(),
+        };
+        let mut b = self.busy.lock().map_err(|_| busy())?;
         if !b.insert(name.to_string()) {
-            return Err(format!(
-                "another operation on '{name}' is in progress on {}; wait for it to finish",
-                self.cfg.name
-            ));
+            return Err(busy());
         }
         Ok(Claim {
             agent: self.clone(),

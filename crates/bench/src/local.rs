@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
+use ferry_containers::local::{self, CgroupFreeze, CheckpointRequest, RestoreRequest};
 use ferry_criu::plan::NetworkLock;
-use ferry_engine::local::{self, CgroupFreeze, CheckpointRequest, RestoreRequest};
 use ferry_runtime::bundle::{create_host_program_bundle, HostProgramSpec, CRIU_CONFIG_ANNOTATION};
 use ferry_runtime::{Runc, Runtime};
 

@@ -74,14 +74,39 @@ pub struct Stall {
     pub ms: f64,
 }
 
-fn read_reply(r: &mut BufReader<TcpStream>) -> std::io::Result<Result<i64, String>> {
-    let mut line = String::new();
-    if r.read_line(&mut line)? == 0 {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::UnexpectedEof,
-            "connection closed",
-        ));
+/// How long a read waits before the probe looks whether it was told to stop.
+const READ_SLICE: Duration = Duration::from_millis(200);
+
+/// Reads one reply. A server that never answers (its end of the connection vanished
+/// without a reset) is given up on once the probe is told to stop.
+fn read_reply(
+    r: &mut BufReader<TcpStream>,
+    stop: &AtomicBool,
+) -> std::io::Result<Result<i64, String>> {
+    use std::io::ErrorKind;
+    let mut bytes = Vec::new();
+    loop {
+        match r.read_until(b'\n', &mut bytes) {
+            Ok(_) if bytes.ends_with(b"\n") => break,
+            Ok(_) => {
+                return Err(std::io::Error::new(
+                    ErrorKind::UnexpectedEof,
+                    "connection closed",
+                ))
+            }
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                if stop.load(Ordering::Relaxed) {
+                    return Err(std::io::Error::new(
+                        ErrorKind::TimedOut,
+                        "no answer before the probe was stopped",
+                    ));
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
     }
+    let line = String::from_utf8_lossy(&bytes);
     let line = line.trim_end();
     if let Some(n) = line.strip_prefix(':') {
         return Ok(n.parse::<i64>().map_err(|e| e.to_string()));
@@ -117,6 +142,7 @@ pub fn run(
         }
     };
     let _ = stream.set_nodelay(true);
+    let _ = stream.set_read_timeout(Some(READ_SLICE));
     res.local_addr = stream
         .local_addr()
         .map(|a| a.to_string())
@@ -140,7 +166,7 @@ pub fn run(
             res.errors.push(format!("write: {e}"));
             break;
         }
-        match read_reply(&mut reader) {
+        match read_reply(&mut reader, &stop) {
             Ok(Ok(v)) => {
                 if let Some(prev) = res.last_value {
                     if v != prev + 1 {

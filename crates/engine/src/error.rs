@@ -1,9 +1,246 @@
+//! Why an operation failed, one error type per operation, each variant worded for the
+//! user: the report's `reason` is the error's sentence.
+//!
+//! A migration's source half fails in one of its operations (prepare, dump, transfer,
+//! restore, commit, post-copy); [`MigrateError`] says which. Rolling back can fail too
+//! ([`RollbackError`]). The destination's failures ([`IncomingError`]) travel back to the
+//! source as the destination's refusal.
+
+use std::time::Duration;
+
 use ferry_criu::images::ImageError;
 use ferry_criu::log::CriuFailure;
 use ferry_runtime::RuntimeError;
 use thiserror::Error;
 
-/// Why an operation failed, in terms a user can act on.
+use crate::policy::auto::StrategyError;
+use crate::ports::container::ContainerError;
+use crate::ports::host::AdmitError;
+use crate::ports::network::NetworkError;
+use crate::ports::pages::PagesError;
+use crate::ports::peer::LinkError;
+
+/// The destination failed to answer as it should, or went away.
+#[derive(Debug, Error)]
+pub enum PeerError {
+    #[error("lost the destination: {0}")]
+    Lost(#[from] LinkError),
+    #[error("the destination did not answer within {limit:?} (waiting for {what})")]
+    Timeout { limit: Duration, what: &'static str },
+    #[error("the destination refused: {0}")]
+    Refused(String),
+    #[error("unexpected {0} from the destination")]
+    Unexpected(&'static str),
+}
+
+/// Sending a file to the destination failed.
+#[derive(Debug, Error)]
+pub enum SendError {
+    #[error("{path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0} shrank while being sent")]
+    Shrank(String),
+    #[error(transparent)]
+    Peer(#[from] PeerError),
+}
+
+/// Before the freeze: nothing changed on the source.
+#[derive(Debug, Error)]
+pub enum PrepareError {
+    #[error(transparent)]
+    Strategy(#[from] StrategyError),
+    #[error(transparent)]
+    Compress(#[from] ferry_types::UnknownCompression),
+    #[error("destination unreachable: {0}")]
+    Unreachable(LinkError),
+    #[error(transparent)]
+    Peer(#[from] PeerError),
+    #[error(transparent)]
+    Container(#[from] ContainerError),
+    #[error(transparent)]
+    Send(#[from] SendError),
+    #[error(transparent)]
+    Pages(#[from] PagesError),
+    #[error("no randomness: {0}")]
+    Randomness(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the client did not let the container freeze (it went away or waited too long); nothing changed")]
+    NotReleased,
+}
+
+/// The freeze and the dump.
+#[derive(Debug, Error)]
+pub enum DumpError {
+    #[error("cannot freeze the container: {0}")]
+    Freeze(ContainerError),
+    #[error(transparent)]
+    Lock(NetworkError),
+    /// CRIU failed: its error lines, the log, and whether it died without a word (the
+    /// container's connections may then have been reset).
+    #[error("checkpoint failed: {failure}{}", if *.died { "; CRIU ended without reporting an error (it was probably killed), so the container's established TCP connections may have been reset" } else { "" })]
+    Criu {
+        failure: Box<CriuFailure>,
+        died: bool,
+    },
+    #[error("cannot start the page stream: {0}")]
+    PageStream(PagesError),
+    #[error("reading the lazy pagemaps: {0}")]
+    Pagemaps(PagesError),
+}
+
+/// Moving the memory and the images.
+#[derive(Debug, Error)]
+pub enum TransferError {
+    /// A page channel broke between two steps; the sentence is the data plane's.
+    #[error(transparent)]
+    Channel(PagesError),
+    #[error("pre-copy round failed: {0}")]
+    Round(PagesError),
+    #[error("the page transfer broke: {0}")]
+    Pages(PagesError),
+    #[error(transparent)]
+    Detach(NetworkError),
+    #[error(transparent)]
+    Send(#[from] SendError),
+    #[error(transparent)]
+    Peer(#[from] PeerError),
+}
+
+/// The restore at the destination, as the source sees it.
+#[derive(Debug, Error)]
+pub enum RestoreError {
+    #[error("the destination could not restore the container: {0}")]
+    Remote(String),
+    #[error(transparent)]
+    Peer(#[from] PeerError),
+}
+
+/// The commit.
+#[derive(Debug, Error)]
+pub enum CommitError {
+    #[error(transparent)]
+    Peer(#[from] PeerError),
+}
+
+/// Post-copy, after the container started at the destination.
+#[derive(Debug, Error)]
+pub enum PostcopyError {
+    #[error("post-copy broke: {0}")]
+    Pump(PagesError),
+    #[error("post-copy broke at the destination: {0}")]
+    Remote(String),
+    #[error(transparent)]
+    Peer(#[from] PeerError),
+}
+
+/// Why a migration stopped, by the operation that failed.
+#[derive(Debug, Error)]
+pub enum MigrateError {
+    #[error(transparent)]
+    Prepare(#[from] PrepareError),
+    #[error(transparent)]
+    Dump(#[from] DumpError),
+    #[error(transparent)]
+    Transfer(#[from] TransferError),
+    #[error(transparent)]
+    Restore(#[from] RestoreError),
+    #[error(transparent)]
+    Commit(#[from] CommitError),
+    #[error(transparent)]
+    Postcopy(#[from] PostcopyError),
+}
+
+impl MigrateError {
+    /// CRIU's own words, when CRIU failed.
+    pub fn criu(&self) -> Option<&CriuFailure> {
+        match self {
+            MigrateError::Dump(DumpError::Criu { failure, .. }) => Some(failure),
+            _ => None,
+        }
+    }
+}
+
+/// One undo step of a rollback failed.
+#[derive(Debug, Error)]
+pub enum RollbackError {
+    #[error("{step:?}: {source}")]
+    Network {
+        step: crate::source::rollback::Undo,
+        #[source]
+        source: NetworkError,
+    },
+    #[error("{step:?}: {source}")]
+    Container {
+        step: crate::source::rollback::Undo,
+        #[source]
+        source: ContainerError,
+    },
+}
+
+/// The destination's side of a failure: what it tells the source.
+#[derive(Debug, Error)]
+pub enum IncomingError {
+    #[error(transparent)]
+    Admit(#[from] AdmitError),
+    #[error(transparent)]
+    Network(#[from] NetworkError),
+    #[error(transparent)]
+    Container(#[from] ContainerError),
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}: more data than announced")]
+    TooMuchData(String),
+    #[error("{0}: bytes missing")]
+    BytesMissing(String),
+    #[error("data without a file")]
+    DataWithoutFile,
+    #[error("received {got} bytes of pages where the source sent {sent}")]
+    PagesShort { got: u64, sent: u64 },
+    #[error(transparent)]
+    Pages(#[from] PagesError),
+    #[error("the page server task failed: {0}")]
+    PageTask(String),
+    #[error("the page server did not finish within 120 s")]
+    PagesLate,
+    #[error("no session")]
+    NoSession,
+    /// CRIU's restore failed: its error lines and log.
+    #[error("{0}")]
+    Restore(Box<CriuFailure>),
+    /// The restore failed without CRIU saying why.
+    #[error("{error}; CRIU's log: {log}")]
+    RestoreTool { error: String, log: String },
+    #[error("the page channel broke during the restore")]
+    PageChannelLost,
+    /// The rest of the container's pod did not arrive.
+    #[error("{0}")]
+    Pod(String),
+}
+
+impl IncomingError {
+    pub fn io(path: impl std::fmt::Display, source: std::io::Error) -> Self {
+        Self::Io {
+            path: path.to_string(),
+            source,
+        }
+    }
+}
+
+/// Why a local operation (`ferry checkpoint`, `ferry restore`) failed, in terms a user
+/// can act on.
 #[derive(Debug, Error)]
 pub enum OpError {
     /// Bad input: nothing was changed.

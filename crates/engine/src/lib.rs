@@ -1,29 +1,30 @@
-//! The migration engine: what happens in which order, and what it cost.
+//! The migration engine: what happens in which order, written against ports.
 //!
-//! - [`report`]: the typed report every operation produces (docs/report.md);
-//! - [`timeline`]: phase timings measured on one monotonic clock;
-//! - [`usage`]: CPU and memory used by ferry and the tools it ran;
-//! - [`local`]: checkpoint and restore on one host;
-//! - [`dest`]: the destination's receiver state machine;
-//! - [`source`]: the source's steps and rollback rules.
+//! - [`ports`]: every side effect of a migration as a narrow trait (container engine,
+//!   network, peer, page channel, host); the agent provides the real adapters;
+//! - [`strategies`]: cold, pre-copy, post-copy and hybrid, each one type with its source
+//!   and destination halves;
+//! - [`policy`]: the pure decisions (`auto`, pre-copy's stopping rule);
+//! - [`source`]: the source's shared steps, rollback and crash journal;
+//! - [`dest`]: the destination's receiver state machine and sessions;
+//! - [`error`]: one error type per operation, worded for the user;
+//! - [`group`]: group files;
+//! - [`timeline`], [`usage`], [`logs`]: what an operation cost, and its logs.
 
 pub mod dest;
-mod error;
+pub mod error;
 pub mod group;
-pub mod local;
+pub mod logs;
 pub mod policy;
+pub mod ports;
 pub mod source;
+pub mod strategies;
 pub mod timeline;
 pub mod usage;
 
-pub use error::OpError;
+#[cfg(test)]
+mod testing;
+
+pub use error::{MigrateError, OpError};
 pub use ferry_types::{report, Outcome, Phase, Report, Strategy};
 pub use timeline::Timeline;
-
-/// The strategies this build of ferry implements.
-pub const IMPLEMENTED_STRATEGIES: &[Strategy] = &[
-    Strategy::Cold,
-    Strategy::Precopy,
-    Strategy::Postcopy,
-    Strategy::Hybrid,
-];

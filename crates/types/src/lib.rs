@@ -24,6 +24,6 @@ pub use report::{
     ms, CriuErrors, CriuStats, Operation, Outcome, Phase, PrecopyRound, PrecopySummary, Report,
     StopReason,
 };
-pub use stats::{DestStats, PostcopyStats};
-pub use strategy::{Fault, MigrateOptions, Strategy, StrategyChoice};
+pub use stats::{DestStats, PageCounters, PostcopyStats};
+pub use strategy::{Compress, Fault, MigrateOptions, Strategy, StrategyChoice, UnknownCompression};
 pub use usage::Usage;

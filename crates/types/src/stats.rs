@@ -1,5 +1,7 @@
 //! What the destination measures and tells the source, which puts it in the report.
 
+use std::sync::atomic::AtomicU64;
+
 use serde::{Deserialize, Serialize};
 
 use crate::{Phase, RestoreStats, Usage};
@@ -21,4 +23,12 @@ pub struct PostcopyStats {
     pub pages_on_demand: u64,
     pub faults: u64,
     pub zero_pages: u64,
+}
+
+/// What a page pump sent so far, read while it runs (progress, and what a failed run
+/// sent).
+#[derive(Debug, Default)]
+pub struct PageCounters {
+    pub pages: AtomicU64,
+    pub bytes: AtomicU64,
 }

@@ -104,6 +104,47 @@ impl std::str::FromStr for StrategyChoice {
     }
 }
 
+/// Whether pre-copy's page blocks are compressed on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compress {
+    None,
+    Zstd,
+}
+
+/// A `--compress` value ferry does not know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownCompression(pub String);
+
+impl std::fmt::Display for UnknownCompression {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "unknown compression '{}'; use --compress zstd or --compress none",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for UnknownCompression {}
+
+impl Compress {
+    /// From `--compress` (zstd unless told otherwise).
+    pub fn parse(s: Option<&str>) -> Result<Self, UnknownCompression> {
+        match s.unwrap_or("zstd") {
+            "zstd" => Ok(Compress::Zstd),
+            "none" => Ok(Compress::None),
+            other => Err(UnknownCompression(other.to_string())),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Compress::Zstd => "zstd",
+            Compress::None => "none",
+        }
+    }
+}
+
 /// A fault a test can ask the agents to inject. Honoured only by agents started with
 /// `--allow-fault-injection`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

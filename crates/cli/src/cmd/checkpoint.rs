@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use ferry_engine::local::{self, CgroupFreeze, CheckpointRequest};
+use ferry_containers::local::{self, CgroupFreeze, CheckpointRequest};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

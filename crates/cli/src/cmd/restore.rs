@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use ferry_engine::local::{self, RestoreRequest};
+use ferry_containers::local::{self, RestoreRequest};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

@@ -5,7 +5,7 @@
 
 use std::collections::VecDeque;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use ferry_criu::images::{read_pagemap, PE_LAZY};
@@ -55,11 +55,7 @@ pub fn lazy_runs(dir: &Path) -> std::io::Result<Vec<LazyRun>> {
 }
 
 /// What the pump sent so far: read while it runs (progress, and what a failed run sent).
-#[derive(Debug, Default)]
-pub struct Sent {
-    pub pages: AtomicU64,
-    pub bytes: AtomicU64,
-}
+pub use ferry_types::PageCounters as Sent;
 
 /// What the pump did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

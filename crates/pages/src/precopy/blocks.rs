@@ -6,24 +6,7 @@ use ferry_proto::precopy::{
     push_page, push_ref, BlockHeader, BlockKind, PageHash, BLOCK_HEADER_LEN, MAX_BLOCK, PAGE_RECORD,
 };
 
-/// Whether blocks are compressed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Compress {
-    None,
-    Zstd,
-}
-
-impl Compress {
-    pub fn parse(s: Option<&str>) -> Result<Self, String> {
-        match s.unwrap_or("zstd") {
-            "zstd" => Ok(Compress::Zstd),
-            "none" => Ok(Compress::None),
-            other => Err(format!(
-                "unknown compression '{other}'; use --compress zstd or --compress none"
-            )),
-        }
-    }
-}
+pub use ferry_types::Compress;
 
 /// zstd's fastest level: the link, not the CPU, should set the pace.
 const ZSTD_LEVEL: i32 = 1;

@@ -2,17 +2,17 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::state::Agent;
+use crate::ports::host::HostSettings;
 
 /// Where the logs of a session are kept.
-pub fn logs_dir(agent: &Agent, session: &str) -> PathBuf {
-    agent.cfg.state_dir.join("logs").join(session)
+pub fn logs_dir(settings: &HostSettings, session: &str) -> PathBuf {
+    settings.logs_dir.join(session)
 }
 
 /// Copies the CRIU and runc logs (`*.log`) in `dir` to the session's logs directory;
 /// returns that directory.
-pub fn keep_logs(agent: &Agent, session: &str, dir: &Path) -> PathBuf {
-    let dest = logs_dir(agent, session);
+pub fn keep_logs(settings: &HostSettings, session: &str, dir: &Path) -> PathBuf {
+    let dest = logs_dir(settings, session);
     let Ok(rd) = std::fs::read_dir(dir) else {
         return dest;
     };
@@ -26,12 +26,12 @@ pub fn keep_logs(agent: &Agent, session: &str, dir: &Path) -> PathBuf {
     dest
 }
 
-/// Removes a finished session's directory, keeping its logs first if the agent keeps
+/// Removes a finished session's directory, keeping its logs first if the host keeps
 /// every session's logs.
-pub fn remove_session_dir(agent: &Agent, session: &str, dir: &Path) {
-    if agent.cfg.keep_logs {
-        keep_logs(agent, session, dir);
-        keep_logs(agent, session, &dir.join("work"));
+pub fn remove_session_dir(settings: &HostSettings, session: &str, dir: &Path) {
+    if settings.keep_logs {
+        keep_logs(settings, session, dir);
+        keep_logs(settings, session, &dir.join("work"));
     }
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -11,10 +11,10 @@ use ferry_runtime::freezer::Freezer;
 use ferry_runtime::{CheckpointArgs, RestoreArgs, Runtime, RuntimeError};
 use serde::{Deserialize, Serialize};
 
-use crate::report::{CriuErrors, Operation, Outcome, Report};
-use crate::timeline::Timeline;
-use crate::usage::UsageMeter;
-use crate::OpError;
+use ferry_engine::timeline::Timeline;
+use ferry_engine::usage::UsageMeter;
+use ferry_engine::OpError;
+use ferry_types::{CriuErrors, Operation, Outcome, Report};
 
 /// What ferry records next to a checkpoint, so that a restore can check its bundle.
 pub const CHECKPOINT_META: &str = "ferry-checkpoint.json";
@@ -151,7 +151,7 @@ pub async fn checkpoint(
         let t = Instant::now();
         freezer.thaw(state.pid)?;
         tl.record("resume", t);
-        downtime = Some(crate::timeline::ms(freeze_start.elapsed()));
+        downtime = Some(ferry_types::ms(freeze_start.elapsed()));
     }
     let meta = CheckpointMeta {
         container: req.container.clone(),

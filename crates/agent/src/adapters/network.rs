@@ -1,16 +1,22 @@
-//! Attaching containers to the network, and moving their address between hosts.
+//! The network port: attaching containers to the network, and moving their address
+//! between hosts.
 //!
 //! Built in is the bridge topology: each container's namespace has an `eth0` with a
 //! fixed address and MAC, the other end of its veth on the host's bridge. Other
 //! topologies plug in through a hook script called at each step (docs/network.md).
+//! A pod's members share one namespace, which goes with the last of them.
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use async_trait::async_trait;
+use ferry_engine::ports::network::{ContainerNetwork, Network, NetworkError};
 use ferry_netns::{send_gratuitous_arp, ContainerLink, NetError, NetLock, Netns, RealRunner};
 use ferry_types::NetSpec;
 
 use crate::config::NetMode;
+use crate::state::Agent;
 
 /// The steps of a container's network life, as hooks see them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,7 +152,111 @@ async fn announce(netns: &Path, mac: [u8; 6], ip: Ipv4Addr) -> Result<(), NetErr
     send_gratuitous_arp(netns, "eth0", mac, ip).await
 }
 
-pub use ferry_types::net::mac_for;
+fn net_err(e: NetError) -> NetworkError {
+    NetworkError(e.to_string())
+}
+
+/// A container's network, as the engine's port: pod-aware when it is released.
+#[derive(Debug, Clone)]
+pub struct AgentNetwork {
+    pub agent: Arc<Agent>,
+    pub net: ContainerNet,
+}
+
+impl AgentNetwork {
+    /// The network of a registered container on this agent.
+    pub fn of(agent: &Arc<Agent>, name: &str, spec: &NetSpec) -> Result<Self, NetError> {
+        Ok(Self {
+            agent: agent.clone(),
+            net: agent.container_net(name, spec)?,
+        })
+    }
+}
+
+#[async_trait]
+impl ContainerNetwork for AgentNetwork {
+    fn spec(&self) -> &NetSpec {
+        &self.net.spec
+    }
+    fn netns_path(&self) -> PathBuf {
+        self.net.netns_path()
+    }
+    async fn lock(&self) -> Result<(), NetworkError> {
+        self.net
+            .hold_lock()
+            .install(&RealRunner)
+            .await
+            .map_err(net_err)
+    }
+    async fn unlock(&self) -> Result<(), NetworkError> {
+        self.net
+            .hold_lock()
+            .remove(&RealRunner)
+            .await
+            .map_err(net_err)
+    }
+    async fn attach(&self) -> Result<(), NetworkError> {
+        self.net.up().await.map_err(net_err)
+    }
+    async fn detach(&self) -> Result<(), NetworkError> {
+        self.net.down().await.map_err(net_err)
+    }
+    async fn announce(&self) -> Result<(), NetworkError> {
+        self.net.announce().await.map_err(net_err)
+    }
+    async fn release(&self) -> Result<(), NetworkError> {
+        release_net(&self.agent, &self.net).await.map_err(net_err)
+    }
+}
+
+/// Removes a container's network namespace, unless it is a pod's and another member
+/// still needs it (or a member that left before removed it already): a pod's namespace
+/// goes with its last member.
+pub async fn release_net(agent: &Agent, net: &ContainerNet) -> Result<(), NetError> {
+    if let Some(p) = &net.spec.pod {
+        let in_use =
+            !agent.registry.pod_members(p, &net.container).is_empty() || agent.pods.arriving(p);
+        if in_use || !net.netns.exists() {
+            return Ok(());
+        }
+    }
+    net.destroy().await
+}
+
+/// This host's networks for arriving containers.
+#[derive(Debug, Clone)]
+pub struct AgentNetworks(pub Arc<Agent>);
+
+#[async_trait]
+impl Network for AgentNetworks {
+    async fn prepare(
+        &self,
+        container: &str,
+        spec: &NetSpec,
+        join: bool,
+    ) -> Result<Box<dyn ContainerNetwork>, NetworkError> {
+        let n = AgentNetwork::of(&self.0, container, spec).map_err(net_err)?;
+        // A pod's namespace is built by its first arriving member; the others join it.
+        if !join {
+            if n.net.netns.exists() {
+                n.net.destroy().await.map_err(net_err)?;
+            }
+            n.net.create().await.map_err(net_err)?;
+        }
+        if let Err(e) = n.lock().await {
+            if !join {
+                let _ = n.net.destroy().await;
+            }
+            return Err(e);
+        }
+        Ok(Box::new(n))
+    }
+
+    async fn destroy(&self, container: &str, spec: &NetSpec) -> Result<(), NetworkError> {
+        let n = AgentNetwork::of(&self.0, container, spec).map_err(net_err)?;
+        n.net.destroy().await.map_err(net_err)
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -154,8 +264,8 @@ mod tests {
 
     #[test]
     fn macs_follow_addresses() {
-        assert_eq!(mac_for("10.77.1.10".parse().unwrap()), "02:42:0a:4d:01:0a");
-        assert!(ferry_netns::parse_mac(&mac_for("10.0.0.1".parse().unwrap())).is_ok());
+        let mac = ferry_types::net::mac_for("10.0.0.1".parse().unwrap());
+        assert!(ferry_netns::parse_mac(&mac).is_ok());
     }
 
     #[tokio::test]

@@ -6,6 +6,10 @@
 //! sent `Commit` and before `Committed` arrives, the outcome is in doubt and must be
 //! resolved by asking the destination (see [`Rollback::InDoubt`]).
 
+use crate::error::RollbackError;
+use crate::ports::container::Subject;
+use crate::ports::network::ContainerNetwork;
+
 /// Steps the source has taken, in the order it takes them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SourceProgress {
@@ -81,6 +85,32 @@ pub fn rollback(p: &SourceProgress) -> Rollback {
     } else {
         Rollback::Undo(steps)
     }
+}
+
+/// Undoes source steps, in order; returns what could not be undone (every step is tried).
+pub async fn undo(
+    net: &dyn ContainerNetwork,
+    subject: &dyn Subject,
+    steps: &[Undo],
+) -> Vec<RollbackError> {
+    let mut errors = Vec::new();
+    for &step in steps {
+        let r = match step {
+            Undo::LinkUp => net.attach().await,
+            Undo::Unlock => net.unlock().await,
+            Undo::Thaw => {
+                if let Err(source) = subject.thaw() {
+                    errors.push(RollbackError::Container { step, source });
+                }
+                continue;
+            }
+            Undo::Announce => net.announce().await,
+        };
+        if let Err(source) = r {
+            errors.push(RollbackError::Network { step, source });
+        }
+    }
+    errors
 }
 
 #[cfg(test)]

@@ -1,0 +1,56 @@
+//! The container port: runc (`ferry-containers`), with the agent's own record of each
+//! container kept in step.
+
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use ferry_engine::ports::container::{ContainerError, DumpPlan, LazyDump, Shipment, Subject};
+
+use crate::state::Agent;
+
+/// A container being moved: runc's, and the agent's record of it, which goes with it.
+#[derive(Debug)]
+pub struct Managed {
+    pub inner: ferry_containers::runc::RuncSubject,
+    pub agent: Arc<Agent>,
+}
+
+#[async_trait]
+impl Subject for Managed {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    fn processes(&self) -> Vec<u32> {
+        self.inner.processes()
+    }
+    fn resident_bytes(&self) -> u64 {
+        self.inner.resident_bytes()
+    }
+    fn freeze(&self) -> Result<(), ContainerError> {
+        self.inner.freeze()
+    }
+    fn thaw(&self) -> Result<(), ContainerError> {
+        self.inner.thaw()
+    }
+    fn kill_frozen(&self) {
+        self.inner.kill_frozen()
+    }
+    fn shipment(&self) -> Result<Shipment, ContainerError> {
+        self.inner.shipment()
+    }
+    fn shipped(&self, digest: &str) {
+        self.inner.shipped(digest)
+    }
+    async fn checkpoint(&self, plan: &DumpPlan) -> Result<(), ContainerError> {
+        self.inner.checkpoint(plan).await
+    }
+    fn checkpoint_lazy(&self, plan: DumpPlan, page_socket: OwnedFd) -> LazyDump {
+        self.inner.checkpoint_lazy(plan, page_socket)
+    }
+    async fn remove(&self) -> Result<(), ContainerError> {
+        let r = self.inner.remove().await;
+        self.agent.registry.remove(self.inner.name());
+        r
+    }
+}

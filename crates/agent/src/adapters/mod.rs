@@ -1,0 +1,16 @@
+//! The real implementations of the engine's ports on this host.
+//!
+//! | port | adapter |
+//! |---|---|
+//! | container engine | [`container`]: runc (`ferry-containers`) and the agent's records |
+//! | network | [`network`]: network namespaces on the host's bridge, or a hook script |
+//! | peer | [`peer`]: transport connections between agents |
+//! | page channel | [`pages_source`], [`pages_dest`]: ferry's data plane (`ferry-pages`) |
+//! | host | [`host`]: admission, sessions and records at the destination |
+
+pub mod container;
+pub mod host;
+pub mod network;
+pub mod pages_dest;
+pub mod pages_source;
+pub mod peer;

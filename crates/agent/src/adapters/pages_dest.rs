@@ -1,0 +1,249 @@
+//! The destination's page channels, over ferry's data plane: each arrives as a
+//! connection of its own, named by its session, and what runs on it fills the
+//! container's page files, page store or memory.
+
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use ferry_criu::features::ensure_pipe_max_size;
+use ferry_criu::process::{spawn_lazy_pages, LazyPagesDaemon};
+use ferry_engine::ports::pages::{
+    HeldPages, LazyDaemon, LocalLazy, PageTask, PagesError, SessionPages,
+};
+use ferry_pages::postcopy::daemon::{self, DaemonError, Prepared};
+use ferry_pages::postcopy::Channels;
+use ferry_pages::precopy::receive::receive as receive_precopy;
+use ferry_pages::precopy::store::{default_limit as store_limit, PageStore};
+use ferry_transport::Stream;
+use ferry_types::PostcopyStats;
+use tokio::sync::oneshot;
+
+fn failed(e: impl std::fmt::Display) -> PagesError {
+    PagesError::Failed(e.to_string())
+}
+
+type Channel = oneshot::Receiver<Stream>;
+
+/// Waits for the page channel, then runs `receive` on it, blocking, off the runtime.
+/// `what` names the stream in errors.
+fn channel_task<T: Send + 'static>(
+    rx: Option<Channel>,
+    what: &'static str,
+    receive: impl FnOnce(OwnedFd) -> std::io::Result<T> + Send + 'static,
+) -> PageTask<T> {
+    tokio::spawn(async move {
+        let rx = rx.ok_or(PagesError::NoChannel)?;
+        let stream = match tokio::time::timeout(Duration::from_secs(60), rx).await {
+            Ok(Ok(s)) => s,
+            _ => return Err(PagesError::NoChannel),
+        };
+        let fd = stream.into_blocking_fd().map_err(failed)?;
+        tokio::task::spawn_blocking(move || receive(fd))
+            .await
+            .map_err(failed)?
+            .map_err(|source| PagesError::Broken { what, source })
+    })
+}
+
+/// Waits for a page channel the source opens.
+async fn arrival(rx: Option<Channel>) -> Result<Stream, PagesError> {
+    let rx = rx.ok_or(PagesError::NoChannel)?;
+    match tokio::time::timeout(Duration::from_secs(10), rx).await {
+        Ok(Ok(s)) => Ok(s),
+        _ => Err(PagesError::NoChannel),
+    }
+}
+
+/// One incoming session's page channels.
+#[derive(Debug)]
+pub struct AgentSessionPages {
+    pub criu: PathBuf,
+    pub pages: Option<Channel>,
+    pub urgent: Option<Channel>,
+}
+
+/// Starts ferry's lazy-pages daemon on two channels.
+fn start_daemon(
+    prepared: Prepared,
+    bulk: Stream,
+    urgent: Stream,
+    on_loss: Box<dyn FnOnce() + Send>,
+) -> Box<dyn LazyDaemon> {
+    let pages_total = prepared.pages_total();
+    let installed = Arc::new(AtomicU64::new(0));
+    let (go, go_rx) = oneshot::channel();
+    let task = tokio::spawn(daemon::run(
+        prepared,
+        Channels { bulk, urgent },
+        installed,
+        go_rx,
+        on_loss,
+    ));
+    Box::new(DaemonTask {
+        task,
+        go: Some(go),
+        pages_total,
+    })
+}
+
+#[async_trait]
+impl SessionPages for AgentSessionPages {
+    fn receive_stream(&mut self, images: &Path) -> PageTask<u64> {
+        let img = images.to_path_buf();
+        channel_task(self.pages.take(), "page stream", move |fd| {
+            ferry_pages::stream::receive(fd, &img)
+        })
+    }
+
+    fn receive_precopy(&mut self, images: &Path) -> PageTask<u64> {
+        let img = images.to_path_buf();
+        channel_task(self.pages.take(), "pre-copy stream", move |fd| {
+            let file = std::fs::File::from(fd);
+            let ack = file.try_clone()?;
+            let mut store = PageStore::new(store_limit());
+            let got = receive_precopy(&file, ack, &img, &mut store)?;
+            tracing::info!(
+                rounds = got.rounds,
+                stored = store.len(),
+                refs = got.final_refs,
+                "pre-copy pages received"
+            );
+            Ok(got.file_bytes)
+        })
+    }
+
+    fn receive_rounds(&mut self, images: &Path) -> PageTask<Box<dyn HeldPages>> {
+        let img = images.to_path_buf();
+        let urgent = self.urgent.take();
+        let rounds = channel_task(self.pages.take(), "pre-copy stream", move |fd| {
+            let file = std::fs::File::from(fd);
+            let ack = file.try_clone()?;
+            let mut store = PageStore::new(store_limit());
+            let got = receive_precopy(&file, ack, &img, &mut store)?;
+            if got.final_pages + got.final_refs > 0 {
+                return Err(std::io::Error::other(
+                    "the source sent page files in a hybrid migration",
+                ));
+            }
+            tracing::info!(
+                rounds = got.rounds,
+                stored = store.len(),
+                "hybrid: pre-copy rounds received"
+            );
+            Ok((store, OwnedFd::from(file)))
+        });
+        tokio::spawn(async move {
+            let (store, channel) = rounds.await.map_err(failed)??;
+            Ok(Box::new(Held {
+                store,
+                channel,
+                urgent,
+            }) as Box<dyn HeldPages>)
+        })
+    }
+
+    async fn postcopy(
+        &mut self,
+        images: &Path,
+        work: &Path,
+        on_loss: Box<dyn FnOnce() + Send>,
+    ) -> Result<Box<dyn LazyDaemon>, PagesError> {
+        let prepared = daemon::prepare(images, work).map_err(failed)?;
+        let bulk = arrival(self.pages.take()).await?;
+        let urgent = arrival(self.urgent.take()).await?;
+        Ok(start_daemon(prepared, bulk, urgent, on_loss))
+    }
+
+    async fn lazy_from_images(
+        &mut self,
+        images: &Path,
+        work: &Path,
+    ) -> Result<Option<Box<dyn LocalLazy>>, PagesError> {
+        if ensure_pipe_max_size().is_err() {
+            return Ok(None);
+        }
+        let d = spawn_lazy_pages(&self.criu, images, work)
+            .await
+            .map_err(failed)?;
+        Ok(Some(Box::new(LocalDaemon(d))))
+    }
+}
+
+/// What hybrid's rounds left: the store, the channel they came on, and post-copy's
+/// second channel, still to arrive.
+struct Held {
+    store: PageStore,
+    channel: OwnedFd,
+    urgent: Option<Channel>,
+}
+
+#[async_trait]
+impl HeldPages for Held {
+    async fn postcopy(
+        self: Box<Self>,
+        images: &Path,
+        work: &Path,
+        on_loss: Box<dyn FnOnce() + Send>,
+    ) -> Result<Box<dyn LazyDaemon>, PagesError> {
+        let prepared = daemon::prepare(images, work)
+            .map_err(failed)?
+            .with_store(self.store);
+        let bulk = Stream::from_blocking_fd(self.channel).map_err(failed)?;
+        let urgent = arrival(self.urgent).await?;
+        Ok(start_daemon(prepared, bulk, urgent, on_loss))
+    }
+}
+
+/// ferry's lazy-pages daemon, running.
+struct DaemonTask {
+    task: tokio::task::JoinHandle<Result<PostcopyStats, DaemonError>>,
+    /// Fired once the container may talk: the background pages start then.
+    go: Option<oneshot::Sender<()>>,
+    pages_total: u64,
+}
+
+#[async_trait]
+impl LazyDaemon for DaemonTask {
+    fn pages_total(&self) -> u64 {
+        self.pages_total
+    }
+
+    fn go(&mut self) {
+        if let Some(g) = self.go.take() {
+            let _ = g.send(());
+        }
+    }
+
+    fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+
+    async fn wait(self: Box<Self>) -> Result<PostcopyStats, PagesError> {
+        self.task.await.map_err(failed)?.map_err(failed)
+    }
+
+    fn abort(self: Box<Self>) {
+        self.task.abort();
+    }
+}
+
+/// CRIU's lazy-pages daemon on the local images.
+struct LocalDaemon(LazyPagesDaemon);
+
+#[async_trait]
+impl LocalLazy for LocalDaemon {
+    async fn wait(mut self: Box<Self>) -> Result<(), PagesError> {
+        match self.0.child.wait().await {
+            Ok(s) if s.success() => Ok(()),
+            other => Err(failed(format!("{other:?}"))),
+        }
+    }
+
+    async fn kill(mut self: Box<Self>) {
+        let _ = self.0.child.kill().await;
+    }
+}

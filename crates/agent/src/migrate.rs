@@ -1,0 +1,182 @@
+//! Outgoing migrations: the agent's checks before one may start, the ports it builds for
+//! it, and resuming a container it keeps frozen.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferry_engine::policy::auto::{effective_strategy, pick_auto};
+use ferry_engine::ports::container::Subject;
+use ferry_engine::source::rollback::{undo, Undo};
+use ferry_engine::source::{self, Events, SourcePorts, SourceRequest};
+use ferry_proto::ControlReply;
+use ferry_transport::Endpoint;
+use ferry_types::{MigrateOptions, Report, StrategyChoice};
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::adapters::container::Managed;
+use crate::adapters::network::AgentNetwork;
+use crate::adapters::pages_source::AgentPages;
+use crate::adapters::peer::PeerDialer;
+use crate::error::{AgentError, Refusal};
+use crate::pod::check_moving_together;
+use crate::state::Agent;
+
+/// A migration as the CLI asked for it.
+#[derive(Debug, Clone)]
+pub struct MigrateRequest {
+    pub container: String,
+    pub dest: Endpoint,
+    pub options: MigrateOptions,
+}
+
+/// A container belongs to one group at most: the one it last moved with.
+pub fn check_group(
+    container: &str,
+    recorded: Option<&str>,
+    asked: Option<&str>,
+) -> Result<(), Refusal> {
+    match (recorded, asked) {
+        (Some(g), Some(h)) if g != h => Err(Refusal::OtherGroup {
+            container: container.to_string(),
+            recorded: g.to_string(),
+            asked: h.to_string(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// The container, found and checked: runc's, on the network the agent manages.
+async fn subject(agent: &Arc<Agent>, name: &str) -> Result<(Managed, AgentNetwork), AgentError> {
+    let inner = agent.engine.running(name).await?;
+    let spec = agent
+        .registry
+        .get(name)
+        .and_then(|r| r.net)
+        .ok_or_else(|| Refusal::NetworkUnmanaged(name.to_string()))?;
+    let net = AgentNetwork::of(agent, name, &spec)?;
+    let netns = net.net.netns_path();
+    if inner.bundle().netns_path().as_deref() != Some(netns.to_string_lossy().as_ref()) {
+        return Err(Refusal::OutsideNetns {
+            name: name.to_string(),
+            netns,
+        }
+        .into());
+    }
+    Ok((
+        Managed {
+            inner,
+            agent: agent.clone(),
+        },
+        net,
+    ))
+}
+
+/// Migrates a container. Bad input is an error (nothing changed); anything else ends in a
+/// report whose outcome says where the container runs. With `hold`, the migration waits
+/// for it to fire before freezing (it fails, unchanged, if it is dropped).
+pub async fn migrate(
+    agent: Arc<Agent>,
+    req: MigrateRequest,
+    events: UnboundedSender<ControlReply>,
+    hold: Option<tokio::sync::oneshot::Receiver<()>>,
+) -> Result<Report, AgentError> {
+    let choice = effective_strategy(&req.options, agent.lazy_pages).map_err(Refusal::from)?;
+    let _claim = agent.claim(&req.container)?;
+    if !agent
+        .wait_memory_complete(&req.container, Duration::from_secs(300))
+        .await
+    {
+        return Err(Refusal::StillReceiving(req.container.clone()).into());
+    }
+    let (subject, network) = subject(&agent, &req.container).await?;
+    let recorded = agent.registry.get(&req.container).and_then(|r| r.group);
+    check_group(
+        &req.container,
+        recorded.as_deref(),
+        req.options.group.as_deref(),
+    )?;
+    if let Some(pod) = &network.net.spec.pod {
+        let mates = agent.registry.pod_members(pod, &req.container);
+        check_moving_together(&req.container, pod, &mates, &req.options.pod)
+            .map_err(Refusal::Pod)?;
+    }
+    let (strategy, notes) = match choice {
+        StrategyChoice::Auto => {
+            let (s, why) = pick_auto(
+                req.options.allow_postcopy,
+                agent.lazy_pages,
+                subject.resident_bytes(),
+            );
+            (s, vec![why])
+        }
+        StrategyChoice::Fixed(s) => (s, Vec::new()),
+    };
+    let dialer = PeerDialer {
+        dest: req.dest.clone(),
+        host: agent.cfg.name.clone(),
+        creds: agent.cfg.creds.clone(),
+    };
+    let ports = SourcePorts {
+        subject: Arc::new(subject),
+        network: Box::new(network),
+        pages: Box::new(AgentPages {
+            dialer: dialer.clone(),
+        }),
+        dialer: Box::new(dialer),
+    };
+    let request = SourceRequest {
+        container: req.container,
+        options: req.options,
+        strategy,
+        notes,
+    };
+    let settings = agent.host_settings();
+    Ok(source::migrate(ports, &settings, request, Events(events), hold).await?)
+}
+
+/// Resumes a container this agent keeps frozen after a failed post-copy migration.
+pub async fn resume(agent: &Arc<Agent>, name: &str) -> Result<(), AgentError> {
+    let _claim = agent.claim(name)?;
+    let subject = agent.engine.open(name).await?;
+    if subject.state().status != "paused" {
+        return Err(Refusal::NotFrozen {
+            name: name.to_string(),
+            status: subject.state().status.clone(),
+        }
+        .into());
+    }
+    let spec = agent
+        .registry
+        .get(name)
+        .and_then(|r| r.net)
+        .ok_or_else(|| Refusal::Unmanaged(name.to_string()))?;
+    let net = AgentNetwork::of(agent, name, &spec)?;
+    let errors = undo(
+        &net,
+        &subject,
+        &[Undo::LinkUp, Undo::Unlock, Undo::Thaw, Undo::Announce],
+    )
+    .await;
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(AgentError::Resume {
+            name: name.to_string(),
+            errors,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_container_belongs_to_one_group() {
+        assert!(check_group("db", None, Some("shop")).is_ok());
+        assert!(check_group("db", Some("shop"), Some("shop")).is_ok());
+        assert!(check_group("db", Some("shop"), None).is_ok());
+        let e = check_group("db", Some("shop"), Some("blog")).unwrap_err();
+        assert!(e.to_string().contains("'shop'") && e.to_string().contains("'blog'"));
+    }
+}

@@ -1,0 +1,13 @@
+//! The container engines ferry drives, each one adapter behind the engine's
+//! [`ContainerEngine`](ferry_engine::ports::container::ContainerEngine) port:
+//!
+//! - [`runc`]: containers in a runc root, their OCI bundles shipped between hosts, CRIU's
+//!   options passed through runc's flags and a per-container CRIU configuration file;
+//! - [`local`]: `ferry checkpoint` and `ferry restore`, on one host.
+//!
+//! Podman and Docker plug in here as adapters of their own (docs/engines.md).
+
+pub mod local;
+pub mod runc;
+
+pub use runc::{RuncEngine, RuncSettings};

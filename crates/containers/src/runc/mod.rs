@@ -1,0 +1,165 @@
+//! runc as a container engine: containers in one runc root, each with an OCI bundle.
+//!
+//! CRIU's options reach CRIU through runc's flags (`--tcp-established`, `--file-locks`,
+//! `--lazy-pages`) and, for what runc has no flag for (the network lock, a page-server
+//! socket), through the CRIU configuration file the container's `org.criu.config`
+//! annotation names; ferry writes it for each operation and puts back what was there.
+
+mod shipment;
+mod subject;
+
+use std::path::PathBuf;
+
+use async_trait::async_trait;
+use ferry_criu::plan::{CriuConfigTarget, CriuOptionPlan};
+use ferry_engine::ports::container::{
+    ContainerEngine, ContainerError, RestorePlan, ShipmentSink, Subject,
+};
+use ferry_runtime::bundle::Bundle;
+use ferry_runtime::freezer::Freezer;
+use ferry_runtime::{RestoreArgs, Runc, Runtime, RuntimeError};
+
+pub use shipment::{bundle_shipment, DIGEST_FILE};
+pub use subject::RuncSubject;
+
+/// Where this host keeps what runc needs.
+#[derive(Debug, Clone)]
+pub struct RuncSettings {
+    pub runc: Runc,
+    /// This host's name, for messages.
+    pub host: String,
+    /// Where received bundles go (one directory per container).
+    pub bundles_dir: PathBuf,
+    /// Where the CRIU configuration files of containers go.
+    pub criu_conf_dir: PathBuf,
+    /// The cgroup parent of this host's containers (unique per agent).
+    pub cgroup_parent: String,
+}
+
+impl RuncSettings {
+    /// The cgroup a container of this host lives in.
+    pub fn cgroups_path(&self, container: &str) -> String {
+        format!("{}/{container}", self.cgroup_parent)
+    }
+
+    /// The CRIU configuration file of a container.
+    pub fn criu_conf(&self, container: &str) -> PathBuf {
+        self.criu_conf_dir.join(format!("{container}.conf"))
+    }
+
+    pub fn bundle_dir(&self, container: &str) -> PathBuf {
+        self.bundles_dir.join(container)
+    }
+}
+
+/// runc, driven through its command line.
+#[derive(Debug, Clone)]
+pub struct RuncEngine {
+    pub settings: RuncSettings,
+}
+
+pub(crate) fn failed(e: RuntimeError) -> ContainerError {
+    ContainerError::Failed(e.to_string())
+}
+
+impl RuncEngine {
+    pub fn new(settings: RuncSettings) -> Self {
+        Self { settings }
+    }
+
+    pub fn runc(&self) -> &Runc {
+        &self.settings.runc
+    }
+
+    /// A container in any state (a frozen one, to resume it or settle an interrupted
+    /// migration).
+    pub async fn open(&self, name: &str) -> Result<RuncSubject, ContainerError> {
+        let state = self.runc().state(name).await.map_err(|e| match e {
+            RuntimeError::NotFound { .. } => ContainerError::NotFound {
+                name: name.to_string(),
+                host: self.settings.host.clone(),
+            },
+            other => failed(other),
+        })?;
+        let bundle = Bundle::load(&state.bundle).map_err(failed)?;
+        let freezer = Freezer::for_pid(state.pid).map_err(failed)?;
+        Ok(RuncSubject::new(
+            self.runc().clone(),
+            state,
+            bundle,
+            freezer,
+        ))
+    }
+
+    /// A running container ferry can move.
+    pub async fn running(&self, name: &str) -> Result<RuncSubject, ContainerError> {
+        let subject = self.open(name).await?;
+        if subject.state().status != "running" {
+            return Err(ContainerError::NotRunning {
+                name: name.to_string(),
+                status: subject.state().status.clone(),
+            });
+        }
+        if subject.config_target() == &CriuConfigTarget::Disabled {
+            return Err(ContainerError::Refused(format!(
+                "container '{name}' disables CRIU configuration files (empty org.criu.config annotation); ferry needs one to stream its pages"
+            )));
+        }
+        Ok(subject)
+    }
+}
+
+#[async_trait]
+impl ContainerEngine for RuncEngine {
+    async fn inspect(&self, name: &str) -> Result<Box<dyn Subject>, ContainerError> {
+        Ok(Box::new(self.running(name).await?))
+    }
+
+    async fn exists(&self, name: &str) -> bool {
+        self.runc().state(name).await.is_ok()
+    }
+
+    fn has_shipment(&self, name: &str, digest: &str) -> bool {
+        let dir = self.settings.bundle_dir(name);
+        let have = std::fs::read_to_string(dir.join(DIGEST_FILE)).unwrap_or_default();
+        have.trim() == digest && dir.join("config.json").exists()
+    }
+
+    fn receive(&self, name: &str, digest: &str) -> Result<Box<dyn ShipmentSink>, ContainerError> {
+        Ok(Box::new(shipment::BundleSink::new(
+            &self.settings,
+            name,
+            digest,
+        )?))
+    }
+
+    async fn restore(&self, name: &str, plan: &RestorePlan) -> Result<(), ContainerError> {
+        let target = CriuConfigTarget::Annotation(self.settings.criu_conf(name));
+        let criu = CriuOptionPlan::restore(&plan.criu, &target)
+            .map_err(|e| ContainerError::Refused(e.to_string()))?;
+        let bundle = self.settings.bundle_dir(name);
+        self.runc()
+            .restore(
+                name,
+                RestoreArgs {
+                    images: &plan.images,
+                    work: &plan.work,
+                    bundle: &bundle,
+                    plan: &criu,
+                    config_target: &target,
+                },
+            )
+            .await
+            .map_err(failed)
+    }
+
+    fn kill(&self, name: &str) {
+        if let Ok(freezer) = Freezer::for_cgroup(&self.settings.cgroups_path(name)) {
+            subject::kill_all(&freezer);
+        }
+    }
+
+    async fn delete(&self, name: &str) -> Result<(), ContainerError> {
+        self.runc().delete(name, true).await.map_err(failed)
+    }
+}

@@ -1,0 +1,114 @@
+//! What travels for a runc container: its OCI bundle (`config.json` and the root file
+//! system, bind mounts excluded), checked and unpacked into a staging directory at the
+//! destination, then pointed at the destination's namespace and cgroup.
+
+use std::path::{Path, PathBuf};
+
+use ferry_engine::ports::container::{ContainerError, Shipment, ShipmentSink};
+use ferry_runtime::bundle::{Bundle, CRIU_CONFIG_ANNOTATION};
+use ferry_runtime::manifest::{list_bundle, IncomingFile, Unpacker};
+use ferry_types::FileEntry;
+
+use super::{failed, RuncSettings};
+
+/// Written in a bundle directory: the digest of the bundle both hosts hold.
+pub const DIGEST_FILE: &str = ".ferry-digest";
+
+/// The bundle's files, and the digest the destination compares with the one it holds.
+pub fn bundle_shipment(bundle: &Bundle) -> Result<Shipment, ContainerError> {
+    let (entries, digest) = list_bundle(bundle).map_err(failed)?;
+    Ok(Shipment {
+        digest,
+        root: bundle.dir.clone(),
+        entries,
+    })
+}
+
+/// A bundle arriving at the destination.
+pub(crate) struct BundleSink {
+    settings: RuncSettings,
+    container: String,
+    digest: String,
+    staging: PathBuf,
+    unpacker: Option<Unpacker>,
+    current: Option<IncomingFile>,
+    stored: bool,
+}
+
+impl BundleSink {
+    pub(crate) fn new(
+        settings: &RuncSettings,
+        container: &str,
+        digest: &str,
+    ) -> Result<Self, ContainerError> {
+        let staging = settings.bundles_dir.join(format!(".{container}.incoming"));
+        Ok(Self {
+            settings: settings.clone(),
+            container: container.to_string(),
+            digest: digest.to_string(),
+            staging,
+            unpacker: None,
+            current: None,
+            stored: false,
+        })
+    }
+
+    fn unpacker(&mut self) -> Result<&Unpacker, ContainerError> {
+        if self.unpacker.is_none() {
+            let _ = std::fs::remove_dir_all(&self.staging);
+            self.unpacker = Some(Unpacker::new(&self.staging).map_err(failed)?);
+        }
+        self.unpacker
+            .as_ref()
+            .ok_or_else(|| ContainerError::Failed("no unpacker".into()))
+    }
+}
+
+impl ShipmentSink for BundleSink {
+    fn begin(&mut self, entry: &FileEntry) -> Result<(), ContainerError> {
+        self.current = self.unpacker()?.begin(entry).map_err(failed)?;
+        Ok(())
+    }
+
+    fn write(&mut self, data: &[u8]) -> Result<(), ContainerError> {
+        match self.current.as_mut() {
+            Some(f) => f.write(data).map_err(failed),
+            None => Err(ContainerError::Failed("data without a file".into())),
+        }
+    }
+
+    fn end_file(&mut self) -> Result<(), ContainerError> {
+        match self.current.take() {
+            Some(f) => f.finish().map_err(failed),
+            None => Ok(()),
+        }
+    }
+
+    fn store(mut self: Box<Self>, netns: &Path) -> Result<(), ContainerError> {
+        self.unpacker = None;
+        let name = self.container.clone();
+        let mut b = Bundle::load(&self.staging).map_err(failed)?;
+        b.set_netns_path(&netns.display().to_string());
+        b.set_cgroups_path(&self.settings.cgroups_path(&name));
+        b.set_annotation(
+            CRIU_CONFIG_ANNOTATION,
+            &self.settings.criu_conf(&name).display().to_string(),
+        );
+        b.save().map_err(failed)?;
+        std::fs::write(self.staging.join(DIGEST_FILE), &self.digest)
+            .map_err(|e| ContainerError::io(&self.staging, e))?;
+        let dest = self.settings.bundle_dir(&name);
+        let _ = std::fs::remove_dir_all(&dest);
+        std::fs::rename(&self.staging, &dest).map_err(|e| ContainerError::io(&dest, e))?;
+        self.stored = true;
+        Ok(())
+    }
+}
+
+impl Drop for BundleSink {
+    fn drop(&mut self) {
+        if !self.stored {
+            let _ = std::fs::remove_dir_all(&self.staging);
+        }
+    }
+}

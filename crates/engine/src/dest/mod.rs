@@ -1,0 +1,262 @@
+//! The destination half of a migration: one session per peer connection, driven by the
+//! receiver state machine of [`machine`]. What a session receives and how it restores
+//! is its strategy's ([`crate::strategies`]).
+
+pub mod machine;
+pub mod session;
+
+use std::sync::Arc;
+
+use ferry_proto::PeerReply;
+use ferry_types::NetSpec;
+
+use crate::error::IncomingError;
+use crate::ports::container::ContainerEngine;
+use crate::ports::host::{DestHost, HostSettings};
+use crate::ports::network::{ContainerNetwork, Network};
+use crate::ports::pages::LazyDaemon;
+use crate::ports::peer::{Frame, ToSource};
+use machine::{DestAction, DestMachine, Input};
+pub use session::{DestSession, InJournal};
+
+/// Everything the destination half touches.
+#[derive(Clone)]
+pub struct DestPorts {
+    pub engine: Arc<dyn ContainerEngine>,
+    pub network: Arc<dyn Network>,
+    pub host: Arc<dyn DestHost>,
+}
+
+impl std::fmt::Debug for DestPorts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DestPorts").finish_non_exhaustive()
+    }
+}
+
+/// A committed post-copy container, whose last page the source waits for.
+pub struct LastPage {
+    daemon: Box<dyn LazyDaemon>,
+    guard: Box<dyn Send>,
+    container: String,
+    ports: DestPorts,
+    net: Box<dyn ContainerNetwork>,
+}
+
+impl std::fmt::Debug for LastPage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LastPage")
+            .field("container", &self.container)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LastPage {
+    /// Waits until every page is in place, or the source is lost; returns what to tell
+    /// the source. If the source was lost, the container has been stopped: it cannot run
+    /// without its memory (its frozen copy on the source is intact).
+    pub async fn finish(self) -> PeerReply {
+        let r = self.daemon.wait().await;
+        drop(self.guard);
+        match r {
+            Ok(stats) => PeerReply::PostcopyDone { stats },
+            Err(e) => {
+                let reason = e.to_string();
+                tracing::error!(
+                    container = %self.container,
+                    "post-copy failed ({reason}): the container lacked memory and was stopped here; its frozen copy on the source is intact"
+                );
+                let _ = self.ports.engine.delete(&self.container).await;
+                let _ = self.net.release().await;
+                self.ports.host.forget(&self.container);
+                PeerReply::PostcopyFailed { reason }
+            }
+        }
+    }
+}
+
+/// Serves one peer connection: one incoming migration, or one question about how a
+/// session ended.
+pub async fn serve(ports: DestPorts, settings: HostSettings, mut link: Box<ToSource>) {
+    let mut machine = DestMachine::new();
+    let mut session: Option<DestSession> = None;
+    loop {
+        let input = match link.recv().await {
+            Ok(Frame::Message(m)) => Input::Message(m),
+            Ok(Frame::Data(d)) => Input::Data(d),
+            Err(e) => {
+                if let Some(s) = session.take() {
+                    if machine.drop_on_disconnect() {
+                        tracing::warn!(session = %s.id, "the source went away ({e}); dropping what this session built");
+                        s.drop_all().await;
+                    }
+                }
+                return;
+            }
+        };
+        let actions = match machine.on(input) {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!("protocol error from {}: {e}", link.peer_host());
+                refuse(&mut *link, &mut session, e.to_string()).await;
+                return;
+            }
+        };
+        for action in actions {
+            let reply = match step(&ports, &settings, &mut machine, &mut session, action).await {
+                Ok(r) => r,
+                Err(e) => {
+                    refuse(&mut *link, &mut session, e.to_string()).await;
+                    return;
+                }
+            };
+            let Some(reply) = reply else { continue };
+            if !answer(&mut *link, &mut machine, &mut session, reply).await {
+                return;
+            }
+        }
+    }
+}
+
+/// Drops what the session built and tells the source why.
+async fn refuse(link: &mut ToSource, session: &mut Option<DestSession>, message: String) {
+    if let Some(s) = session.take() {
+        s.drop_all().await;
+    }
+    let _ = link.send(&PeerReply::Error { message }).await;
+}
+
+/// Sends a reply; returns whether the conversation goes on.
+async fn answer(
+    link: &mut ToSource,
+    machine: &mut DestMachine,
+    session: &mut Option<DestSession>,
+    reply: Reply,
+) -> bool {
+    let (msg, last) = match reply {
+        Reply::Now(m) => (m, None),
+        Reply::Committed(m, last) => (m, last),
+    };
+    let end = matches!(
+        msg,
+        PeerReply::Committed { .. } | PeerReply::Aborted | PeerReply::RestoreFailed { .. }
+    );
+    if let Err(e) = link.send(&msg).await {
+        if let Some(s) = session.take() {
+            if machine.drop_on_disconnect() {
+                tracing::warn!(session = %s.id, "cannot answer the source ({e}); dropping this session");
+                s.drop_all().await;
+            }
+        }
+        return false;
+    }
+    if end {
+        // Post-copy: the connection stays until the last page arrived.
+        if let Some(l) = last {
+            let _ = link.send(&l.finish().await).await;
+        }
+        return false;
+    }
+    true
+}
+
+/// What a step answers.
+enum Reply {
+    Now(PeerReply),
+    /// `Committed`, and post-copy's wait for the last page.
+    Committed(PeerReply, Option<LastPage>),
+}
+
+fn active(session: &mut Option<DestSession>) -> Result<&mut DestSession, IncomingError> {
+    session.as_mut().ok_or(IncomingError::NoSession)
+}
+
+/// Performs one action; returns the reply to send, if any.
+async fn step(
+    ports: &DestPorts,
+    settings: &HostSettings,
+    machine: &mut DestMachine,
+    session: &mut Option<DestSession>,
+    action: DestAction,
+) -> Result<Option<Reply>, IncomingError> {
+    let now = |m| Ok(Some(Reply::Now(m)));
+    match action {
+        DestAction::Prepare(p) => {
+            let (s, need_bundle) = DestSession::prepare(ports, settings, p).await?;
+            *session = Some(s);
+            machine.prepared(need_bundle);
+            now(PeerReply::Prepared { need_bundle })
+        }
+        DestAction::BeginBundleFile(entry) => {
+            active(session)?.begin_bundle_file(&entry)?;
+            Ok(None)
+        }
+        DestAction::Data(d) => {
+            active(session)?.write(&d)?;
+            Ok(None)
+        }
+        DestAction::EndFile => {
+            active(session)?.end_file()?;
+            Ok(None)
+        }
+        DestAction::StoreBundle => {
+            active(session)?.store_bundle()?;
+            machine.bundle_stored();
+            now(PeerReply::BundleStored)
+        }
+        DestAction::BeginImage { name, size } => {
+            active(session)?.begin_image(&name, size)?;
+            Ok(None)
+        }
+        DestAction::StoreImages { pages_bytes } => {
+            active(session)?.store_images(pages_bytes).await?;
+            machine.images_stored();
+            now(PeerReply::ImagesStored)
+        }
+        DestAction::Restore => match active(session)?.restore().await {
+            Ok(stats) => {
+                machine.restored();
+                active(session)?.fault_after_restore();
+                now(PeerReply::Restored { stats })
+            }
+            Err(e) => {
+                if let Some(s) = session.take() {
+                    s.drop_all().await;
+                }
+                now(PeerReply::RestoreFailed {
+                    reason: e.to_string(),
+                })
+            }
+        },
+        DestAction::Commit => {
+            let s = session.take().ok_or(IncomingError::NoSession)?;
+            let (stats, last) = s.commit().await;
+            Ok(Some(Reply::Committed(PeerReply::Committed { stats }, last)))
+        }
+        DestAction::Abort { reason } => {
+            tracing::info!("the source aborted: {reason}");
+            if let Some(s) = session.take() {
+                s.drop_all().await;
+            }
+            now(PeerReply::Aborted)
+        }
+        DestAction::Resolve { session: id } => {
+            let state = ports.host.session_state(&id);
+            now(PeerReply::Resolution { session: id, state })
+        }
+    }
+}
+
+/// Cleans up what an incoming migration that a previous run of the agent left
+/// unfinished had built, as its journal says.
+pub async fn recover(ports: &DestPorts, journal: &InJournal, adopted: bool) {
+    if journal.phase == "committed" || adopted {
+        return;
+    }
+    tracing::warn!(container = %journal.container, "removing what an interrupted incoming migration left");
+    let _ = ports.engine.delete(&journal.container).await;
+    destroy_net(ports, &journal.container, &journal.net).await;
+}
+
+async fn destroy_net(ports: &DestPorts, container: &str, spec: &NetSpec) {
+    let _ = ports.network.destroy(container, spec).await;
+}

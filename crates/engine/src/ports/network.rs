@@ -1,0 +1,52 @@
+//! The network: a container's address, locked and handed from one host to the other.
+//!
+//! The source locks the container's network when it freezes it, detaches its link once
+//! the dump is over, and releases it once the destination runs it. The destination
+//! prepares the container's namespace unreachable and locked, attaches and announces it
+//! before the restore (so that no packet waits for an ARP retry), and unlocks it at
+//! `Commit`. Every step here undoes itself: a failed migration rolls back by them.
+
+use std::path::PathBuf;
+
+use async_trait::async_trait;
+use ferry_types::NetSpec;
+use thiserror::Error;
+
+/// A network step failed; the sentence names the command or hook and what it said.
+#[derive(Debug, Error)]
+#[error("{0}")]
+pub struct NetworkError(pub String);
+
+/// One container's network on this host.
+#[async_trait]
+pub trait ContainerNetwork: Send + Sync {
+    /// The identity that travels with the container.
+    fn spec(&self) -> &NetSpec;
+    /// The namespace the container joins here.
+    fn netns_path(&self) -> PathBuf;
+    /// Installs ferry's lock: nothing enters or leaves but ARP.
+    async fn lock(&self) -> Result<(), NetworkError>;
+    async fn unlock(&self) -> Result<(), NetworkError>;
+    /// Connects the container's link to this host's network.
+    async fn attach(&self) -> Result<(), NetworkError>;
+    async fn detach(&self) -> Result<(), NetworkError>;
+    /// Tells the network the address lives here now (gratuitous ARP).
+    async fn announce(&self) -> Result<(), NetworkError>;
+    /// Removes the namespace here (a pod's goes with its last member).
+    async fn release(&self) -> Result<(), NetworkError>;
+}
+
+/// This host's networks, for containers arriving.
+#[async_trait]
+pub trait Network: Send + Sync {
+    /// Builds `container`'s namespace with the identity `spec`, unreachable and locked;
+    /// `join` when it joins a pod's namespace another member already built here.
+    async fn prepare(
+        &self,
+        container: &str,
+        spec: &NetSpec,
+        join: bool,
+    ) -> Result<Box<dyn ContainerNetwork>, NetworkError>;
+    /// Removes what a previous run of the agent left of `container`'s namespace.
+    async fn destroy(&self, container: &str, spec: &NetSpec) -> Result<(), NetworkError>;
+}

@@ -1,0 +1,137 @@
+//! How an outgoing migration ends: the source's copy removed, or the container back as it
+//! was, or (when nobody can tell where it runs) kept frozen. The report says which.
+
+use std::time::{Duration, Instant};
+
+use ferry_types::{Outcome, Report, SessionState};
+
+use super::journal::{ask_destination, JOURNAL};
+use super::rollback::{rollback, undo, Rollback, SourceProgress};
+use super::SourceRun;
+use crate::error::MigrateError;
+
+/// How long the source keeps asking where an in-doubt migration ended, by default.
+pub const RESOLVE_FOR: Duration = Duration::from_secs(30);
+
+impl SourceRun {
+    /// The container runs at the destination with all its memory: remove it here.
+    pub(crate) async fn succeed(mut self) -> Report {
+        let t = Instant::now();
+        self.progress("cleanup", 0, 0);
+        let mut warnings = Vec::new();
+        self.ports.subject.kill_frozen();
+        if let Err(e) = self.ports.subject.remove().await {
+            warnings.push(format!("removing the source container: {e}"));
+        }
+        if let Err(e) = self.ports.network.release().await {
+            warnings.push(format!("removing the source network namespace: {e}"));
+        }
+        crate::logs::remove_session_dir(&self.settings, &self.session, &self.dir);
+        self.tl.record("cleanup", t);
+        self.report.source_released_ms = Some(self.tl.elapsed_ms());
+        self.report.notes.extend(warnings);
+        self.report.outcome = Outcome::Migrated;
+        self.finish_report()
+    }
+
+    fn finish_report(mut self) -> Report {
+        self.report.bytes_sent = self.bytes_sent();
+        self.report.total_ms = self.tl.elapsed_ms();
+        self.report.phases = std::mem::take(&mut self.tl).into_phases();
+        self.report.usage = Some(self.meter.finish());
+        self.report
+    }
+
+    /// The migration failed: roll back, or keep the container frozen where only the
+    /// destination can tell whether it runs there.
+    pub(crate) async fn fail(mut self, e: MigrateError) -> Report {
+        let mut reason = e.to_string();
+        if self.ports.subject.processes().is_empty() {
+            reason = format!(
+                "container '{}' exited by itself during the migration, so there is nothing to move or resume ({reason})",
+                self.req.container
+            );
+        }
+        tracing::warn!(container = %self.req.container, reason = %reason, "migration failed");
+        self.report.reason = Some(reason.clone());
+        self.report.criu_errors = Self::criu_errors(&e);
+        let mut plan = rollback(&self.progress);
+        if plan == Rollback::KeepFrozen {
+            return self.keep_frozen(&reason);
+        }
+        if plan == Rollback::InDoubt {
+            let dialer = &*self.ports.dialer;
+            let within = self.settings.resolve_for;
+            let pause = Duration::from_millis(500).min(within);
+            match ask_destination(dialer, &self.session, within, pause).await {
+                Some(SessionState::Committed) => {
+                    self.report.notes.push(
+                        "the destination confirmed the commit after the connection broke".into(),
+                    );
+                    self.report.reason = None;
+                    return self.succeed().await;
+                }
+                Some(SessionState::Dropped | SessionState::Pending | SessionState::Unknown) => {
+                    plan = rollback(&SourceProgress {
+                        commit_sent: false,
+                        ..self.progress
+                    })
+                }
+                None => {
+                    self.report.outcome = Outcome::Failed;
+                    self.report.reason = Some(format!(
+                        "{reason}; the destination may or may not run the container, so it stays frozen on {} until ferry can ask the destination again",
+                        self.settings.name
+                    ));
+                    return self.finish_report();
+                }
+            }
+        }
+        self.roll_back(plan, &reason).await
+    }
+
+    /// Post-copy broke after the container started at the destination: resuming is the
+    /// user's call ('ferry resume'), not a restarted agent's.
+    fn keep_frozen(mut self, reason: &str) -> Report {
+        let _ = std::fs::remove_file(self.dir.join(JOURNAL));
+        tracing::error!(container = %self.req.container, "post-copy broke after the container started at the destination; it stays frozen here");
+        self.report.outcome = Outcome::Failed;
+        self.report.reason = Some(format!(
+            "{reason}; the container had started on {} but cannot go on there without its memory, so the destination stops that copy; it is kept frozen on {} as it was when it left: 'ferry resume {}' resumes it here (whatever it did at the destination is lost)",
+            self.report.destination.clone().unwrap_or_default(),
+            self.settings.name,
+            self.req.container
+        ));
+        self.finish_report()
+    }
+
+    /// Tells the destination to drop what it built, then undoes the source's steps.
+    async fn roll_back(mut self, plan: Rollback, reason: &str) -> Report {
+        self.abort_remote(reason).await;
+        let t = Instant::now();
+        let undo_errors = match &plan {
+            Rollback::Undo(steps) => undo(&*self.ports.network, &*self.ports.subject, steps).await,
+            Rollback::Nothing | Rollback::InDoubt | Rollback::Done | Rollback::KeepFrozen => {
+                Vec::new()
+            }
+        };
+        self.tl.record("rollback", t);
+        if let Some(fz) = self.freeze_started() {
+            self.report.downtime_ms = Some(ferry_types::ms(fz.elapsed()));
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+        self.report.outcome = if undo_errors.is_empty() {
+            Outcome::RolledBack
+        } else {
+            Outcome::Failed
+        };
+        if !undo_errors.is_empty() {
+            let errors: Vec<String> = undo_errors.iter().map(ToString::to_string).collect();
+            self.report.reason = Some(format!(
+                "{reason}; rolling back also failed: {}",
+                errors.join("; ")
+            ));
+        }
+        self.finish_report()
+    }
+}
