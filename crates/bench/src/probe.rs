@@ -76,15 +76,19 @@ pub struct Stall {
 
 /// How long a read waits before the probe looks whether it was told to stop.
 const READ_SLICE: Duration = Duration::from_millis(200);
+/// How long a reply in flight is still waited for once the probe is told to stop: a
+/// request dropped during a freeze is answered after the client's next retransmission.
+const STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// Reads one reply. A server that never answers (its end of the connection vanished
-/// without a reset) is given up on once the probe is told to stop.
+/// without a reset) is given up on a while after the probe is told to stop.
 fn read_reply(
     r: &mut BufReader<TcpStream>,
     stop: &AtomicBool,
 ) -> std::io::Result<Result<i64, String>> {
     use std::io::ErrorKind;
     let mut bytes = Vec::new();
+    let mut stopped: Option<Instant> = None;
     loop {
         match r.read_until(b'\n', &mut bytes) {
             Ok(_) if bytes.ends_with(b"\n") => break,
@@ -95,10 +99,12 @@ fn read_reply(
                 ))
             }
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                if stop.load(Ordering::Relaxed) {
+                if stop.load(Ordering::Relaxed)
+                    && stopped.get_or_insert_with(Instant::now).elapsed() > STOP_GRACE
+                {
                     return Err(std::io::Error::new(
                         ErrorKind::TimedOut,
-                        "no answer before the probe was stopped",
+                        "no answer within 10 s after the probe was told to stop",
                     ));
                 }
             }
