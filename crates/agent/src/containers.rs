@@ -49,7 +49,7 @@ pub async fn run(
     }
     let cnet = match &net {
         Some(spec) => {
-            let n = agent.container_net(name, spec)?;
+            let n = crate::adapters::network::container_net(agent, name, spec)?;
             if !joined {
                 n.create().await?;
                 n.up().await?;
@@ -166,7 +166,11 @@ pub async fn remove(agent: &Arc<Agent>, name: &str) -> Result<(), AgentError> {
     }
     if let Some(r) = &rec {
         if let Some(spec) = &r.net {
-            release_net(agent, &agent.container_net(name, spec)?).await?;
+            release_net(
+                agent,
+                &crate::adapters::network::container_net(agent, name, spec)?,
+            )
+            .await?;
         }
         let _ = std::fs::remove_dir_all(&r.bundle);
     }

@@ -122,7 +122,12 @@ async fn serve(agent: Arc<Agent>, acc: ferry_transport::Accepted) {
         Role::Control => control::serve(agent, acc.conn).await,
         Role::Peer => {
             let link = Box::new(ConnLink(acc.conn));
-            ferry_engine::dest::serve(agent.dest_ports(), agent.host_settings(), link).await
+            ferry_engine::dest::serve(
+                crate::adapters::dest_ports(&agent),
+                agent.host_settings(),
+                link,
+            )
+            .await
         }
         role @ (Role::Pages | Role::UrgentPages) => {
             let Some(id) = acc.session else { return };

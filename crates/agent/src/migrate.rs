@@ -7,7 +7,7 @@ use std::time::Duration;
 use ferry_engine::policy::auto::{effective_strategy, pick_auto};
 use ferry_engine::ports::container::Subject;
 use ferry_engine::source::rollback::{undo, Undo};
-use ferry_engine::source::{self, Events, SourcePorts, SourceRequest};
+use ferry_engine::source::{Events, SourcePorts, SourceRequest};
 use ferry_proto::ControlReply;
 use ferry_transport::Endpoint;
 use ferry_types::{MigrateOptions, Report, StrategyChoice};
@@ -131,7 +131,7 @@ pub async fn migrate(
         notes,
     };
     let settings = agent.host_settings();
-    Ok(source::migrate(ports, &settings, request, Events(events), hold).await?)
+    Ok(ferry_engine::migration::migrate(ports, &settings, request, Events(events), hold).await?)
 }
 
 /// Resumes a container this agent keeps frozen after a failed post-copy migration.

@@ -38,7 +38,7 @@ pub async fn recover(agent: &Arc<Agent>) {
         if name.starts_with("in-") {
             if let Some(j) = read_journal::<InJournal>(&path) {
                 let adopted = agent.registry.get(&j.container).is_some();
-                ferry_engine::dest::recover(&agent.dest_ports(), &j, adopted).await;
+                ferry_engine::dest::recover(&crate::adapters::dest_ports(agent), &j, adopted).await;
             }
             let _ = std::fs::remove_dir_all(&path);
         } else if name.starts_with("out-") {

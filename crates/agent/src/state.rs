@@ -6,15 +6,11 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use ferry_containers::RuncEngine;
-use ferry_engine::dest::DestPorts;
 use ferry_engine::ports::host::HostSettings;
-use ferry_netns::NetError;
 use ferry_transport::Stream;
-use ferry_types::{NetSpec, SessionState};
+use ferry_types::SessionState;
 use tokio::sync::{oneshot, Semaphore};
 
-use crate::adapters::host::AgentHost;
-use crate::adapters::network::{AgentNetworks, ContainerNet};
 use crate::config::AgentConfig;
 use crate::pod::PodArrivals;
 use crate::registry::Registry;
@@ -118,20 +114,6 @@ impl Agent {
             lazy_pages: self.lazy_pages,
             resolve_for: ferry_engine::source::RESOLVE_FOR,
         }
-    }
-
-    /// The destination's ports on this host.
-    pub fn dest_ports(self: &Arc<Self>) -> DestPorts {
-        DestPorts {
-            engine: self.engine.clone(),
-            network: Arc::new(AgentNetworks(self.clone())),
-            host: Arc::new(AgentHost(self.clone())),
-        }
-    }
-
-    /// The network of a container on this agent.
-    pub fn container_net(&self, name: &str, spec: &NetSpec) -> Result<ContainerNet, NetError> {
-        ContainerNet::new(&self.cfg.net, &self.cfg.netns_prefix, name, spec.clone())
     }
 
     /// Records that `container`'s memory is still arriving, until the guard is dropped.

@@ -77,8 +77,9 @@ pub struct Stall {
 /// How long a read waits before the probe looks whether it was told to stop.
 const READ_SLICE: Duration = Duration::from_millis(200);
 /// How long a reply in flight is still waited for once the probe is told to stop: a
-/// request dropped during a freeze is answered after the client's next retransmission.
-const STOP_GRACE: Duration = Duration::from_secs(10);
+/// request dropped during a freeze is answered after the client's next retransmission,
+/// which comes up to as long after the freeze ended as the freeze lasted.
+const STOP_GRACE: Duration = Duration::from_secs(60);
 
 /// Reads one reply. A server that never answers (its end of the connection vanished
 /// without a reset) is given up on a while after the probe is told to stop.
@@ -104,7 +105,7 @@ fn read_reply(
                 {
                     return Err(std::io::Error::new(
                         ErrorKind::TimedOut,
-                        "no answer within 10 s after the probe was told to stop",
+                        "no answer within 60 s after the probe was told to stop",
                     ));
                 }
             }

@@ -169,22 +169,7 @@ impl MigrateError {
     }
 }
 
-/// One undo step of a rollback failed.
-#[derive(Debug, Error)]
-pub enum RollbackError {
-    #[error("{step:?}: {source}")]
-    Network {
-        step: crate::source::rollback::Undo,
-        #[source]
-        source: NetworkError,
-    },
-    #[error("{step:?}: {source}")]
-    Container {
-        step: crate::source::rollback::Undo,
-        #[source]
-        source: ContainerError,
-    },
-}
+pub use crate::source::rollback::RollbackError;
 
 /// The destination's side of a failure: what it tells the source.
 #[derive(Debug, Error)]

@@ -5,7 +5,8 @@
 //! - [`strategies`]: cold, pre-copy, post-copy and hybrid, each one type with its source
 //!   and destination halves;
 //! - [`policy`]: the pure decisions (`auto`, pre-copy's stopping rule);
-//! - [`source`]: the source's shared steps, rollback and crash journal;
+//! - [`migration`]: a migration from the source; [`source`]: the source's shared
+//!   steps, rollback and crash journal;
 //! - [`dest`]: the destination's receiver state machine and sessions;
 //! - [`error`]: one error type per operation, worded for the user;
 //! - [`group`]: group files;
@@ -15,6 +16,7 @@ pub mod dest;
 pub mod error;
 pub mod group;
 pub mod logs;
+pub mod migration;
 pub mod policy;
 pub mod ports;
 pub mod source;

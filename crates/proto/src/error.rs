@@ -14,9 +14,10 @@ pub enum ProtoError {
     },
     #[error("invalid frame kind {0}")]
     BadKind(u16),
-    #[error("frame of {len} bytes exceeds the limit of {max} bytes for {kind:?} frames")]
+    #[error("frame of {len} bytes exceeds the limit of {max} bytes for {kind} frames")]
     TooLarge {
-        kind: crate::FrameKind,
+        /// The frame kind's name.
+        kind: &'static str,
         len: u32,
         max: u32,
     },

@@ -29,6 +29,15 @@ impl FrameKind {
         }
     }
 
+    /// The kind's name, in errors.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Invalid => "Invalid",
+            Self::Message => "Message",
+            Self::Data => "Data",
+        }
+    }
+
     /// The payload limit enforced at decode time.
     pub fn max_payload(self) -> u32 {
         match self {
@@ -59,7 +68,11 @@ impl FrameHeader {
         let crc = u32::from_le_bytes([buf[8], buf[9], buf[10], buf[11]]);
         let max = kind.max_payload();
         if len > max {
-            return Err(ProtoError::TooLarge { kind, len, max });
+            return Err(ProtoError::TooLarge {
+                kind: kind.name(),
+                len,
+                max,
+            });
         }
         Ok(Self { kind, len, crc })
     }
@@ -89,7 +102,11 @@ impl FrameHeader {
         let max = kind.max_payload();
         let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
         if len > max {
-            return Err(ProtoError::TooLarge { kind, len, max });
+            return Err(ProtoError::TooLarge {
+                kind: kind.name(),
+                len,
+                max,
+            });
         }
         Ok(Self {
             kind,

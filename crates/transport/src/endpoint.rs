@@ -8,6 +8,7 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 
+use crate::sockopt::set_int_opt;
 use crate::TransportError;
 
 /// A TCP address or a Unix socket path.
@@ -78,25 +79,6 @@ pub fn tune_tcp(s: &TcpStream) {
         libc::TCP_USER_TIMEOUT,
         TCP_USER_TIMEOUT_MS,
     );
-}
-
-/// Sets an integer socket option; best effort (an option the socket lacks is skipped).
-pub(crate) fn set_int_opt(
-    s: &impl std::os::fd::AsRawFd,
-    level: libc::c_int,
-    opt: libc::c_int,
-    v: libc::c_int,
-) {
-    // SAFETY: setsockopt with a pointer to one int on a socket the caller holds.
-    unsafe {
-        libc::setsockopt(
-            s.as_raw_fd(),
-            level,
-            opt,
-            std::ptr::addr_of!(v).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        );
-    }
 }
 
 /// A connected byte stream.

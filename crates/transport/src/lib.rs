@@ -37,6 +37,7 @@ mod endpoint;
 mod error;
 mod handshake;
 mod relay;
+mod sockopt;
 mod tls;
 
 pub use auth::{Auth, Credentials, Secret};

@@ -5,7 +5,7 @@ use std::os::fd::OwnedFd;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsStream;
 
-use crate::endpoint::set_int_opt;
+use crate::sockopt::set_int_opt;
 
 /// Buffer of each direction of the relay: large enough that TLS records go out full.
 const RELAY_BUF: usize = 1 << 20;

@@ -14,3 +14,18 @@ pub mod network;
 pub mod pages_dest;
 pub mod pages_source;
 pub mod peer;
+
+use std::sync::Arc;
+
+use ferry_engine::dest::DestPorts;
+
+use crate::state::Agent;
+
+/// The destination's ports on this host.
+pub fn dest_ports(agent: &Arc<Agent>) -> DestPorts {
+    DestPorts {
+        engine: agent.engine.clone(),
+        network: Arc::new(network::AgentNetworks(agent.clone())),
+        host: Arc::new(host::AgentHost(agent.clone())),
+    }
+}

@@ -156,6 +156,11 @@ fn net_err(e: NetError) -> NetworkError {
     NetworkError(e.to_string())
 }
 
+/// The network of a container on this agent.
+pub fn container_net(agent: &Agent, name: &str, spec: &NetSpec) -> Result<ContainerNet, NetError> {
+    ContainerNet::new(&agent.cfg.net, &agent.cfg.netns_prefix, name, spec.clone())
+}
+
 /// A container's network, as the engine's port: pod-aware when it is released.
 #[derive(Debug, Clone)]
 pub struct AgentNetwork {
@@ -168,7 +173,7 @@ impl AgentNetwork {
     pub fn of(agent: &Arc<Agent>, name: &str, spec: &NetSpec) -> Result<Self, NetError> {
         Ok(Self {
             agent: agent.clone(),
-            net: agent.container_net(name, spec)?,
+            net: container_net(agent, name, spec)?,
         })
     }
 }

@@ -2,6 +2,7 @@
 //! receiver state machine of [`machine`]. What a session receives and how it restores
 //! is its strategy's ([`crate::strategies`]).
 
+pub mod arrival;
 pub mod machine;
 pub mod session;
 
@@ -86,7 +87,7 @@ pub async fn serve(ports: DestPorts, settings: HostSettings, mut link: Box<ToSou
             Err(e) => {
                 if let Some(s) = session.take() {
                     if machine.drop_on_disconnect() {
-                        tracing::warn!(session = %s.id, "the source went away ({e}); dropping what this session built");
+                        tracing::warn!(session = %s.id(), "the source went away ({e}); dropping what this session built");
                         s.drop_all().await;
                     }
                 }
@@ -143,7 +144,7 @@ async fn answer(
     if let Err(e) = link.send(&msg).await {
         if let Some(s) = session.take() {
             if machine.drop_on_disconnect() {
-                tracing::warn!(session = %s.id, "cannot answer the source ({e}); dropping this session");
+                tracing::warn!(session = %s.id(), "cannot answer the source ({e}); dropping this session");
                 s.drop_all().await;
             }
         }

@@ -125,7 +125,7 @@ fn new_session_id(container: &str) -> Result<String, PrepareError> {
 }
 
 impl SourceRun {
-    fn new(
+    pub(crate) fn new(
         ports: SourcePorts,
         settings: &HostSettings,
         req: SourceRequest,
@@ -170,27 +170,4 @@ impl SourceRun {
     pub(crate) fn fault(&self, f: ferry_types::Fault) -> bool {
         self.req.options.inject_fault == Some(f) && self.settings.allow_fault_injection
     }
-}
-
-/// Migrates a container. Setting the migration up can fail (nothing changed); anything
-/// after ends in a report whose outcome says where the container runs. With `hold`, the
-/// migration waits for it to fire before freezing (it fails, unchanged, if it is dropped).
-pub async fn migrate(
-    ports: SourcePorts,
-    settings: &HostSettings,
-    req: SourceRequest,
-    events: Events,
-    hold: Option<oneshot::Receiver<()>>,
-) -> Result<Report, PrepareError> {
-    let strategy = crate::strategies::of(req.strategy);
-    let mut run = SourceRun::new(ports, settings, req, events, hold)?;
-    let outcome = async {
-        run.prepare_destination().await?;
-        strategy.source(&mut run).await
-    }
-    .await;
-    Ok(match outcome {
-        Ok(()) => run.succeed().await,
-        Err(e) => run.fail(e).await,
-    })
 }

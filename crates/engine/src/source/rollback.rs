@@ -6,9 +6,27 @@
 //! sent `Commit` and before `Committed` arrives, the outcome is in doubt and must be
 //! resolved by asking the destination (see [`Rollback::InDoubt`]).
 
-use crate::error::RollbackError;
-use crate::ports::container::Subject;
-use crate::ports::network::ContainerNetwork;
+use thiserror::Error;
+
+use crate::ports::container::{ContainerError, Subject};
+use crate::ports::network::{ContainerNetwork, NetworkError};
+
+/// One undo step of a rollback failed.
+#[derive(Debug, Error)]
+pub enum RollbackError {
+    #[error("{step:?}: {source}")]
+    Network {
+        step: Undo,
+        #[source]
+        source: NetworkError,
+    },
+    #[error("{step:?}: {source}")]
+    Container {
+        step: Undo,
+        #[source]
+        source: ContainerError,
+    },
+}
 
 /// Steps the source has taken, in the order it takes them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

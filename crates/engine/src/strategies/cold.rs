@@ -10,7 +10,7 @@ use ferry_criu::plan::{NetworkLock, RestoreSpec};
 use ferry_types::Strategy;
 
 use super::{await_page_files, DestHalf, MigrationStrategy};
-use crate::dest::session::{AfterCommit, DestSession};
+use crate::dest::arrival::{AfterCommit, Arrival};
 use crate::error::{DumpError, IncomingError, MigrateError, PrepareError, TransferError};
 use crate::ports::container::RestorePlan;
 use crate::ports::pages::{LocalLazy, PageTask, PagesError};
@@ -62,7 +62,7 @@ impl MigrationStrategy for Cold {
         Ok(())
     }
 
-    fn destination(&self, session: &mut DestSession) -> Box<dyn DestHalf> {
+    fn destination(&self, session: &mut Arrival) -> Box<dyn DestHalf> {
         let task = session.pages.receive_stream(&session.images);
         Box::new(FilesDest::new(task))
     }
@@ -85,7 +85,7 @@ impl FilesDest {
 }
 
 /// What the restore of complete page files asks CRIU.
-pub(crate) fn files_plan(s: &DestSession, lazy: bool) -> RestorePlan {
+pub(crate) fn files_plan(s: &Arrival, lazy: bool) -> RestorePlan {
     RestorePlan {
         images: s.images.clone(),
         work: s.work.clone(),
@@ -105,7 +105,7 @@ impl DestHalf for FilesDest {
         await_page_files(self.task.take(), pages_bytes).await
     }
 
-    async fn restore(&mut self, s: &mut DestSession) -> Result<(), IncomingError> {
+    async fn restore(&mut self, s: &mut Arrival) -> Result<(), IncomingError> {
         // Restoring memory lazily from the local images lets the container run before
         // its pages are in place.
         if s.settings.lazy_pages && s.pages_bytes >= LAZY_RESTORE_MIN {

@@ -10,7 +10,7 @@ use ferry_types::Strategy;
 use super::postcopy::{lazy_source, on_loss, restore_under, LazyDest};
 use super::precopy::run_rounds;
 use super::{DestHalf, MigrationStrategy};
-use crate::dest::session::{AfterCommit, DestSession};
+use crate::dest::arrival::{AfterCommit, Arrival};
 use crate::error::{IncomingError, MigrateError, TransferError};
 use crate::ports::pages::{HeldPages, PageTask};
 use crate::source::SourceRun;
@@ -37,7 +37,7 @@ impl MigrationStrategy for Hybrid {
         r
     }
 
-    fn destination(&self, session: &mut DestSession) -> Box<dyn DestHalf> {
+    fn destination(&self, session: &mut Arrival) -> Box<dyn DestHalf> {
         let rounds = session.pages.receive_rounds(&session.images);
         Box::new(HybridDest {
             rounds: Some(rounds),
@@ -59,7 +59,7 @@ impl DestHalf for HybridDest {
         Ok(())
     }
 
-    async fn restore(&mut self, s: &mut DestSession) -> Result<(), IncomingError> {
+    async fn restore(&mut self, s: &mut Arrival) -> Result<(), IncomingError> {
         let t = Instant::now();
         let task = self.rounds.take().ok_or(IncomingError::NoSession)?;
         let held = task

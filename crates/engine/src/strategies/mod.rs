@@ -18,7 +18,7 @@ pub mod precopy;
 use async_trait::async_trait;
 use ferry_types::Strategy;
 
-use crate::dest::session::{AfterCommit, DestSession};
+use crate::dest::arrival::{AfterCommit, Arrival};
 use crate::error::{IncomingError, MigrateError};
 use crate::source::SourceRun;
 
@@ -35,7 +35,7 @@ pub trait MigrationStrategy: Send + Sync {
 
     /// The destination half of the session being prepared: it starts receiving pages
     /// (the page channels arrive as connections of their own).
-    fn destination(&self, session: &mut DestSession) -> Box<dyn DestHalf>;
+    fn destination(&self, session: &mut Arrival) -> Box<dyn DestHalf>;
 }
 
 /// A strategy's destination half, for one session.
@@ -44,7 +44,7 @@ pub trait DestHalf: Send {
     /// The image files all arrived: waits for the pages the page channel carried.
     async fn images_stored(&mut self, pages_bytes: u64) -> Result<(), IncomingError>;
     /// Restores the container; on success it runs, behind ferry's lock.
-    async fn restore(&mut self, session: &mut DestSession) -> Result<(), IncomingError>;
+    async fn restore(&mut self, session: &mut Arrival) -> Result<(), IncomingError>;
     /// After the commit: what goes on until the container holds all its memory.
     fn after_commit(self: Box<Self>) -> AfterCommit;
     /// The session is dropped (its container already deleted): stop what it started.

@@ -17,7 +17,7 @@ use ferry_types::{Fault, PageCounters, Strategy};
 
 use super::cold::stream_error;
 use super::{DestHalf, MigrationStrategy};
-use crate::dest::session::{AfterCommit, DestSession};
+use crate::dest::arrival::{AfterCommit, Arrival};
 use crate::error::{DumpError, IncomingError, MigrateError, PeerError, PostcopyError};
 use crate::ports::container::{ContainerError, LazyDump, RestorePlan};
 use crate::ports::pages::{LazyDaemon, LazyPages, PagesError, Pump};
@@ -182,7 +182,7 @@ impl MigrationStrategy for Postcopy {
         lazy_source(run, lazy).await
     }
 
-    fn destination(&self, _session: &mut DestSession) -> Box<dyn DestHalf> {
+    fn destination(&self, _session: &mut Arrival) -> Box<dyn DestHalf> {
         Box::new(LazyDest { daemon: None })
     }
 }
@@ -193,7 +193,7 @@ pub(crate) struct LazyDest {
 }
 
 /// What a restore under ferry's daemon asks CRIU.
-pub(crate) fn lazy_plan(s: &DestSession) -> RestorePlan {
+pub(crate) fn lazy_plan(s: &Arrival) -> RestorePlan {
     RestorePlan {
         images: s.images.clone(),
         work: s.work.clone(),
@@ -208,15 +208,13 @@ pub(crate) fn lazy_plan(s: &DestSession) -> RestorePlan {
 
 /// If the source is lost before every page arrived, the processes must die while the
 /// daemon still holds their userfaultfds, even during the restore.
-pub(crate) fn on_loss(s: &DestSession) -> Box<dyn FnOnce() + Send> {
-    let engine = s.engine();
-    let container = s.container.clone();
-    Box::new(move || engine.kill(&container))
+pub(crate) fn on_loss(s: &Arrival) -> Box<dyn FnOnce() + Send> {
+    s.killer()
 }
 
 /// Restores under `daemon`, which serves the restore's own faults.
 pub(crate) async fn restore_under(
-    s: &mut DestSession,
+    s: &mut Arrival,
     daemon: &dyn LazyDaemon,
 ) -> Result<(), IncomingError> {
     let plan = lazy_plan(s);
@@ -238,7 +236,7 @@ impl DestHalf for LazyDest {
         Ok(())
     }
 
-    async fn restore(&mut self, s: &mut DestSession) -> Result<(), IncomingError> {
+    async fn restore(&mut self, s: &mut Arrival) -> Result<(), IncomingError> {
         let t = Instant::now();
         let (images, work) = (s.images.clone(), s.work.clone());
         let loss = on_loss(s);

@@ -10,7 +10,7 @@ use ferry_types::{Compress, PrecopySummary, Strategy};
 
 use super::cold::{stream_error, FilesDest};
 use super::{DestHalf, MigrationStrategy};
-use crate::dest::session::DestSession;
+use crate::dest::arrival::Arrival;
 use crate::error::{DumpError, MigrateError, PrepareError, TransferError};
 use crate::policy::stop_rule::{Costs, Estimator, StopRule, Verdict};
 use crate::ports::pages::Rounds;
@@ -105,7 +105,7 @@ impl MigrationStrategy for Precopy {
         Ok(())
     }
 
-    fn destination(&self, session: &mut DestSession) -> Box<dyn DestHalf> {
+    fn destination(&self, session: &mut Arrival) -> Box<dyn DestHalf> {
         let task = session.pages.receive_precopy(&session.images);
         Box::new(FilesDest::new(task))
     }

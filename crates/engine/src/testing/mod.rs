@@ -206,7 +206,7 @@ pub async fn migrate_with(
     };
     let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
     let src_settings = settings("src", dir.path(), cfg.lazy_pages);
-    let report = crate::source::migrate(ports, &src_settings, req, Events(tx), None)
+    let report = crate::migration::migrate(ports, &src_settings, req, Events(tx), None)
         .await
         .unwrap();
     // The destination's half may still be finishing (a dropped session).

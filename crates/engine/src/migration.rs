@@ -1,0 +1,34 @@
+//! A migration, from the source: the destination prepared, the strategy's source half,
+//! and how it ends (see [`crate::source`] for the shared steps and the rules of a
+//! rollback, [`crate::strategies`] for what each strategy does in between).
+
+use ferry_types::Report;
+use tokio::sync::oneshot;
+
+use crate::error::PrepareError;
+use crate::ports::host::HostSettings;
+use crate::source::{Events, SourcePorts, SourceRequest, SourceRun};
+use crate::strategies;
+
+/// Migrates a container. Setting the migration up can fail (nothing changed); anything
+/// after ends in a report whose outcome says where the container runs. With `hold`, the
+/// migration waits for it to fire before freezing (it fails, unchanged, if it is dropped).
+pub async fn migrate(
+    ports: SourcePorts,
+    settings: &HostSettings,
+    req: SourceRequest,
+    events: Events,
+    hold: Option<oneshot::Receiver<()>>,
+) -> Result<Report, PrepareError> {
+    let strategy = strategies::of(req.strategy);
+    let mut run = SourceRun::new(ports, settings, req, events, hold)?;
+    let outcome = async {
+        run.prepare_destination().await?;
+        strategy.source(&mut run).await
+    }
+    .await;
+    Ok(match outcome {
+        Ok(()) => run.succeed().await,
+        Err(e) => run.fail(e).await,
+    })
+}
