@@ -2,9 +2,9 @@
 //! destination's receiver that rebuilds page files from them.
 #![no_main]
 
-use ferry_agent::precopy::receive::receive;
-use ferry_agent::precopy::refs::{expand, pages_following};
-use ferry_agent::precopy::store::PageStore;
+use ferry_pages::precopy::receive::receive;
+use ferry_pages::precopy::refs::{expand, pages_following};
+use ferry_pages::precopy::store::PageStore;
 use ferry_proto::postcopy::{PcHeader, PC_HEADER_LEN};
 use ferry_proto::precopy::{records, BlockHeader, BLOCK_HEADER_LEN};
 use libfuzzer_sys::fuzz_target;
