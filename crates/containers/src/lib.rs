@@ -7,7 +7,9 @@
 //!
 //! Podman and Docker plug in here as adapters of their own (docs/engines.md).
 
+mod error;
 pub mod local;
 pub mod runc;
 
+pub use error::OpError;
 pub use runc::{RuncEngine, RuncSettings};

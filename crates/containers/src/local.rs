@@ -11,9 +11,9 @@ use ferry_runtime::freezer::Freezer;
 use ferry_runtime::{CheckpointArgs, RestoreArgs, Runtime, RuntimeError};
 use serde::{Deserialize, Serialize};
 
+use crate::error::OpError;
 use ferry_engine::timeline::Timeline;
 use ferry_engine::usage::UsageMeter;
-use ferry_engine::OpError;
 use ferry_types::{CriuErrors, Operation, Outcome, Report};
 
 /// What ferry records next to a checkpoint, so that a restore can check its bundle.

@@ -27,6 +27,6 @@ pub mod usage;
 #[cfg(test)]
 mod testing;
 
-pub use error::{MigrateError, OpError};
+pub use error::MigrateError;
 pub use ferry_types::{report, Outcome, Phase, Report, Strategy};
 pub use timeline::Timeline;
