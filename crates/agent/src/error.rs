@@ -10,7 +10,13 @@ use ferry_runtime::RuntimeError;
 use ferry_transport::TransportError;
 use thiserror::Error;
 
-use crate::state::Busy;
+/// Another operation holds the container.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("another operation on '{name}' is in progress on {host}; wait for it to finish")]
+pub struct Busy {
+    pub name: String,
+    pub host: String,
+}
 
 /// A request the agent refuses: nothing changed.
 #[derive(Debug, Error)]
@@ -37,9 +43,13 @@ pub enum Refusal {
         recorded: String,
         asked: String,
     },
-    /// A pod member would leave its mates behind.
-    #[error("{0}")]
-    Pod(String),
+    /// A pod member would leave its mates behind (`left` lists them, quoted).
+    #[error("container '{container}' shares the network namespace of pod '{pod}' with {left}; a pod moves as a whole: name all its containers in a group file and use 'ferry migrate --group' (docs/groups.md)")]
+    PodLeftBehind {
+        container: String,
+        pod: String,
+        left: String,
+    },
     #[error("container '{name}' is {status}, not frozen; there is nothing to resume")]
     NotFrozen { name: String, status: String },
     #[error("container '{0}' is not managed by this agent")]

@@ -97,8 +97,7 @@ pub async fn migrate(
     )?;
     if let Some(pod) = &network.net.spec.pod {
         let mates = agent.registry.pod_members(pod, &req.container);
-        check_moving_together(&req.container, pod, &mates, &req.options.pod)
-            .map_err(Refusal::Pod)?;
+        check_moving_together(&req.container, pod, &mates, &req.options.pod)?;
     }
     let (strategy, notes) = match choice {
         StrategyChoice::Auto => {

@@ -10,6 +10,9 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use ferry_engine::ports::host::PodError;
+
+use crate::error::Refusal;
 use tokio::sync::Notify;
 
 /// The members of one pod arriving at this host.
@@ -17,12 +20,12 @@ use tokio::sync::Notify;
 struct Arrivals {
     sessions: usize,
     restored: BTreeSet<String>,
-    failed: Option<String>,
+    failed: Option<PodError>,
 }
 
 /// Whether a pod's arrival is complete: `Some(Ok)` when every expected member is
 /// restored, `Some(Err)` once one of them failed, `None` while some are on their way.
-fn settled(a: &Arrivals, expected: &[String]) -> Option<Result<(), String>> {
+fn settled(a: &Arrivals, expected: &[String]) -> Option<Result<(), PodError>> {
     if let Some(f) = &a.failed {
         return Some(Err(f.clone()));
     }
@@ -76,7 +79,7 @@ impl PodArrivals {
     pub fn failed(&self, pod: &str, member: &str) {
         self.with(pod, |a| {
             a.failed
-                .get_or_insert_with(|| format!("pod member '{member}' did not arrive"));
+                .get_or_insert_with(|| PodError::MemberFailed(member.to_string()));
         });
     }
 
@@ -86,7 +89,7 @@ impl PodArrivals {
         pod: &str,
         expected: &[String],
         limit: Duration,
-    ) -> Result<(), String> {
+    ) -> Result<(), PodError> {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
             let notified = self.changed.notified();
@@ -96,16 +99,17 @@ impl PodArrivals {
                 let pods = self.pods.lock().unwrap_or_else(|e| e.into_inner());
                 match pods.get(pod) {
                     Some(a) => settled(a, expected),
-                    None => Some(Err(format!("pod '{pod}' is not arriving here"))),
+                    None => Some(Err(PodError::NotArriving(pod.to_string()))),
                 }
             };
             if let Some(r) = state {
                 return r;
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return Err(format!(
-                    "the other members of pod '{pod}' did not arrive within {limit:?}"
-                ));
+                return Err(PodError::Late {
+                    pod: pod.to_string(),
+                    limit,
+                });
             }
         }
     }
@@ -117,16 +121,17 @@ pub fn check_moving_together(
     pod: &str,
     mates: &[String],
     moving: &[String],
-) -> Result<(), String> {
+) -> Result<(), Refusal> {
     let left: Vec<&String> = mates.iter().filter(|m| !moving.contains(m)).collect();
     if left.is_empty() {
         return Ok(());
     }
     let names: Vec<String> = left.iter().map(|m| format!("'{m}'")).collect();
-    Err(format!(
-        "container '{container}' shares the network namespace of pod '{pod}' with {}; a pod moves as a whole: name all its containers in a group file and use 'ferry migrate --group' (docs/groups.md)",
-        names.join(", ")
-    ))
+    Err(Refusal::PodLeftBehind {
+        container: container.to_string(),
+        pod: pod.to_string(),
+        left: names.join(", "),
+    })
 }
 
 #[cfg(test)]
@@ -146,7 +151,7 @@ mod tests {
         assert_eq!(settled(&a, &want), None);
         a.restored.insert("sidecar".into());
         assert_eq!(settled(&a, &want), Some(Ok(())));
-        a.failed = Some("x".into());
+        a.failed = Some(PodError::MemberFailed("x".into()));
         assert!(matches!(settled(&a, &want), Some(Err(_))));
     }
 
@@ -162,7 +167,8 @@ mod tests {
             &names(&["side", "log"]),
             &names(&["web", "side"]),
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("'log'") && !e.contains("'side'") && e.contains("pod 'p'"));
     }
 
@@ -189,10 +195,10 @@ mod tests {
         });
         tokio::time::sleep(Duration::from_millis(20)).await;
         p.failed("other", "b");
-        assert!(w.await.unwrap().unwrap_err().contains("'b'"));
+        assert!(w.await.unwrap().unwrap_err().to_string().contains("'b'"));
         let r = p
             .wait_all("pod", &names(&["a", "c"]), Duration::from_millis(30))
             .await;
-        assert!(r.unwrap_err().contains("did not arrive"));
+        assert!(r.unwrap_err().to_string().contains("did not arrive"));
     }
 }

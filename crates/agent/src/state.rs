@@ -12,6 +12,7 @@ use ferry_types::SessionState;
 use tokio::sync::{oneshot, Semaphore};
 
 use crate::config::AgentConfig;
+pub use crate::error::Busy;
 use crate::pod::PodArrivals;
 use crate::registry::Registry;
 
@@ -75,14 +76,6 @@ impl Drop for MemoryArriving {
         }
         let _ = self.done.send(true);
     }
-}
-
-/// Another operation holds the container.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("another operation on '{name}' is in progress on {host}; wait for it to finish")]
-pub struct Busy {
-    pub name: String,
-    pub host: String,
 }
 
 impl Agent {

@@ -209,8 +209,8 @@ pub enum IncomingError {
     #[error("the page channel broke during the restore")]
     PageChannelLost,
     /// The rest of the container's pod did not arrive.
-    #[error("{0}")]
-    Pod(String),
+    #[error(transparent)]
+    Pod(#[from] crate::ports::host::PodError),
 }
 
 impl IncomingError {

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use ferry_engine::dest::session::POD_WAIT;
 use ferry_engine::policy::auto::needs_lazy_pages;
 use ferry_engine::ports::container::ContainerEngine;
-use ferry_engine::ports::host::{Admission, AdmitError, DestHost, PodArrival};
+use ferry_engine::ports::host::{Admission, AdmitError, DestHost, PodArrival, PodError};
 use ferry_proto::Prepare;
 use ferry_types::{NetSpec, SessionState};
 
@@ -169,7 +169,7 @@ impl PodArrival for AgentPod {
         self.agent.pods.restored(&self.pod, &self.member);
     }
 
-    async fn wait_all(&self) -> Result<(), String> {
+    async fn wait_all(&self) -> Result<(), PodError> {
         self.agent
             .pods
             .wait_all(&self.pod, &self.members, POD_WAIT)

@@ -266,7 +266,7 @@ impl DestSession {
         };
         let t = Instant::now();
         pod.restored();
-        pod.wait_all().await.map_err(IncomingError::Pod)?;
+        pod.wait_all().await?;
         self.a.tl.record("pod-wait", t);
         self.a.stats.phases = self.a.tl.phases().to_vec();
         Ok(self.a.stats.clone())

@@ -31,6 +31,20 @@ pub enum AdmitError {
     Refused(String),
 }
 
+/// Why a pod member cannot count as arrived.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum PodError {
+    #[error("pod member '{0}' did not arrive")]
+    MemberFailed(String),
+    #[error("pod '{0}' is not arriving here")]
+    NotArriving(String),
+    #[error("the other members of pod '{pod}' did not arrive within {limit:?}")]
+    Late {
+        pod: String,
+        limit: std::time::Duration,
+    },
+}
+
 /// A pod member's arrival, coordinated with the rest of its pod: a member counts as
 /// restored once every member is.
 #[async_trait]
@@ -39,7 +53,7 @@ pub trait PodArrival: Send + Sync {
     fn arrived(&self);
     fn restored(&self);
     /// Waits until every member moving here is restored, or one of them failed.
-    async fn wait_all(&self) -> Result<(), String>;
+    async fn wait_all(&self) -> Result<(), PodError>;
     fn failed(&self);
     /// The member's session ended (committed or dropped).
     fn leave(&self);
