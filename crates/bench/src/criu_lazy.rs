@@ -99,25 +99,16 @@ fn tail(log: &Path) -> String {
     lines[lines.len().saturating_sub(3)..].join(" | ")
 }
 
-/// Moves container `name` from `from` to `to` with plain runc + CRIU lazy pages, the
-/// page server listening on `port` of the source host.
-pub async fn migrate(
-    lab: &LabState,
+/// The source's lazy dump, once it serves pages.
+async fn lazy_dump(
+    m: &Manual,
     criu: &Path,
     from: &LabHost,
-    to: &LabHost,
     name: &str,
-    net: &NetSpec,
-    port: u16,
-) -> anyhow::Result<LazyTimes> {
-    let m = Manual::prepare(lab, from, to, name, net).await?;
-    let src_ip = from.listen.ip().to_string();
+    page_server: &str,
+) -> anyhow::Result<std::process::Child> {
     let img = m.src_img.to_string_lossy().into_owned();
-    let dimg = m.dst_img.to_string_lossy().into_owned();
-    let page_server = format!("{src_ip}:{port}");
-
-    // The source: a lazy dump that reports on fd 3 once it serves pages.
-    let start = Instant::now();
+    // A lazy dump that reports on fd 3 once it serves pages.
     let (status_r, status_w) = pipe()?;
     let dump_log = m.src_img.join("runc.log");
     let mut cmd = runc_cmd(
@@ -128,7 +119,7 @@ pub async fn migrate(
             "--tcp-established",
             "--lazy-pages",
             "--page-server",
-            &page_server,
+            page_server,
             "--status-fd",
             "3",
             "--image-path",
@@ -156,27 +147,25 @@ pub async fn migrate(
             tail(&dump_log)
         );
     }
-    let dump_ms = ms(start);
-    m.src_link.down(&RealRunner).await?;
+    Ok(dump)
+}
 
-    let t = Instant::now();
-    copy_dir(&m.src_img, &m.dst_img)?;
-    let copy_ms = ms(t);
-    let bytes_images = dir_bytes(&m.src_img);
-    let lazy_pages: u64 = ferry_pages::postcopy::pump::lazy_runs(&m.src_img)
-        .map(|r| r.iter().map(|r| r.nr_pages).sum())
-        .unwrap_or(0);
-
-    // The destination: the lazy-pages daemon first, then the restore.
-    let t = Instant::now();
-    m.handover().await?;
+/// CRIU's lazy-pages daemon at the destination, listening for the restore.
+async fn lazy_daemon(
+    m: &Manual,
+    criu: &Path,
+    to: &LabHost,
+    src_ip: &str,
+    port: u16,
+) -> anyhow::Result<std::process::Child> {
+    let dimg = m.dst_img.to_string_lossy().into_owned();
     let lazy_log = m.dst_img.join("lazy-pages.log");
     let mut cmd = Command::new(criu);
     cmd.args([
         "lazy-pages",
         "--page-server",
         "--address",
-        &src_ip,
+        src_ip,
         "--port",
         &port.to_string(),
         "--images-dir",
@@ -205,6 +194,41 @@ pub async fn migrate(
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
+    Ok(daemon)
+}
+
+/// Moves container `name` from `from` to `to` with plain runc + CRIU lazy pages, the
+/// page server listening on `port` of the source host.
+pub async fn migrate(
+    lab: &LabState,
+    criu: &Path,
+    from: &LabHost,
+    to: &LabHost,
+    name: &str,
+    net: &NetSpec,
+    port: u16,
+) -> anyhow::Result<LazyTimes> {
+    let m = Manual::prepare(lab, from, to, name, net).await?;
+    let src_ip = from.listen.ip().to_string();
+    let page_server = format!("{src_ip}:{port}");
+
+    let start = Instant::now();
+    let mut dump = lazy_dump(&m, criu, from, name, &page_server).await?;
+    let dump_ms = ms(start);
+    m.src_link.down(&RealRunner).await?;
+
+    let t = Instant::now();
+    copy_dir(&m.src_img, &m.dst_img)?;
+    let copy_ms = ms(t);
+    let bytes_images = dir_bytes(&m.src_img);
+    let lazy_pages: u64 = ferry_pages::postcopy::pump::lazy_runs(&m.src_img)
+        .map(|r| r.iter().map(|r| r.nr_pages).sum())
+        .unwrap_or(0);
+
+    // The destination: the lazy-pages daemon first, then the restore.
+    let t = Instant::now();
+    m.handover().await?;
+    let mut daemon = lazy_daemon(&m, criu, to, &src_ip, port).await?;
     if let Err(e) = m.restore(to, criu, name, &["--lazy-pages"]) {
         let _ = daemon.kill();
         let _ = dump.kill();
@@ -214,9 +238,17 @@ pub async fn migrate(
     let restore_ms = ms(t);
     let freeze_to_run_ms = ms(start);
 
-    wait(&mut daemon, "criu lazy-pages", &lazy_log)?;
+    wait(
+        &mut daemon,
+        "criu lazy-pages",
+        &m.dst_img.join("lazy-pages.log"),
+    )?;
     let pages_done_at = Instant::now();
-    wait(&mut dump, "runc checkpoint --lazy-pages", &dump_log)?;
+    wait(
+        &mut dump,
+        "runc checkpoint --lazy-pages",
+        &m.src_img.join("runc.log"),
+    )?;
     let total_ms = ms(start);
     let _ = std::fs::remove_dir_all(&m.src_img);
     Ok(LazyTimes {

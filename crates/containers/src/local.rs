@@ -153,9 +153,15 @@ pub async fn checkpoint(
         tl.record("resume", t);
         downtime = Some(ferry_types::ms(freeze_start.elapsed()));
     }
+    write_meta(req, &state.bundle, &bundle)?;
+    checkpoint_report(req, tl, meter, downtime)
+}
+
+/// Records, next to the images, the bundle a restore must match.
+fn write_meta(req: &CheckpointRequest, dir: &Path, bundle: &Bundle) -> Result<(), OpError> {
     let meta = CheckpointMeta {
         container: req.container.clone(),
-        bundle: state.bundle.clone(),
+        bundle: dir.to_path_buf(),
         bundle_identity: bundle.identity_digest(),
         tcp_established: req.tcp_established,
     };
@@ -164,8 +170,15 @@ pub async fn checkpoint(
         &meta_path,
         serde_json::to_vec_pretty(&meta).unwrap_or_default(),
     )
-    .map_err(|e| OpError::io(meta_path.display(), e))?;
+    .map_err(|e| OpError::io(meta_path.display(), e))
+}
 
+fn checkpoint_report(
+    req: &CheckpointRequest,
+    tl: Timeline,
+    meter: UsageMeter,
+    downtime: Option<f64>,
+) -> Result<Report, OpError> {
     let mut report = Report::new(Operation::Checkpoint, &req.container);
     report.outcome = Outcome::Checkpointed;
     report.downtime_ms = downtime;

@@ -101,6 +101,41 @@ pub async fn up(spec: &LabSpec) -> Result<LabState, LabError> {
 }
 
 async fn build(spec: &LabSpec, state: &mut LabState, prefix: &str) -> Result<(), LabError> {
+    build_fabric(state).await?;
+    for (i, name) in host_names(spec.hosts).iter().enumerate() {
+        let (ns, address, fabric_if) = build_host(state, prefix, i, name).await?;
+        if let Some(rate) = &spec.link {
+            shape_uplink(spec, rate, &ns, &state.fabric, &fabric_if).await?;
+        }
+        let state_dir = lab_dir(&spec.name).join(name);
+        let host = LabHost {
+            name: name.clone(),
+            netns: ns.clone(),
+            address,
+            listen: SocketAddr::new(address.into(), AGENT_PORT),
+            runtime_root: state_dir.join("runc"),
+            control: state_dir.join("agent.sock"),
+            state_dir,
+            agent_pid: None,
+        };
+        if let Some(tls) = &state.tls_dir {
+            ferry_transport::certs::issue(tls, &host.name, &[host.address.into()])?;
+        }
+        let pid = start_agent(spec, &host, state, prefix, &AgentExtras::default())?;
+        state.hosts.push(LabHost {
+            agent_pid: Some(pid),
+            ..host
+        });
+        state.save()?;
+    }
+    for h in &state.hosts {
+        wait_agent(h).await?;
+    }
+    Ok(())
+}
+
+/// The fabric (one bridge) and the client's namespace on it.
+async fn build_fabric(state: &LabState) -> Result<(), LabError> {
     let fabric = state.fabric.clone();
     run(ip(&["netns", "add", &fabric])).await?;
     run(ip(&["-n", &fabric, "link", "set", "lo", "up"])).await?;
@@ -132,80 +167,75 @@ async fn build(spec: &LabSpec, state: &mut LabState, prefix: &str) -> Result<(),
     .await?;
     run(ip(&["-n", &client, "link", "set", "eth0", "up"])).await?;
 
-    for (i, name) in host_names(spec.hosts).iter().enumerate() {
-        let ns = format!("{prefix}-{name}");
-        let address = Ipv4Addr::new(10, 77, 0, 1 + i as u8);
-        let fabric_if = format!("h-{name}");
-        run(ip(&["netns", "add", &ns])).await?;
-        run(ip(&["-n", &ns, "link", "set", "lo", "up"])).await?;
-        run(ip(&["-n", &ns, "link", "add", "br0", "type", "bridge"])).await?;
-        // A bridge takes the lowest MAC of its ports unless it has one of its own: without
-        // this, every container joining or leaving would change the host's MAC and leave
-        // the other hosts' ARP caches pointing at a MAC that no longer exists.
-        let mac = format!("02:fe:0a:4d:00:{:02x}", 1 + i);
-        run(ip(&["-n", &ns, "link", "set", "br0", "address", &mac])).await?;
-        run(ip(&[
-            "-n",
-            &ns,
-            "addr",
-            "add",
-            &format!("{address}/16"),
-            "dev",
-            "br0",
-        ]))
-        .await?;
-        run(ip(&["-n", &ns, "link", "set", "br0", "up"])).await?;
-        run(ip(&[
-            "link", "add", "up0", "netns", &ns, "type", "veth", "peer", "name", &fabric_if,
-            "netns", &fabric,
-        ]))
-        .await?;
-        run(ip(&[
-            "-n", &ns, "link", "set", "up0", "master", "br0", "up",
-        ]))
-        .await?;
-        run(ip(&[
-            "-n", &fabric, "link", "set", &fabric_if, "master", "br0", "up",
-        ]))
-        .await?;
-        if let Some(rate) = &spec.link {
-            // Shape both directions of the host's uplink.
-            let up = shape::plan_shape("up0", rate, spec.delay_ms)?
-                .in_netns(ferry_netns::netns_path(&ns));
-            let down = shape::plan_shape(&fabric_if, rate, spec.delay_ms)?
-                .in_netns(ferry_netns::netns_path(&fabric));
-            for c in [up, down] {
-                run(c).await.map_err(|e| match e.to_string() {
-                    m if spec.delay_ms > 0.0 && shape::netem_missing(&m) => LabError::Invalid(
-                        "this kernel lacks the netem qdisc (sch_netem), so the lab cannot add a delay; shape the rate alone with --link RATE and no --delay".into(),
-                    ),
-                    _ => e,
-                })?;
-            }
-        }
-        let state_dir = lab_dir(&spec.name).join(name);
-        let host = LabHost {
-            name: name.clone(),
-            netns: ns.clone(),
-            address,
-            listen: SocketAddr::new(address.into(), AGENT_PORT),
-            runtime_root: state_dir.join("runc"),
-            control: state_dir.join("agent.sock"),
-            state_dir,
-            agent_pid: None,
-        };
-        if let Some(tls) = &state.tls_dir {
-            ferry_transport::certs::issue(tls, &host.name, &[host.address.into()])?;
-        }
-        let pid = start_agent(spec, &host, state, prefix, &AgentExtras::default())?;
-        state.hosts.push(LabHost {
-            agent_pid: Some(pid),
-            ..host
-        });
-        state.save()?;
-    }
-    for h in &state.hosts {
-        wait_agent(h).await?;
+    Ok(())
+}
+
+/// Host `i`'s namespace: its bridge (with a fixed MAC), its address, its uplink to the
+/// fabric. Returns the namespace, the address and the uplink's fabric end.
+async fn build_host(
+    state: &LabState,
+    prefix: &str,
+    i: usize,
+    name: &str,
+) -> Result<(String, Ipv4Addr, String), LabError> {
+    let fabric = state.fabric.clone();
+    let ns = format!("{prefix}-{name}");
+    let address = Ipv4Addr::new(10, 77, 0, 1 + i as u8);
+    let fabric_if = format!("h-{name}");
+    run(ip(&["netns", "add", &ns])).await?;
+    run(ip(&["-n", &ns, "link", "set", "lo", "up"])).await?;
+    run(ip(&["-n", &ns, "link", "add", "br0", "type", "bridge"])).await?;
+    // A bridge takes the lowest MAC of its ports unless it has one of its own: without
+    // this, every container joining or leaving would change the host's MAC and leave
+    // the other hosts' ARP caches pointing at a MAC that no longer exists.
+    let mac = format!("02:fe:0a:4d:00:{:02x}", 1 + i);
+    run(ip(&["-n", &ns, "link", "set", "br0", "address", &mac])).await?;
+    run(ip(&[
+        "-n",
+        &ns,
+        "addr",
+        "add",
+        &format!("{address}/16"),
+        "dev",
+        "br0",
+    ]))
+    .await?;
+    run(ip(&["-n", &ns, "link", "set", "br0", "up"])).await?;
+    run(ip(&[
+        "link", "add", "up0", "netns", &ns, "type", "veth", "peer", "name", &fabric_if, "netns",
+        &fabric,
+    ]))
+    .await?;
+    run(ip(&[
+        "-n", &ns, "link", "set", "up0", "master", "br0", "up",
+    ]))
+    .await?;
+    run(ip(&[
+        "-n", &fabric, "link", "set", &fabric_if, "master", "br0", "up",
+    ]))
+    .await?;
+    Ok((ns, address, fabric_if))
+}
+
+/// Shapes both directions of a host's uplink.
+async fn shape_uplink(
+    spec: &LabSpec,
+    rate: &str,
+    ns: &str,
+    fabric: &str,
+    fabric_if: &str,
+) -> Result<(), LabError> {
+    // Shape both directions of the host's uplink.
+    let up = shape::plan_shape("up0", rate, spec.delay_ms)?.in_netns(ferry_netns::netns_path(ns));
+    let down = shape::plan_shape(fabric_if, rate, spec.delay_ms)?
+        .in_netns(ferry_netns::netns_path(fabric));
+    for c in [up, down] {
+        run(c).await.map_err(|e| match e.to_string() {
+            m if spec.delay_ms > 0.0 && shape::netem_missing(&m) => LabError::Invalid(
+                "this kernel lacks the netem qdisc (sch_netem), so the lab cannot add a delay; shape the rate alone with --link RATE and no --delay".into(),
+            ),
+            _ => e,
+        })?;
     }
     Ok(())
 }

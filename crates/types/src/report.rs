@@ -294,6 +294,12 @@ impl Report {
                 let _ = writeln!(s, "    {:<20}{:>10.1} {:>10.1}", p.name, p.start_ms, p.ms);
             }
         }
+        self.render_tools(&mut s);
+        s
+    }
+
+    /// CRIU's statistics, the resources used, the notes and CRIU's error lines.
+    fn render_tools(&self, s: &mut String) {
         if let Some(d) = &self.criu.dump {
             let _ = writeln!(
                 s,
@@ -334,7 +340,6 @@ impl Report {
                 let _ = writeln!(s, "    {l}");
             }
         }
-        s
     }
 }
 

@@ -1,6 +1,6 @@
 //! `ferry bench`: benchmarks that print their figures and compare with baselines.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use ferry_bench::row::{print_table, write_json};
 use ferry_bench::sizes::parse_sizes;
@@ -126,160 +126,190 @@ pub struct LocalArgs {
 
 pub async fn run(c: Command) -> anyhow::Result<i32> {
     match c {
-        Command::Local(a) => {
-            let criu = ferry_criu::features::CriuBinary::locate(None)?;
-            let b = ferry_bench::local::LocalBench {
-                sizes: parse_sizes(&a.sizes).map_err(anyhow::Error::msg)?,
-                runs: a.runs,
-                criu: criu.path,
-                network_lock: super::network_lock(),
-            };
-            let rows = ferry_bench::local::run_bench(&b).await?;
-            print_table(
-                &rows,
-                &["checkpoint_ms", "restore_ms", "criu_frozen_ms", "image_mb"],
-            );
-            if let Some(p) = a.json {
-                write_json(&p, &rows)?;
-            }
-            Ok(0)
-        }
-        Command::Cold(a) => {
-            let criu = ferry_criu::features::CriuBinary::locate(None)?;
-            let b = ferry_bench::cold::ColdBench {
-                sizes: parse_sizes(&a.sizes).map_err(anyhow::Error::msg)?,
-                runs: a.runs,
-                ferry: std::env::current_exe()?,
-                criu: criu.path,
-                link: a.link,
-                delay_ms: a.delay,
-            };
-            let rows = ferry_bench::cold::run_bench(&b).await?;
-            println!("downtime = longest request latency a client doing INCR every 1 ms saw; freeze_to_run = the tool's own measure");
-            print_table(&rows, &["freeze_to_run_ms", "source_mem_mb"]);
-            if let Some(p) = a.json {
-                write_json(&p, &rows)?;
-            }
-            Ok(0)
-        }
-        Command::Group(a) => {
-            let sizes = parse_sizes(&a.db_size).map_err(anyhow::Error::msg)?;
-            let [db_bytes] = sizes[..] else {
-                anyhow::bail!("--db-size takes one size, like 200M");
-            };
-            if let Some(l) = &a.link {
-                ferry_netns::shape::validate_rate(l)?;
-            }
-            let b = ferry_bench::group::GroupBench {
-                runs: a.runs,
-                ferry: std::env::current_exe()?,
-                link: a.link.clone(),
-                db_bytes,
-            };
-            let out = ferry_bench::group::run_bench(&b).await?;
-            println!("six containers in three levels (2 Redis with {} each, 2 workers connected to them, 2 front servers with a client each); cold migrations", a.db_size);
-            println!("total = the group's total time; downtime = the worst downtime of any one container (ferry's measure)");
-            print_table(&out.rows, &[]);
-            if let (Some(seq), Some(pipe)) = (
-                out.rows.iter().find(|r| r.method == "group-sequential"),
-                out.rows.iter().find(|r| r.method == "group-pipeline"),
-            ) {
-                println!(
-                    "pipeline / sequential total time (median): {:.2}",
-                    pipe.total_ms.median / seq.total_ms.median
-                );
-            }
-            if let Some(p) = a.svg {
-                std::fs::write(&p, ferry_bench::svg::timeline_svg(&out.last))
-                    .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", p.display()))?;
-                println!("timeline: {}", p.display());
-            }
-            if let Some(p) = a.json {
-                write_json(&p, &out.rows)?;
-            }
-            Ok(0)
-        }
-        Command::Precopy(a) => {
-            let criu = ferry_criu::features::CriuBinary::locate(None)?;
-            ferry_netns::shape::validate_rate(&a.link)?;
-            let b = ferry_bench::precopy::PrecopyBench {
-                sizes: parse_sizes(&a.sizes).map_err(anyhow::Error::msg)?,
-                runs: a.runs,
-                ferry: std::env::current_exe()?,
-                criu: criu.path,
-                link: Some(a.link.clone()),
-                writes_pct: a.writes_pct,
-                thresholds: parse_list(&a.thresholds)?,
-            };
-            let rows = ferry_bench::precopy::run_bench(&b).await?;
-            println!(
-                "link {}, write load {}% of keys per second (naive runs without it);",
-                a.link, a.writes_pct
-            );
-            println!("downtime = longest request latency a client doing INCR every 1 ms saw; freeze_to_run = ferry's own measure;");
-            println!("throughput_in_rounds_pct = Redis throughput while the rounds ran, in percent of before");
-            print_table(
-                &rows,
-                &[
-                    "freeze_to_run_ms",
-                    "postcopy_ms",
-                    "rounds",
-                    "threshold_pct",
-                    "throughput_in_rounds_pct",
-                ],
-            );
-            let per_round: Vec<String> = rows
-                .iter()
-                .filter(|r| r.method != "naive")
-                .filter_map(|r| {
-                    let mb: Vec<String> = (1..=30)
-                        .map_while(|k| r.extra.get(&format!("round{k}_sent_mb")))
-                        .map(|s| format!("{:.1}", s.median))
-                        .collect();
-                    (!mb.is_empty()).then(|| {
-                        let t = r
-                            .extra
-                            .get("threshold_pct")
-                            .map_or(String::new(), |t| format!(" threshold {}%", t.median));
-                        format!("  {}{t}: {} MB", r.method, mb.join(", "))
-                    })
-                })
-                .collect();
-            if !per_round.is_empty() {
-                println!("bytes sent per round (median):");
-                println!("{}", per_round.join("\n"));
-            }
-            if let Some(p) = a.json {
-                write_json(&p, &rows)?;
-            }
-            Ok(0)
-        }
-        Command::Postcopy(a) => {
-            let criu = ferry_criu::features::CriuBinary::locate(None)?;
-            let b = ferry_bench::postcopy::PostcopyBench {
-                sizes: parse_sizes(&a.sizes).map_err(anyhow::Error::msg)?,
-                runs: a.runs,
-                ferry: std::env::current_exe()?,
-                criu: criu.path,
-                link: a.link,
-                delay_ms: a.delay,
-            };
-            let rows = ferry_bench::postcopy::run_bench(&b).await?;
-            println!("downtime = longest request latency a client doing INCR every 1 ms saw; freeze_to_run = the tool's own measure;");
-            println!("postcopy = the container runs until its last page arrived; pagein = the client's latencies meanwhile");
-            print_table(
-                &rows,
-                &[
-                    "freeze_to_run_ms",
-                    "postcopy_ms",
-                    "pagein_max_ms",
-                    "pagein_p99_ms",
-                ],
-            );
-            if let Some(p) = a.json {
-                write_json(&p, &rows)?;
-            }
-            Ok(0)
-        }
+        Command::Local(a) => local(a).await,
+        Command::Cold(a) => cold(a).await,
+        Command::Group(a) => group(a).await,
+        Command::Precopy(a) => precopy(a).await,
+        Command::Postcopy(a) => postcopy(a).await,
     }
+}
+
+/// The CRIU binary the benchmarks use.
+fn criu() -> anyhow::Result<PathBuf> {
+    Ok(ferry_criu::features::CriuBinary::locate(None)?.path)
+}
+
+fn sizes(s: &str) -> anyhow::Result<Vec<u64>> {
+    parse_sizes(s).map_err(anyhow::Error::msg)
+}
+
+/// Prints what the figures mean, the table with the `extra` columns, and writes the rows
+/// as JSON when asked.
+fn output(
+    legend: &[String],
+    rows: &[ferry_bench::row::Row],
+    extra: &[&str],
+    json: Option<&Path>,
+) -> anyhow::Result<i32> {
+    for l in legend {
+        println!("{l}");
+    }
+    print_table(rows, extra);
+    if let Some(p) = json {
+        write_json(p, rows)?;
+    }
+    Ok(0)
+}
+
+const CLIENT_DOWNTIME: &str = "downtime = longest request latency a client doing INCR every 1 ms saw; freeze_to_run = the tool's own measure";
+
+async fn local(a: LocalArgs) -> anyhow::Result<i32> {
+    let b = ferry_bench::local::LocalBench {
+        sizes: sizes(&a.sizes)?,
+        runs: a.runs,
+        criu: criu()?,
+        network_lock: super::network_lock(),
+    };
+    let rows = ferry_bench::local::run_bench(&b).await?;
+    let extra = ["checkpoint_ms", "restore_ms", "criu_frozen_ms", "image_mb"];
+    output(&[], &rows, &extra, a.json.as_deref())
+}
+
+async fn cold(a: ColdArgs) -> anyhow::Result<i32> {
+    let b = ferry_bench::cold::ColdBench {
+        sizes: sizes(&a.sizes)?,
+        runs: a.runs,
+        ferry: std::env::current_exe()?,
+        criu: criu()?,
+        link: a.link,
+        delay_ms: a.delay,
+    };
+    let rows = ferry_bench::cold::run_bench(&b).await?;
+    let legend = [CLIENT_DOWNTIME.to_string()];
+    let extra = ["freeze_to_run_ms", "source_mem_mb"];
+    output(&legend, &rows, &extra, a.json.as_deref())
+}
+
+async fn group(a: GroupArgs) -> anyhow::Result<i32> {
+    let sizes = sizes(&a.db_size)?;
+    let [db_bytes] = sizes[..] else {
+        anyhow::bail!("--db-size takes one size, like 200M");
+    };
+    if let Some(l) = &a.link {
+        ferry_netns::shape::validate_rate(l)?;
+    }
+    let b = ferry_bench::group::GroupBench {
+        runs: a.runs,
+        ferry: std::env::current_exe()?,
+        link: a.link.clone(),
+        db_bytes,
+    };
+    let out = ferry_bench::group::run_bench(&b).await?;
+    println!("six containers in three levels (2 Redis with {} each, 2 workers connected to them, 2 front servers with a client each); cold migrations", a.db_size);
+    println!("total = the group's total time; downtime = the worst downtime of any one container (ferry's measure)");
+    print_table(&out.rows, &[]);
+    if let (Some(seq), Some(pipe)) = (
+        out.rows.iter().find(|r| r.method == "group-sequential"),
+        out.rows.iter().find(|r| r.method == "group-pipeline"),
+    ) {
+        println!(
+            "pipeline / sequential total time (median): {:.2}",
+            pipe.total_ms.median / seq.total_ms.median
+        );
+    }
+    if let Some(p) = a.svg {
+        std::fs::write(&p, ferry_bench::svg::timeline_svg(&out.last))
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", p.display()))?;
+        println!("timeline: {}", p.display());
+    }
+    if let Some(p) = a.json {
+        write_json(&p, &out.rows)?;
+    }
+    Ok(0)
+}
+
+async fn precopy(a: PrecopyArgs) -> anyhow::Result<i32> {
+    ferry_netns::shape::validate_rate(&a.link)?;
+    let b = ferry_bench::precopy::PrecopyBench {
+        sizes: sizes(&a.sizes)?,
+        runs: a.runs,
+        ferry: std::env::current_exe()?,
+        criu: criu()?,
+        link: Some(a.link.clone()),
+        writes_pct: a.writes_pct,
+        thresholds: parse_list(&a.thresholds)?,
+    };
+    let rows = ferry_bench::precopy::run_bench(&b).await?;
+    let legend = [
+        format!(
+            "link {}, write load {}% of keys per second (naive runs without it);",
+            a.link, a.writes_pct
+        ),
+        "downtime = longest request latency a client doing INCR every 1 ms saw; freeze_to_run = ferry's own measure;".to_string(),
+        "throughput_in_rounds_pct = Redis throughput while the rounds ran, in percent of before".to_string(),
+    ];
+    let extra = [
+        "freeze_to_run_ms",
+        "postcopy_ms",
+        "rounds",
+        "threshold_pct",
+        "throughput_in_rounds_pct",
+    ];
+    for l in &legend {
+        println!("{l}");
+    }
+    print_table(&rows, &extra);
+    print_rounds(&rows);
+    if let Some(p) = a.json {
+        write_json(&p, &rows)?;
+    }
+    Ok(0)
+}
+
+/// The bytes each pre-copy round sent (the thesis's Fig. 4.2).
+fn print_rounds(rows: &[ferry_bench::row::Row]) {
+    let per_round: Vec<String> = rows
+        .iter()
+        .filter(|r| r.method != "naive")
+        .filter_map(|r| {
+            let mb: Vec<String> = (1..=30)
+                .map_while(|k| r.extra.get(&format!("round{k}_sent_mb")))
+                .map(|s| format!("{:.1}", s.median))
+                .collect();
+            (!mb.is_empty()).then(|| {
+                let t = r
+                    .extra
+                    .get("threshold_pct")
+                    .map_or(String::new(), |t| format!(" threshold {}%", t.median));
+                format!("  {}{t}: {} MB", r.method, mb.join(", "))
+            })
+        })
+        .collect();
+    if !per_round.is_empty() {
+        println!("bytes sent per round (median):");
+        println!("{}", per_round.join("\n"));
+    }
+}
+
+async fn postcopy(a: PostcopyArgs) -> anyhow::Result<i32> {
+    let b = ferry_bench::postcopy::PostcopyBench {
+        sizes: sizes(&a.sizes)?,
+        runs: a.runs,
+        ferry: std::env::current_exe()?,
+        criu: criu()?,
+        link: a.link,
+        delay_ms: a.delay,
+    };
+    let rows = ferry_bench::postcopy::run_bench(&b).await?;
+    let legend = [
+        format!("{CLIENT_DOWNTIME};"),
+        "postcopy = the container runs until its last page arrived; pagein = the client's latencies meanwhile".to_string(),
+    ];
+    let extra = [
+        "freeze_to_run_ms",
+        "postcopy_ms",
+        "pagein_max_ms",
+        "pagein_p99_ms",
+    ];
+    output(&legend, &rows, &extra, a.json.as_deref())
 }

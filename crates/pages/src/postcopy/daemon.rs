@@ -390,10 +390,10 @@ where
     let Prepared {
         listener,
         pids,
-        mut missing,
+        missing,
         store,
     } = prepared;
-    let (ur, mut pw) = tokio::io::split(channels.urgent);
+    let (ur, pw) = tokio::io::split(channels.urgent);
     let (br, bulk_w) = tokio::io::split(channels.bulk);
     // Everything but background chunks goes through `rx`, which the loop always reads
     // first: hand-overs, faults, answers.
@@ -417,44 +417,11 @@ where
         tokio::spawn(read_peer(br, Sink::Bulk(btx), store)),
         go_task,
     ];
-    let mut stats = DaemonStats {
-        pages_total: missing.values().map(Missing::pages).sum(),
-        ..Default::default()
-    };
-    let mut procs: Vec<Proc> = Vec::new();
-    let mut finished = false;
-    let mut go = false;
-    let mut started = false;
+    let mut d = Daemon::new(pw, tx, installed, missing);
     let mut bulk_open = true;
-    // Tokens name process copies: 1, 2, … in hand-over order, then forked children. The
-    // source sends background pages with token 0, for the first process of each pid.
-    let mut next_token = 1u32;
     let result = loop {
-        if finished && go && !started {
-            started = true;
-            let start = PcHeader {
-                kind: PcKind::Start,
-                token: 0,
-                pid: 0,
-                nr_pages: 0,
-                vaddr: 0,
-            };
-            if let Err(e) = super::send_now(&mut pw, &start.encode()).await {
-                break Err(DaemonError::PeerLost(e));
-            }
-        }
-        if finished && procs.iter().all(|p| p.missing.is_empty()) {
-            let done = PcHeader {
-                kind: PcKind::Done,
-                token: 0,
-                pid: 0,
-                nr_pages: 0,
-                vaddr: 0,
-            };
-            break super::send_now(&mut pw, &done.encode())
-                .await
-                .map_err(DaemonError::PeerLost)
-                .map(|_| ());
+        if let Some(end) = d.start_or_end().await {
+            break end;
         }
         let msg = tokio::select! {
             biased;
@@ -473,151 +440,243 @@ where
                 "channel closed",
             )));
         };
+        if let Err(e) = d.handle(msg).await {
+            break Err(e);
+        }
+    };
+    // The processes must not read a missing page as zeros once ferry lets go of their
+    // descriptors.
+    if result.is_err() && d.procs.iter().any(|p| !p.missing.is_empty()) {
+        on_loss();
+    }
+    drop(bulk_w);
+    let stats = d.stats;
+    finish(d.procs, &readers, result.map(|()| stats))
+}
+
+/// The daemon's state while it serves a restored container.
+struct Daemon<W> {
+    /// The urgent channel's writing half: demands, `Start`, `Done`.
+    pw: W,
+    tx: mpsc::UnboundedSender<Msg>,
+    installed: Arc<AtomicU64>,
+    /// Pages still missing per pid, until its process is handed over.
+    missing: HashMap<u32, Missing>,
+    procs: Vec<Proc>,
+    stats: DaemonStats,
+    /// Every process was handed over (the restore finished).
+    finished: bool,
+    /// The container may talk.
+    go: bool,
+    /// `Start` was sent: background pages flow.
+    started: bool,
+    /// Tokens name process copies: 1, 2, … in hand-over order, then forked children. The
+    /// source sends background pages with token 0, for the first process of each pid.
+    next_token: u32,
+}
+
+fn control(kind: PcKind) -> PcHeader {
+    PcHeader {
+        kind,
+        token: 0,
+        pid: 0,
+        nr_pages: 0,
+        vaddr: 0,
+    }
+}
+
+impl<W: AsyncWrite + Unpin> Daemon<W> {
+    fn new(
+        pw: W,
+        tx: mpsc::UnboundedSender<Msg>,
+        installed: Arc<AtomicU64>,
+        missing: HashMap<u32, Missing>,
+    ) -> Self {
+        let stats = DaemonStats {
+            pages_total: missing.values().map(Missing::pages).sum(),
+            ..Default::default()
+        };
+        Self {
+            pw,
+            tx,
+            installed,
+            missing,
+            procs: Vec::new(),
+            stats,
+            finished: false,
+            go: false,
+            started: false,
+            next_token: 1,
+        }
+    }
+
+    async fn send(&mut self, h: &PcHeader) -> Result<(), DaemonError> {
+        super::send_now(&mut self.pw, &h.encode())
+            .await
+            .map_err(DaemonError::PeerLost)
+    }
+
+    /// Sends `Start` once the restore finished and the container may talk; ends the
+    /// loop (`Done` sent) once every page of every process is in place.
+    async fn start_or_end(&mut self) -> Option<Result<(), DaemonError>> {
+        if self.finished && self.go && !self.started {
+            self.started = true;
+            if let Err(e) = self.send(&control(PcKind::Start)).await {
+                return Some(Err(e));
+            }
+        }
+        if self.finished && self.procs.iter().all(|p| p.missing.is_empty()) {
+            return Some(self.send(&control(PcKind::Done)).await);
+        }
+        None
+    }
+
+    async fn handle(&mut self, msg: Msg) -> Result<(), DaemonError> {
         match msg {
             Msg::Handed(Handed::Process(h)) => {
                 set_nonblocking(&h.uffd);
                 let fd = Arc::new(async_fd(h.uffd)?);
-                let m = missing.remove(&h.pid).unwrap_or_default();
-                let token = next_token;
-                next_token += 1;
-                let events = watch_events(token, fd.clone(), tx.clone());
-                procs.push(Proc {
-                    token,
-                    pid: h.pid,
-                    fd,
-                    missing: m,
-                    demanded: BTreeSet::new(),
-                    events,
-                });
+                let m = self.missing.remove(&h.pid).unwrap_or_default();
+                self.adopt(h.pid, fd, m);
             }
-            Msg::Handed(Handed::Finished) => finished = true,
-            Msg::Go => go = true,
-            Msg::Handed(Handed::Failed(e)) => break Err(e),
-            Msg::Chunk(h, data) => {
-                // Answers go to the process that asked; background pages to the first
-                // process with that pid (a forked child asks for its own).
-                let targets: Vec<usize> = (0..procs.len())
-                    .filter(|&i| procs[i].pid == h.pid)
-                    .filter(|&i| match h.kind {
-                        PcKind::Answer => procs[i].token == h.token,
-                        _ => is_first_of_pid(&procs, i),
-                    })
-                    .collect();
-                for i in targets {
-                    let n = install(&mut procs[i], &h, &data, &tx)?;
-                    installed.fetch_add(n, Ordering::Relaxed);
-                    if h.kind == PcKind::Answer {
-                        stats.pages_on_demand += n;
-                    } else {
-                        stats.pages_pushed += n;
-                    }
-                }
-            }
+            Msg::Handed(Handed::Finished) => self.finished = true,
+            Msg::Go => self.go = true,
+            Msg::Handed(Handed::Failed(e)) => return Err(e),
+            Msg::Chunk(h, data) => self.chunk(&h, &data)?,
             Msg::End => {}
             Msg::Event(token, ev) => {
-                let Some(idx) = procs.iter().position(|p| p.token == token) else {
-                    continue;
-                };
-                match ev {
-                    Event::PageFault { address } => {
-                        stats.faults += 1;
-                        let p = &mut procs[idx];
-                        let page = address & !(PAGE_SIZE - 1);
-                        match p.missing.find(page) {
-                            Some(run) => {
-                                let img = run.img_start + (page - run.start);
-                                if p.demanded.insert(img) {
-                                    let nr = DEMAND_PAGES.min((run.end - page) / PAGE_SIZE);
-                                    for k in 1..nr {
-                                        p.demanded.insert(img + k * PAGE_SIZE);
-                                    }
-                                    let d = PcHeader {
-                                        kind: PcKind::Demand,
-                                        token: p.token,
-                                        pid: p.pid,
-                                        nr_pages: nr as u32,
-                                        vaddr: img,
-                                    };
-                                    if let Err(e) = super::send_now(&mut pw, &d.encode()).await {
-                                        break Err(DaemonError::PeerLost(e));
-                                    }
-                                }
-                            }
-                            None => {
-                                stats.zero_pages += 1;
-                                if uffd::zeropage(p.fd.get_ref(), page, PAGE_SIZE)
-                                    .map_err(DaemonError::Uffd)?
-                                    == Fill::Exited
-                                {
-                                    p.missing = Missing::default();
-                                }
-                            }
-                        }
-                    }
-                    Event::Remove { start, end } => {
-                        let p = &mut procs[idx];
-                        uffd::unregister(p.fd.get_ref(), start, end - start)
-                            .map_err(DaemonError::Uffd)?;
-                        p.missing.remove(start, end - start);
-                    }
-                    Event::Unmap { start, end } => procs[idx].missing.remove(start, end - start),
-                    Event::Remap { from, to, len } => procs[idx].missing.remap(from, to, len),
-                    Event::Fork { uffd } => {
-                        set_nonblocking(&uffd);
-                        let fd = Arc::new(async_fd(uffd)?);
-                        let token = next_token;
-                        next_token += 1;
-                        let parent = &procs[idx];
-                        let child_missing = parent.missing.clone();
-                        let pid = parent.pid;
-                        // The child's memory needs its own copy of every missing page: ask
-                        // for all of it.
-                        for r in child_missing.runs() {
-                            let mut off = 0;
-                            let pages = (r.end - r.start) / PAGE_SIZE;
-                            while off < pages {
-                                let n = (pages - off)
-                                    .min(u64::from(ferry_proto::postcopy::PC_MAX_PAGES));
-                                let d = PcHeader {
-                                    kind: PcKind::Demand,
-                                    token,
-                                    pid,
-                                    nr_pages: n as u32,
-                                    vaddr: r.img_start + off * PAGE_SIZE,
-                                };
-                                if let Err(e) = super::send_now(&mut pw, &d.encode()).await {
-                                    on_loss();
-                                    return finish(procs, &readers, Err(DaemonError::PeerLost(e)));
-                                }
-                                off += n;
-                            }
-                        }
-                        let events = watch_events(token, fd.clone(), tx.clone());
-                        procs.push(Proc {
-                            token,
-                            pid,
-                            fd,
-                            missing: child_missing,
-                            demanded: BTreeSet::new(),
-                            events,
-                        });
-                    }
-                    Event::Other(_) => {}
+                if let Some(idx) = self.procs.iter().position(|p| p.token == token) {
+                    self.event(idx, ev).await?;
                 }
             }
             Msg::Gone(token) => {
-                if let Some(idx) = procs.iter().position(|p| p.token == token) {
-                    procs[idx].missing = Missing::default();
+                if let Some(idx) = self.procs.iter().position(|p| p.token == token) {
+                    self.procs[idx].missing = Missing::default();
                 }
             }
-            Msg::PeerLost(e) => break Err(DaemonError::PeerLost(e)),
+            Msg::PeerLost(e) => return Err(DaemonError::PeerLost(e)),
         }
-    };
-    if result.is_err() && procs.iter().any(|p| !p.missing.is_empty()) {
-        on_loss();
+        Ok(())
     }
-    drop(bulk_w);
-    finish(procs, &readers, result.map(|()| stats))
+
+    /// A process copy to serve, under a new token.
+    fn adopt(&mut self, pid: u32, fd: Arc<AsyncFd<OwnedFd>>, missing: Missing) -> u32 {
+        let token = self.next_token;
+        self.next_token += 1;
+        let events = watch_events(token, fd.clone(), self.tx.clone());
+        self.procs.push(Proc {
+            token,
+            pid,
+            fd,
+            missing,
+            demanded: BTreeSet::new(),
+            events,
+        });
+        token
+    }
+
+    /// Pages from the source. Answers go to the process that asked; background pages to
+    /// the first process with that pid (a forked child asks for its own).
+    fn chunk(&mut self, h: &PcHeader, data: &[u8]) -> Result<(), DaemonError> {
+        let procs = &self.procs;
+        let targets: Vec<usize> = (0..procs.len())
+            .filter(|&i| procs[i].pid == h.pid)
+            .filter(|&i| match h.kind {
+                PcKind::Answer => procs[i].token == h.token,
+                _ => is_first_of_pid(procs, i),
+            })
+            .collect();
+        for i in targets {
+            let n = install(&mut self.procs[i], h, data, &self.tx)?;
+            self.installed.fetch_add(n, Ordering::Relaxed);
+            if h.kind == PcKind::Answer {
+                self.stats.pages_on_demand += n;
+            } else {
+                self.stats.pages_pushed += n;
+            }
+        }
+        Ok(())
+    }
+
+    /// What a process's userfaultfd reported.
+    async fn event(&mut self, idx: usize, ev: Event) -> Result<(), DaemonError> {
+        match ev {
+            Event::PageFault { address } => self.fault(idx, address).await?,
+            Event::Remove { start, end } => {
+                let p = &mut self.procs[idx];
+                uffd::unregister(p.fd.get_ref(), start, end - start).map_err(DaemonError::Uffd)?;
+                p.missing.remove(start, end - start);
+            }
+            Event::Unmap { start, end } => self.procs[idx].missing.remove(start, end - start),
+            Event::Remap { from, to, len } => self.procs[idx].missing.remap(from, to, len),
+            Event::Fork { uffd } => self.fork(idx, uffd).await?,
+            Event::Other(_) => {}
+        }
+        Ok(())
+    }
+
+    /// A process waits for a page: ask the source for it (and the pages after it), or
+    /// give it a zero page if the images have none there.
+    async fn fault(&mut self, idx: usize, address: u64) -> Result<(), DaemonError> {
+        self.stats.faults += 1;
+        let p = &mut self.procs[idx];
+        let page = address & !(PAGE_SIZE - 1);
+        let Some(run) = p.missing.find(page) else {
+            self.stats.zero_pages += 1;
+            if uffd::zeropage(p.fd.get_ref(), page, PAGE_SIZE).map_err(DaemonError::Uffd)?
+                == Fill::Exited
+            {
+                p.missing = Missing::default();
+            }
+            return Ok(());
+        };
+        let img = run.img_start + (page - run.start);
+        if !p.demanded.insert(img) {
+            return Ok(());
+        }
+        let nr = DEMAND_PAGES.min((run.end - page) / PAGE_SIZE);
+        for k in 1..nr {
+            p.demanded.insert(img + k * PAGE_SIZE);
+        }
+        let d = PcHeader {
+            kind: PcKind::Demand,
+            token: p.token,
+            pid: p.pid,
+            nr_pages: nr as u32,
+            vaddr: img,
+        };
+        self.send(&d).await
+    }
+
+    /// A process forked: its child's memory needs its own copy of every missing page,
+    /// so all of it is asked for.
+    async fn fork(&mut self, idx: usize, uffd: OwnedFd) -> Result<(), DaemonError> {
+        set_nonblocking(&uffd);
+        let fd = Arc::new(async_fd(uffd)?);
+        let token = self.next_token;
+        let parent = &self.procs[idx];
+        let child_missing = parent.missing.clone();
+        let pid = parent.pid;
+        for r in child_missing.runs() {
+            let mut off = 0;
+            let pages = (r.end - r.start) / PAGE_SIZE;
+            while off < pages {
+                let n = (pages - off).min(u64::from(ferry_proto::postcopy::PC_MAX_PAGES));
+                let d = PcHeader {
+                    kind: PcKind::Demand,
+                    token,
+                    pid,
+                    nr_pages: n as u32,
+                    vaddr: r.img_start + off * PAGE_SIZE,
+                };
+                self.send(&d).await?;
+                off += n;
+            }
+        }
+        let adopted = self.adopt(pid, fd, child_missing);
+        debug_assert_eq!(adopted, token);
+        Ok(())
+    }
 }
 
 fn finish<T>(

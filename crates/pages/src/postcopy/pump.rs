@@ -266,8 +266,8 @@ where
     C: AsyncRead + AsyncWrite + Send + 'static,
     P: AsyncRead + AsyncWrite + Send + 'static,
 {
-    let (cr, mut cw) = tokio::io::split(criu);
-    let (ur, mut uw) = tokio::io::split(peer.urgent);
+    let (cr, cw) = tokio::io::split(criu);
+    let (ur, uw) = tokio::io::split(peer.urgent);
     let (_, bw) = tokio::io::split(peer.bulk);
     let (ctx, mut crx) = mpsc::channel(4);
     let (ptx, mut prx) = mpsc::unbounded_channel();
@@ -277,128 +277,260 @@ where
         tokio::spawn(read_peer(ur, ptx.clone())),
         tokio::spawn(write_bulk(bw, brx, sent.clone(), ptx)),
     ];
-    let window = Arc::new(Semaphore::new(BULK_WINDOW));
-
-    let mut stats = PumpStats {
-        pages_total: runs.iter().map(|r| r.nr_pages).sum(),
-        ..Default::default()
-    };
-    let mut background = background_queue(&runs);
-    let mut demands: VecDeque<Req> = VecDeque::new();
-    let mut outstanding: VecDeque<(Req, Option<OwnedSemaphorePermit>)> = VecDeque::new();
-    let mut end_queued = false;
-    let mut done = false;
-    // Background pushes wait until the restore finished: before that the destination
-    // cannot place them (only demands, from the restore itself, are served).
-    let mut started = false;
-
-    let result = 'pump: loop {
-        // Demands go to CRIU at once.
-        while let Some(req) = demands.pop_front() {
-            if let Err(e) = cw
-                .write_all(&Psi::get(req.pid, req.vaddr, req.nr_pages).encode())
-                .await
-            {
-                break 'pump Err(PumpError::Criu(e));
-            }
-            outstanding.push_back((req, None));
+    let mut p = Pumping::new(cw, uw, runs, btx, sent, cut_after, dedupe);
+    let result = loop {
+        if let Err(e) = p.ask_demands().await {
+            break Err(e);
         }
-        let background_out = outstanding.iter().filter(|(r, _)| !r.demand).count();
-        if !end_queued && started && background.is_empty() && background_out == 0 {
-            let _ = btx.send(Bulk::End);
-            end_queued = true;
-        }
-        if done && outstanding.is_empty() {
+        let background_out = p.background_out();
+        p.queue_end(background_out);
+        if p.done && p.outstanding.is_empty() {
             break Ok(());
         }
         let want_background =
-            started && !done && !background.is_empty() && background_out < CRIU_AHEAD;
-        tokio::select! {
+            p.started && !p.done && !p.background.is_empty() && background_out < CRIU_AHEAD;
+        let step = tokio::select! {
             biased;
-            m = prx.recv(), if !done => match m {
-                Some(FromPeer::Demand(h)) => {
-                    if let Some(req) = clamp(&runs, &h) {
-                        demands.push_back(req);
-                    }
+            m = prx.recv(), if !p.done => p.on_peer(m),
+            m = crx.recv() => p.on_criu(m).await,
+            permit = p.window.clone().acquire_owned(), if want_background => {
+                match permit {
+                    Ok(permit) => p.ask_background(permit).await,
+                    Err(_) => Ok(()),
                 }
-                Some(FromPeer::Start) => started = true,
-                Some(FromPeer::Done) => done = true,
-                Some(FromPeer::Closed(r)) => {
-                    break Err(PumpError::Peer(r.err().unwrap_or_else(|| std::io::Error::other("closed"))));
-                }
-                None => break Err(PumpError::Peer(std::io::Error::other("reader ended"))),
             },
-            m = crx.recv() => match m {
-                Some(FromCriu::Pages(psi, data)) => {
-                    let Some((req, permit)) = outstanding.pop_front() else {
-                        break Err(PumpError::Protocol("an answer nobody asked for".into()));
-                    };
-                    if psi.vaddr != req.vaddr || psi.nr_pages == 0 || psi.nr_pages > req.nr_pages {
-                        break Err(PumpError::Protocol(format!(
-                            "CRIU answered {:#x}+{} for {:#x}+{}", psi.vaddr, psi.nr_pages, req.vaddr, req.nr_pages
-                        )));
-                    }
-                    if psi.nr_pages < req.nr_pages {
-                        let rest = Req { vaddr: req.vaddr + psi.nr_pages * PAGE_SIZE, nr_pages: req.nr_pages - psi.nr_pages, ..req };
-                        if req.demand { demands.push_front(rest) } else { background.push_front(rest) }
-                    }
-                    if done {
-                        continue; // the destination has every page already
-                    }
-                    let mut kind = if req.demand { PcKind::Answer } else { PcKind::Chunk };
-                    let mut data = data;
-                    if let Some(enc) = dedupe.as_ref().and_then(|d| d.encode(&data)) {
-                        let whole = (enc.len() - psi.nr_pages as usize * REF_ENTRY) / PAGE_SIZE as usize;
-                        stats.pages_referenced += psi.nr_pages - whole as u64;
-                        kind = if req.demand { PcKind::AnswerRefs } else { PcKind::ChunkRefs };
-                        data = enc;
-                    }
-                    let h = PcHeader { kind, token: req.token, pid: req.pid, nr_pages: psi.nr_pages as u32, vaddr: psi.vaddr };
-                    match permit {
-                        Some(permit) => {
-                            let _ = btx.send(Bulk::Chunk { header: h, data, _slot: permit });
-                            stats.pages_pushed += psi.nr_pages;
-                        }
-                        None => {
-                            if let Err(e) = uw.write_all(&h.encode()).await {
-                                break Err(PumpError::Peer(e));
-                            }
-                            if let Err(e) = super::send_now(&mut uw, &data).await {
-                                break Err(PumpError::Peer(e));
-                            }
-                            sent.bytes.fetch_add((PC_HEADER_LEN + data.len()) as u64, Ordering::Relaxed);
-                            stats.pages_answered += psi.nr_pages;
-                        }
-                    }
-                    let so_far = sent.pages.fetch_add(psi.nr_pages, Ordering::Relaxed) + psi.nr_pages;
-                    if cut_after.is_some_and(|c| so_far >= c) {
-                        tracing::warn!("fault injection: cutting the post-copy page channels");
-                        break Err(PumpError::Peer(std::io::Error::other("cut by fault injection")));
-                    }
-                }
-                Some(FromCriu::Closed(r)) => {
-                    break Err(PumpError::Criu(r.err().unwrap_or_else(|| std::io::Error::other("closed"))));
-                }
-                None => break Err(PumpError::Criu(std::io::Error::other("reader ended"))),
-            },
-            permit = window.clone().acquire_owned(), if want_background => {
-                let (Ok(permit), Some(req)) = (permit, background.pop_front()) else { continue };
-                if let Err(e) = cw.write_all(&Psi::get(req.pid, req.vaddr, req.nr_pages).encode()).await {
-                    break Err(PumpError::Criu(e));
-                }
-                outstanding.push_back((req, Some(permit)));
-            },
+        };
+        if let Err(e) = step {
+            break Err(e);
         }
     };
     let [criu_reader, peer_tasks @ ..] = &tasks;
     for t in peer_tasks {
         t.abort();
     }
-    stats.bytes_sent = sent.bytes.load(Ordering::Relaxed);
+    p.stats.bytes_sent = p.sent.bytes.load(Ordering::Relaxed);
     if result.is_ok() {
-        // Every page is at the destination: let CRIU finish its dump. It answers with a
-        // status word and closes its end; closing ours first would fail its dump.
-        if cw.write_all(&Psi::close().encode()).await.is_ok() {
+        p.close_criu(&mut crx).await;
+    }
+    criu_reader.abort();
+    let stats = p.stats;
+    result.map(|()| stats)
+}
+
+/// The pump's state between two of its loop's steps.
+struct Pumping<CW, UW> {
+    /// Requests to CRIU's page server.
+    cw: CW,
+    /// The urgent channel: answers to demands.
+    uw: UW,
+    runs: Vec<LazyRun>,
+    /// To the bulk channel's writer.
+    btx: mpsc::UnboundedSender<Bulk>,
+    /// Background chunks read from CRIU but not yet on the wire.
+    window: Arc<Semaphore>,
+    sent: Arc<Sent>,
+    cut_after: Option<u64>,
+    dedupe: Option<Arc<Dedupe>>,
+    stats: PumpStats,
+    background: VecDeque<Req>,
+    demands: VecDeque<Req>,
+    /// Requests CRIU has, in order; a background one holds its window slot.
+    outstanding: VecDeque<(Req, Option<OwnedSemaphorePermit>)>,
+    end_queued: bool,
+    /// The destination has every page.
+    done: bool,
+    /// Background pushes wait until the restore finished: before that the destination
+    /// cannot place them (only demands, from the restore itself, are served).
+    started: bool,
+}
+
+impl<CW: AsyncWrite + Unpin, UW: AsyncWrite + Unpin> Pumping<CW, UW> {
+    fn new(
+        cw: CW,
+        uw: UW,
+        runs: Vec<LazyRun>,
+        btx: mpsc::UnboundedSender<Bulk>,
+        sent: Arc<Sent>,
+        cut_after: Option<u64>,
+        dedupe: Option<Arc<Dedupe>>,
+    ) -> Self {
+        let stats = PumpStats {
+            pages_total: runs.iter().map(|r| r.nr_pages).sum(),
+            ..Default::default()
+        };
+        let background = background_queue(&runs);
+        Self {
+            cw,
+            uw,
+            runs,
+            btx,
+            window: Arc::new(Semaphore::new(BULK_WINDOW)),
+            sent,
+            cut_after,
+            dedupe,
+            stats,
+            background,
+            demands: VecDeque::new(),
+            outstanding: VecDeque::new(),
+            end_queued: false,
+            done: false,
+            started: false,
+        }
+    }
+
+    /// Demands go to CRIU at once.
+    async fn ask_demands(&mut self) -> Result<(), PumpError> {
+        while let Some(req) = self.demands.pop_front() {
+            self.cw
+                .write_all(&Psi::get(req.pid, req.vaddr, req.nr_pages).encode())
+                .await
+                .map_err(PumpError::Criu)?;
+            self.outstanding.push_back((req, None));
+        }
+        Ok(())
+    }
+
+    fn background_out(&self) -> usize {
+        self.outstanding.iter().filter(|(r, _)| !r.demand).count()
+    }
+
+    /// Once every background page went, the bulk channel ends.
+    fn queue_end(&mut self, background_out: usize) {
+        if !self.end_queued && self.started && self.background.is_empty() && background_out == 0 {
+            let _ = self.btx.send(Bulk::End);
+            self.end_queued = true;
+        }
+    }
+
+    fn on_peer(&mut self, m: Option<FromPeer>) -> Result<(), PumpError> {
+        match m {
+            Some(FromPeer::Demand(h)) => {
+                if let Some(req) = clamp(&self.runs, &h) {
+                    self.demands.push_back(req);
+                }
+            }
+            Some(FromPeer::Start) => self.started = true,
+            Some(FromPeer::Done) => self.done = true,
+            Some(FromPeer::Closed(r)) => {
+                return Err(PumpError::Peer(
+                    r.err().unwrap_or_else(|| std::io::Error::other("closed")),
+                ));
+            }
+            None => return Err(PumpError::Peer(std::io::Error::other("reader ended"))),
+        }
+        Ok(())
+    }
+
+    async fn on_criu(&mut self, m: Option<FromCriu>) -> Result<(), PumpError> {
+        match m {
+            Some(FromCriu::Pages(psi, data)) => self.pages(psi, data).await,
+            Some(FromCriu::Closed(r)) => Err(PumpError::Criu(
+                r.err().unwrap_or_else(|| std::io::Error::other("closed")),
+            )),
+            None => Err(PumpError::Criu(std::io::Error::other("reader ended"))),
+        }
+    }
+
+    /// CRIU answered the oldest request: its pages go to the destination, a demand's on
+    /// the urgent channel, a background chunk through the bulk writer.
+    async fn pages(&mut self, psi: Psi, data: Vec<u8>) -> Result<(), PumpError> {
+        let Some((req, permit)) = self.outstanding.pop_front() else {
+            return Err(PumpError::Protocol("an answer nobody asked for".into()));
+        };
+        if psi.vaddr != req.vaddr || psi.nr_pages == 0 || psi.nr_pages > req.nr_pages {
+            return Err(PumpError::Protocol(format!(
+                "CRIU answered {:#x}+{} for {:#x}+{}",
+                psi.vaddr, psi.nr_pages, req.vaddr, req.nr_pages
+            )));
+        }
+        if psi.nr_pages < req.nr_pages {
+            let rest = Req {
+                vaddr: req.vaddr + psi.nr_pages * PAGE_SIZE,
+                nr_pages: req.nr_pages - psi.nr_pages,
+                ..req
+            };
+            if req.demand {
+                self.demands.push_front(rest)
+            } else {
+                self.background.push_front(rest)
+            }
+        }
+        if self.done {
+            return Ok(()); // the destination has every page already
+        }
+        let mut kind = if req.demand {
+            PcKind::Answer
+        } else {
+            PcKind::Chunk
+        };
+        let mut data = data;
+        if let Some(enc) = self.dedupe.as_ref().and_then(|d| d.encode(&data)) {
+            let whole = (enc.len() - psi.nr_pages as usize * REF_ENTRY) / PAGE_SIZE as usize;
+            self.stats.pages_referenced += psi.nr_pages - whole as u64;
+            kind = if req.demand {
+                PcKind::AnswerRefs
+            } else {
+                PcKind::ChunkRefs
+            };
+            data = enc;
+        }
+        let h = PcHeader {
+            kind,
+            token: req.token,
+            pid: req.pid,
+            nr_pages: psi.nr_pages as u32,
+            vaddr: psi.vaddr,
+        };
+        match permit {
+            Some(permit) => {
+                let _ = self.btx.send(Bulk::Chunk {
+                    header: h,
+                    data,
+                    _slot: permit,
+                });
+                self.stats.pages_pushed += psi.nr_pages;
+            }
+            None => {
+                self.uw
+                    .write_all(&h.encode())
+                    .await
+                    .map_err(PumpError::Peer)?;
+                super::send_now(&mut self.uw, &data)
+                    .await
+                    .map_err(PumpError::Peer)?;
+                self.sent
+                    .bytes
+                    .fetch_add((PC_HEADER_LEN + data.len()) as u64, Ordering::Relaxed);
+                self.stats.pages_answered += psi.nr_pages;
+            }
+        }
+        let so_far = self.sent.pages.fetch_add(psi.nr_pages, Ordering::Relaxed) + psi.nr_pages;
+        if self.cut_after.is_some_and(|c| so_far >= c) {
+            tracing::warn!("fault injection: cutting the post-copy page channels");
+            return Err(PumpError::Peer(std::io::Error::other(
+                "cut by fault injection",
+            )));
+        }
+        Ok(())
+    }
+
+    /// A window slot is free: ask CRIU for the next background pages.
+    async fn ask_background(&mut self, permit: OwnedSemaphorePermit) -> Result<(), PumpError> {
+        let Some(req) = self.background.pop_front() else {
+            return Ok(());
+        };
+        self.cw
+            .write_all(&Psi::get(req.pid, req.vaddr, req.nr_pages).encode())
+            .await
+            .map_err(PumpError::Criu)?;
+        self.outstanding.push_back((req, Some(permit)));
+        Ok(())
+    }
+
+    /// Every page is at the destination: let CRIU finish its dump. It answers with a
+    /// status word and closes its end; closing ours first would fail its dump.
+    async fn close_criu(&mut self, crx: &mut mpsc::Receiver<FromCriu>) {
+        if self.cw.write_all(&Psi::close().encode()).await.is_ok() {
             let closed = async {
                 while let Some(m) = crx.recv().await {
                     if matches!(m, FromCriu::Closed(_)) {
@@ -409,8 +541,6 @@ where
             let _ = tokio::time::timeout(CLOSE_WITHIN, closed).await;
         }
     }
-    criu_reader.abort();
-    result.map(|()| stats)
 }
 
 #[cfg(test)]
