@@ -24,6 +24,7 @@ pub enum KnownCause {
     CriuTooOldVdso,
     CriuTooOldSockopt,
     NameInUse,
+    Overcommit,
 }
 
 impl KnownCause {
@@ -38,6 +39,7 @@ impl KnownCause {
             KnownCause::CriuTooOldVdso => "this CRIU is too old for this kernel (vDSO layout); install CRIU 4.2 or newer with scripts/install-deps.sh",
             KnownCause::CriuTooOldSockopt => "this CRIU cannot dump TCP sockets on kernels 6.16 and newer; install CRIU 4.2 or newer with scripts/install-deps.sh",
             KnownCause::NameInUse => "a container with this name already exists in this runtime root; pick another name or delete it first",
+            KnownCause::Overcommit => "the restore could not map the container's address space: it reserves more than this host's overcommit policy grants (vm.overcommit_memory=0); allow it with 'sysctl vm.overcommit_memory=1' on this host, or free memory",
         }
     }
 }
@@ -62,6 +64,7 @@ const CAUSES: &[(&str, KnownCause)] = &[
         "container with given ID already exists",
         KnownCause::NameInUse,
     ),
+    ("Unable to map ANON_VMA", KnownCause::Overcommit),
 ];
 
 /// Most error lines a report carries.
@@ -81,9 +84,12 @@ pub fn diagnose_text(log_path: &Path, log: &str, extra: &str) -> CriuFailure {
         .filter(|l| is_error_line(l) && !HARMLESS.iter().any(|h| l.contains(h)))
         .map(|l| l.trim().to_string())
         .collect();
+    // The first error is the one that explains a failure most often; what follows is
+    // CRIU unwinding. Keep it, and the last ones.
     if error_lines.len() > MAX_LINES {
-        let keep = error_lines.split_off(error_lines.len() - MAX_LINES);
-        error_lines = keep;
+        let last = error_lines.split_off(error_lines.len() - (MAX_LINES - 1));
+        error_lines.truncate(1);
+        error_lines.extend(last);
     }
     let cause = CAUSES
         .iter()
@@ -93,6 +99,17 @@ pub fn diagnose_text(log_path: &Path, log: &str, extra: &str) -> CriuFailure {
         log_path: log_path.to_path_buf(),
         error_lines,
         cause,
+    }
+}
+
+impl CriuFailure {
+    /// What CRIU's first error line says, without its time and source position.
+    pub fn first_error(&self) -> Option<&str> {
+        let l = self.error_lines.first()?;
+        Some(match l.find("): ") {
+            Some(i) => &l[i + 3..],
+            None => l,
+        })
     }
 }
 
@@ -116,9 +133,10 @@ fn read_tail(path: &Path, max: u64) -> std::io::Result<String> {
 
 impl std::fmt::Display for CriuFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.cause {
-            Some(c) => write!(f, "{}", c.advice())?,
-            None => write!(f, "CRIU failed")?,
+        match (self.cause, self.first_error()) {
+            (Some(c), _) => write!(f, "{}", c.advice())?,
+            (None, Some(first)) => write!(f, "CRIU failed: {first}")?,
+            (None, None) => write!(f, "CRIU failed")?,
         }
         if !self.error_lines.is_empty() {
             write!(f, "; CRIU says:")?;
@@ -133,6 +151,33 @@ impl std::fmt::Display for CriuFailure {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_first_error_is_kept_and_named_with_a_fix() {
+        let mut log = String::from(
+            "(00.2) Error (criu/mem.c:1): Unable to map ANON_VMA: Cannot allocate memory\n",
+        );
+        for k in 0..30 {
+            log.push_str(&format!(
+                "(00.3) Error (criu/cgroup.c:{k}): cgroupd: recv req error\n"
+            ));
+        }
+        log.push_str("(00.4) Error (criu/cr-restore.c:9): Restoring FAILED.\n");
+        let f = diagnose_text(Path::new("/x/restore.log"), &log, "");
+        assert_eq!(f.error_lines.len(), MAX_LINES);
+        assert!(f.error_lines[0].contains("ANON_VMA"));
+        assert!(f.error_lines.last().unwrap().contains("Restoring FAILED"));
+        assert_eq!(f.cause, Some(KnownCause::Overcommit));
+        assert!(f.to_string().contains("vm.overcommit_memory=1"));
+        let unknown = diagnose_text(
+            Path::new("/x/dump.log"),
+            "(00.1) Error (criu/sk-unix.c:7): unix: Can't dump half of stream unix connection.\n",
+            "",
+        );
+        assert!(unknown
+            .to_string()
+            .starts_with("CRIU failed: unix: Can't dump half of stream unix connection."));
+    }
 
     const LOG: &str = "\
 (00.052385) Error (criu/util.c:1534): rlimit: Can't setup RLIMIT_NOFILE for self: Operation not permitted

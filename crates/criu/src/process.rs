@@ -33,6 +33,35 @@ pub fn inherit_fds(cmd: &mut Command, fds: &[(i32, OwnedFd)]) {
     }
 }
 
+/// The OOM score CRIU and ferry's other helpers run with: the most killable, so that when
+/// memory runs short the kernel kills a dump, never the container it dumps.
+pub const HELPER_OOM_SCORE_ADJ: &[u8] = b"1000";
+
+/// Makes the command's process (and what it starts: runc's CRIU) the first the OOM killer
+/// picks.
+pub fn prefer_for_oom_killer(cmd: &mut Command) {
+    // SAFETY: the closure runs in the forked child before exec and calls only open,
+    // write and close on a constant path, which are async-signal-safe; it allocates
+    // nothing.
+    unsafe {
+        cmd.pre_exec(|| {
+            let fd = libc::open(
+                c"/proc/self/oom_score_adj".as_ptr(),
+                libc::O_WRONLY | libc::O_CLOEXEC,
+            );
+            if fd >= 0 {
+                libc::write(
+                    fd,
+                    HELPER_OOM_SCORE_ADJ.as_ptr().cast(),
+                    HELPER_OOM_SCORE_ADJ.len(),
+                );
+                libc::close(fd);
+            }
+            Ok(())
+        });
+    }
+}
+
 /// The descriptor number CRIU helpers receive their socket at.
 pub const HELPER_SOCKET_FD: i32 = 100;
 
@@ -81,8 +110,8 @@ pub async fn spawn_lazy_pages(
 ) -> std::io::Result<LazyPagesDaemon> {
     let socket = work.join("lazy-pages.socket");
     let _ = std::fs::remove_file(&socket);
-    let mut child = Command::new(criu)
-        .arg("lazy-pages")
+    let mut cmd = Command::new(criu);
+    cmd.arg("lazy-pages")
         .arg("--images-dir")
         .arg(images)
         .arg("--work-dir")
@@ -91,8 +120,10 @@ pub async fn spawn_lazy_pages(
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()?;
+        .kill_on_drop(true);
+    // Not the OOM killer's first choice: the restored processes wait on this daemon for
+    // their memory.
+    let mut child = cmd.spawn()?;
     let start = Instant::now();
     while !socket.exists() {
         if let Some(status) = child.try_wait()? {

@@ -73,6 +73,8 @@ pub enum PrepareError {
     },
     #[error("the client did not let the container freeze (it went away or waited too long); nothing changed")]
     NotReleased,
+    #[error("container '{container}' already runs on {host}; there is nothing to move")]
+    AlreadyHere { container: String, host: String },
 }
 
 /// The freeze and the dump.

@@ -21,12 +21,23 @@ pub async fn migrate(
     hold: Option<oneshot::Receiver<()>>,
 ) -> Result<Report, PrepareError> {
     let strategy = strategies::of(req.strategy);
+    let container = req.container.clone();
     let mut run = SourceRun::new(ports, settings, req, events, hold)?;
-    let outcome = async {
-        run.prepare_destination().await?;
-        strategy.source(&mut run).await
-    }
-    .await;
+    let outcome = match run.connect().await {
+        // The destination is this host: there is nothing to move, and nothing changed.
+        Ok(host) if host == settings.name => {
+            run.abandon();
+            return Err(PrepareError::AlreadyHere { container, host });
+        }
+        Ok(_) => {
+            async {
+                run.prepare_destination().await?;
+                strategy.source(&mut run).await
+            }
+            .await
+        }
+        Err(e) => Err(e.into()),
+    };
     Ok(match outcome {
         Ok(()) => run.succeed().await,
         Err(e) => run.fail(e).await,

@@ -332,6 +332,8 @@ impl Runtime for Runc {
         Self::add_plan_flags(&mut cmd, args.plan);
         cmd.arg(id);
         ferry_criu::process::inherit_fds(&mut cmd, &args.fds);
+        // A dump that runs short of memory is killed, never the container it dumps.
+        ferry_criu::process::prefer_for_oom_killer(&mut cmd);
         let result = self.output(cmd, "checkpoint").await.map(drop);
         drop(args.fds);
         result.map_err(|e| self.map_missing(id, e))
@@ -440,6 +442,40 @@ mod tests {
         let r = fake("/bin/false", d.path());
         let err = r.kill("x", "KILL").await.unwrap_err();
         assert!(matches!(err, RuntimeError::CommandFailed { .. }));
+    }
+
+    #[tokio::test]
+    async fn a_checkpoint_runs_as_the_oom_killer_s_first_choice() {
+        let d = tempfile::tempdir().unwrap();
+        let out = d.path().join("score");
+        let script = d.path().join("runc");
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\ncat /proc/self/oom_score_adj > {}\n",
+                out.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let r = fake(script.to_str().unwrap(), d.path());
+        let plan = CriuOptionPlan::default();
+        let target = CriuConfigTarget::Disabled;
+        r.checkpoint(
+            "c",
+            CheckpointArgs {
+                images: d.path(),
+                work: d.path(),
+                plan: &plan,
+                config_target: &target,
+                fds: Vec::new(),
+                status_fd: None,
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(std::fs::read_to_string(&out).unwrap().trim(), "1000");
     }
 
     #[test]

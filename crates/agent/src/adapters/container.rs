@@ -36,6 +36,9 @@ impl Subject for Managed {
     fn kill_frozen(&self) {
         self.inner.kill_frozen()
     }
+    fn alive(&self) -> Result<(), ContainerError> {
+        self.inner.alive()
+    }
     fn shipment(&self) -> Result<Shipment, ContainerError> {
         self.inner.shipment()
     }

@@ -86,6 +86,9 @@ pub fn parse_duration_ms(s: &str) -> Result<u64, String> {
         Ok(v) if v.is_finite() && v > 0.0 && v * scale < 86_400_000.0 => {
             Ok((v * scale).round() as u64)
         }
+        Ok(v) if v.is_finite() && v <= 0.0 => Err(format!(
+            "'{s}' is not above zero; the downtime to aim for must be above zero, like 300ms"
+        )),
         _ => Err(format!(
             "'{s}' is not a duration; write it like 300ms or 1.5s"
         )),
@@ -271,6 +274,7 @@ mod tests {
         assert_eq!(parse_duration_ms("250"), Ok(250));
         assert!(parse_duration_ms("soon").unwrap_err().contains("300ms"));
         assert!(parse_duration_ms("-1s").is_err());
+        assert!(parse_duration_ms("0ms").unwrap_err().contains("above zero"));
         assert_eq!(parse_percent("5%"), Ok(5.0));
         assert!(parse_percent("0").is_err());
         assert!(parse_percent("150").is_err());

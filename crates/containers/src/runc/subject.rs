@@ -116,6 +116,17 @@ impl Subject for RuncSubject {
         let _ = self.freezer.thaw();
     }
 
+    fn alive(&self) -> Result<(), ContainerError> {
+        if self.freezer.procs().is_empty() {
+            return Err(ContainerError::Failed("its processes are gone".into()));
+        }
+        match self.freezer.is_frozen() {
+            Ok(false) => Ok(()),
+            Ok(true) => Err(ContainerError::Failed("it is still frozen".into())),
+            Err(e) => Err(failed(e)),
+        }
+    }
+
     fn shipment(&self) -> Result<Shipment, ContainerError> {
         bundle_shipment(&self.bundle)
     }

@@ -129,6 +129,9 @@ pub trait Subject: Send + Sync {
     fn thaw(&self) -> Result<(), ContainerError>;
     /// Kills the frozen processes: they die when thawed, without running again.
     fn kill_frozen(&self);
+    /// Whether the container runs: its processes exist and are not frozen. After a
+    /// rollback this is checked, never assumed.
+    fn alive(&self) -> Result<(), ContainerError>;
     /// What must travel for the destination to restore it.
     fn shipment(&self) -> Result<Shipment, ContainerError>;
     /// The destination now holds the shipment with this digest.

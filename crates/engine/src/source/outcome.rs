@@ -34,6 +34,11 @@ impl SourceRun {
         self.finish_report()
     }
 
+    /// Nothing was done: forget the session.
+    pub(crate) fn abandon(self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+
     fn finish_report(mut self) -> Report {
         self.report.bytes_sent = self.bytes_sent();
         self.report.total_ms = self.tl.elapsed_ms();
@@ -120,17 +125,21 @@ impl SourceRun {
             self.report.downtime_ms = Some(ferry_types::ms(fz.elapsed()));
         }
         let _ = std::fs::remove_dir_all(&self.dir);
-        self.report.outcome = if undo_errors.is_empty() {
-            Outcome::RolledBack
-        } else {
-            Outcome::Failed
-        };
+        self.report.outcome = Outcome::Failed;
         if !undo_errors.is_empty() {
             let errors: Vec<String> = undo_errors.iter().map(ToString::to_string).collect();
             self.report.reason = Some(format!(
                 "{reason}; rolling back also failed: {}",
                 errors.join("; ")
             ));
+        } else if let Err(why) = self.ports.subject.alive() {
+            // A rolled-back container is checked, never assumed, to run again.
+            tracing::error!(container = %self.req.container, "after the rollback the container does not run: {why}");
+            self.report.reason = Some(format!(
+                "{reason}; the container was lost: after rolling back, {why}"
+            ));
+        } else {
+            self.report.outcome = Outcome::RolledBack;
         }
         self.finish_report()
     }

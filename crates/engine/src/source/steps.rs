@@ -60,8 +60,8 @@ impl SourceRun {
         }
     }
 
-    /// Connects, prepares the destination, and sends the shipment if it lacks it.
-    pub(crate) async fn prepare_destination(&mut self) -> Result<(), PrepareError> {
+    /// Connects to the destination; returns the host name it proved.
+    pub(crate) async fn connect(&mut self) -> Result<String, PrepareError> {
         let t = Instant::now();
         self.progress("connect", 0, 0);
         let link = self
@@ -70,10 +70,15 @@ impl SourceRun {
             .connect()
             .await
             .map_err(PrepareError::Unreachable)?;
-        self.report.destination = Some(link.peer_host().to_string());
+        let host = link.peer_host().to_string();
+        self.report.destination = Some(host.clone());
         self.link = Some(link);
         self.tl.record("connect", t);
+        Ok(host)
+    }
 
+    /// Prepares the destination, and sends the shipment if it lacks it.
+    pub(crate) async fn prepare_destination(&mut self) -> Result<(), PrepareError> {
         let t = Instant::now();
         let shipment = self.ports.subject.shipment()?;
         let o = &self.req.options;

@@ -53,6 +53,8 @@ pub enum Step {
     /// The destination's daemon loses the source after the commit.
     Daemon,
     Thaw,
+    /// The container is gone after the rollback, though every undo step succeeded.
+    Lost,
 }
 
 /// What a fake saw, in order, as lines like `src freeze` or `dst restore lazy=false`.
@@ -109,6 +111,8 @@ pub struct Config {
     pub dest_has_bundle: bool,
     pub lazy_pages: bool,
     pub connects: std::sync::atomic::AtomicUsize,
+    /// The source host's name (the destination's is `dst`).
+    pub source_name: &'static str,
     /// What CRIU was asked to do, in order.
     pub dumps: Mutex<Vec<ferry_criu::plan::CheckpointSpec>>,
     pub restores: Mutex<Vec<ferry_criu::plan::RestoreSpec>>,
@@ -127,6 +131,7 @@ impl Default for Config {
             dest_has_bundle: false,
             lazy_pages: true,
             connects: Default::default(),
+            source_name: "src",
             dumps: Mutex::default(),
             restores: Mutex::default(),
         }
@@ -184,6 +189,16 @@ pub async fn migrate_with(
     strategy: Strategy,
     options: MigrateOptions,
 ) -> (Report, Arc<Config>) {
+    let (r, cfg) = migrate_result(cfg, strategy, options).await;
+    (r.unwrap(), cfg)
+}
+
+/// A migration that may be refused before anything changes.
+pub async fn migrate_result(
+    cfg: Config,
+    strategy: Strategy,
+    options: MigrateOptions,
+) -> (Result<Report, crate::error::PrepareError>, Arc<Config>) {
     let dir = tempfile::tempdir().unwrap();
     let cfg = Arc::new(cfg);
     let dst_settings = settings("dst", dir.path(), cfg.lazy_pages);
@@ -205,11 +220,19 @@ pub async fn migrate_with(
         notes: Vec::new(),
     };
     let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
-    let src_settings = settings("src", dir.path(), cfg.lazy_pages);
-    let report = crate::migration::migrate(ports, &src_settings, req, Events(tx), None)
-        .await
-        .unwrap();
+    let report = try_migrate(cfg.clone(), dir.path(), ports, req, tx).await;
     // The destination's half may still be finishing (a dropped session).
     tokio::time::sleep(Duration::from_millis(50)).await;
     (report, cfg)
+}
+
+async fn try_migrate(
+    cfg: Arc<Config>,
+    dir: &Path,
+    ports: SourcePorts,
+    req: SourceRequest,
+    tx: tokio::sync::mpsc::UnboundedSender<ferry_proto::ControlReply>,
+) -> Result<Report, crate::error::PrepareError> {
+    let src_settings = settings(cfg.source_name, dir, cfg.lazy_pages);
+    crate::migration::migrate(ports, &src_settings, req, Events(tx), None).await
 }

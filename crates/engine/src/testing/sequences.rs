@@ -5,7 +5,7 @@
 use ferry_criu::plan::{CheckpointSpec, NetworkLock, PageTransport, RestoreSpec};
 use ferry_types::{MigrateOptions, Outcome, StopReason, Strategy};
 
-use super::{migrate, migrate_with, Config, Step};
+use super::{migrate, migrate_result, migrate_with, Config, Step};
 use crate::policy::stop_rule::{Costs, Estimator, StopRule};
 
 const ALL: [Strategy; 4] = Strategy::ALL;
@@ -431,4 +431,34 @@ async fn a_container_that_exits_by_itself_is_said_so() {
     };
     let (r, _) = migrate(cfg, Strategy::Cold).await;
     assert!(r.reason.unwrap().contains("exited by itself"));
+}
+
+#[tokio::test]
+async fn a_move_to_the_host_it_runs_on_changes_nothing() {
+    let cfg = Config {
+        source_name: "dst",
+        ..Default::default()
+    };
+    let (r, cfg) = migrate_result(cfg, Strategy::Cold, MigrateOptions::default()).await;
+    let e = r.unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "container 'redis' already runs on dst; there is nothing to move"
+    );
+    assert!(cfg.log.of("src").is_empty(), "{:#?}", cfg.log.lines());
+    assert!(cfg.log.of("dst").is_empty(), "{:#?}", cfg.log.lines());
+}
+
+#[tokio::test]
+async fn a_rollback_is_checked_never_assumed() {
+    // Every undo step succeeds, but the container does not run afterwards.
+    let (r, _) = migrate(with(&[Step::Restore, Step::Lost]), Strategy::Cold).await;
+    assert_eq!(r.outcome, Outcome::Failed);
+    let reason = r.reason.unwrap();
+    assert!(reason.contains("the container was lost"), "{reason}");
+    assert!(reason.contains("its processes are gone"), "{reason}");
+    // An undo step that fails says so.
+    let (r, _) = migrate(with(&[Step::Restore, Step::Thaw]), Strategy::Cold).await;
+    assert_eq!(r.outcome, Outcome::Failed);
+    assert!(r.reason.unwrap().contains("rolling back also failed: Thaw"));
 }

@@ -60,6 +60,15 @@ impl Subject for FakeSubject {
     fn kill_frozen(&self) {
         self.0.log("src kill");
     }
+    fn alive(&self) -> Result<(), ContainerError> {
+        if self.0.exited || self.0.fault(Step::Lost) {
+            return Err(ContainerError::Failed("its processes are gone".into()));
+        }
+        if self.0.fault(Step::Thaw) {
+            return Err(ContainerError::Failed("it is still frozen".into()));
+        }
+        Ok(())
+    }
     fn shipment(&self) -> Result<Shipment, ContainerError> {
         Ok(Shipment {
             digest: "d1".into(),
