@@ -73,6 +73,14 @@ apt_install() {
 RUNTIME_PKGS=(runc iproute2 nftables iptables redis-server redis-tools iperf3 procps kmod ethtool python3)
 apt_install "${RUNTIME_PKGS[@]}"
 
+# The applications of the compatibility suite (tests/apps.rs, docs/compatibility.md).
+# FERRY_SKIP_APPS=1 leaves them out.
+APP_PKGS=(memcached nginx-light mariadb-server mariadb-client python3-pymysql postgresql
+    nodejs openjdk-17-jdk-headless curl)
+if [ "${FERRY_SKIP_APPS:-0}" != 1 ]; then
+    apt_install "${APP_PKGS[@]}"
+fi
+
 # The Debian redis-server package starts a system-wide server; ferry's demo and tests start
 # their own, so the packaged one is left as the system configured it.
 

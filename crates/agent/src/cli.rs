@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use ferry_criu::features::CriuBinary;
 
-use crate::config::{AgentConfig, NetMode};
+use crate::config::{AgentConfig, HelperMemory, NetMode};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -59,6 +59,11 @@ pub struct Args {
     /// of sessions that failed.
     #[arg(long, env = "FERRY_KEEP_LOGS", value_parser = clap::builder::FalseyValueParser::new())]
     pub keep_logs: bool,
+    /// Memory CRIU's dumps and restores may use, in their own cgroup: `auto` (a quarter
+    /// of the host's memory, at least 512M), a size (`512M`, `2G`), or `off`. A dump
+    /// that needs more is killed by the kernel and the container keeps running.
+    #[arg(long, env = "FERRY_HELPER_MEMORY", default_value = "auto", value_parser = HelperMemory::parse)]
+    pub helper_memory: HelperMemory,
 }
 
 /// Enters a named network namespace (`--netns`); must run before any thread is started.
@@ -112,6 +117,7 @@ pub async fn run(a: Args) -> anyhow::Result<i32> {
         allow_fault_injection: a.allow_fault_injection,
         max_sessions: a.max_sessions,
         keep_logs: a.keep_logs,
+        helper_memory: a.helper_memory,
     };
     crate::daemon::run(cfg).await?;
     Ok(0)

@@ -37,6 +37,56 @@ pub struct AgentConfig {
     pub max_sessions: usize,
     /// Keep every session's logs, not only those of failed ones.
     pub keep_logs: bool,
+    /// The memory CRIU's dumps and restores may use.
+    pub helper_memory: HelperMemory,
+}
+
+/// How much memory CRIU may use (`--helper-memory`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HelperMemory {
+    /// A quarter of the host's memory, at least 512 MiB.
+    #[default]
+    Auto,
+    Limit(u64),
+    /// No bound: CRIU is only the OOM killer's first choice.
+    Off,
+}
+
+impl HelperMemory {
+    /// `auto`, `off`, or a size with a binary unit (`512M`, `2G`).
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "auto" => return Ok(Self::Auto),
+            "off" => return Ok(Self::Off),
+            _ => {}
+        }
+        let t = s.trim();
+        let (num, shift) = match t.char_indices().last() {
+            Some((i, 'K' | 'k')) => (&t[..i], 10),
+            Some((i, 'M' | 'm')) => (&t[..i], 20),
+            Some((i, 'G' | 'g')) => (&t[..i], 30),
+            _ => (t, 0),
+        };
+        let n: u64 = num.parse().map_err(|_| {
+            format!("'{s}' is not a memory size: give auto, off, or a size like 512M or 2G")
+        })?;
+        let bytes = n.checked_shl(shift).filter(|b| b >> shift == n);
+        match bytes {
+            Some(b) if b >= 16 << 20 => Ok(Self::Limit(b)),
+            _ => Err(format!(
+                "'{s}' is too little for CRIU: give at least 16M, or off"
+            )),
+        }
+    }
+
+    /// The bound in bytes on a host with `mem_total` bytes, if there is one.
+    pub fn bytes(self, mem_total: u64) -> Option<u64> {
+        match self {
+            Self::Auto => Some((mem_total / 4).max(512 << 20)),
+            Self::Limit(b) => Some(b),
+            Self::Off => None,
+        }
+    }
 }
 
 #[derive(Debug, Error)]
@@ -110,6 +160,7 @@ impl AgentConfig {
                 binary: self.runc.clone(),
                 root: self.runtime_root.clone(),
                 criu: self.criu.clone(),
+                bound: None,
             },
             host: self.name.clone(),
             bundles_dir: self.bundles_dir(),
@@ -147,8 +198,30 @@ mod tests {
             netns_prefix: "ferry-a".into(),
             allow_fault_injection: false,
             max_sessions: 4,
+            helper_memory: HelperMemory::Auto,
             keep_logs: false,
         }
+    }
+
+    #[test]
+    fn helper_memory_takes_sizes_auto_and_off() {
+        assert_eq!(HelperMemory::parse("auto"), Ok(HelperMemory::Auto));
+        assert_eq!(HelperMemory::parse("off"), Ok(HelperMemory::Off));
+        assert_eq!(
+            HelperMemory::parse("64M"),
+            Ok(HelperMemory::Limit(64 << 20))
+        );
+        assert_eq!(HelperMemory::parse("2G"), Ok(HelperMemory::Limit(2 << 30)));
+        assert!(HelperMemory::parse("1M")
+            .unwrap_err()
+            .contains("at least 16M"));
+        assert!(HelperMemory::parse("lots")
+            .unwrap_err()
+            .contains("not a memory size"));
+        assert!(HelperMemory::parse("99999999999G").is_err());
+        assert_eq!(HelperMemory::Auto.bytes(24 << 30), Some(6 << 30));
+        assert_eq!(HelperMemory::Auto.bytes(1 << 30), Some(512 << 20));
+        assert_eq!(HelperMemory::Off.bytes(1 << 30), None);
     }
 
     #[test]

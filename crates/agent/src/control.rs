@@ -103,9 +103,33 @@ async fn answer(agent: &Arc<Agent>, conn: &mut Conn, msg: ControlRequest) -> Con
             Ok(()) => ControlReply::Resumed,
             Err(e) => error(e),
         },
+        ControlRequest::Check {
+            container, dest, ..
+        } => match check(agent, &container, dest.as_deref()).await {
+            Ok(preflight) => ControlReply::Checked {
+                preflight: Box::new(preflight),
+            },
+            Err(e) => error(e),
+        },
         other => error(format!(
             "'{}' is not a request this agent serves",
             other.name()
         )),
     }
+}
+
+/// `ferry check`: the preflight, towards `dest` when given.
+async fn check(
+    agent: &Arc<Agent>,
+    container: &str,
+    dest: Option<&str>,
+) -> Result<ferry_types::Preflight, crate::AgentError> {
+    let facts = match dest {
+        Some(d) => {
+            let ep: Endpoint = d.parse()?;
+            Some(crate::preflight::probe(agent, &ep).await?)
+        }
+        None => None,
+    };
+    crate::preflight::check(agent, container, facts.as_ref()).await
 }

@@ -3,6 +3,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 
+use ferry_criu::bound::MemoryBound;
 use ferry_criu::features::{ensure_pipe_max_size, CriuBinary, KDAT_DIR};
 use ferry_proto::Role;
 use ferry_transport::{accept, accept_tcp, Auth, Stream};
@@ -11,7 +12,7 @@ use tokio::net::{TcpListener, UnixListener};
 use crate::adapters::peer::ConnLink;
 use crate::config::AgentConfig;
 use crate::registry::Registry;
-use crate::state::Agent;
+use crate::state::{Abilities, Agent};
 use crate::{control, recover, tmpfs, AgentError};
 
 /// Runs an agent until SIGTERM or SIGINT.
@@ -45,7 +46,15 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
         };
     let registry = Registry::new(&cfg.containers_dir())
         .map_err(|e| AgentError::io("container registry", e))?;
-    let agent = Arc::new(Agent::new(cfg, registry, lazy));
+    let version =
+        (criu.version >= ferry_criu::features::MIN_VERSION).then(|| criu.version.to_string());
+    let bound = memory_bound(&cfg);
+    let can = Abilities {
+        lazy_pages: lazy,
+        criu_version: version,
+        bound,
+    };
+    let agent = Arc::new(Agent::new(cfg, registry, can));
     recover::recover(&agent).await;
 
     let control_path = agent.cfg.control.clone();
@@ -92,8 +101,29 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
         }
     }
     let _ = std::fs::remove_file(&control_path);
+    if let Some(b) = &agent.bound {
+        b.remove();
+    }
     tracing::info!("ferry agent stopped");
     Ok(())
+}
+
+/// The cgroup CRIU runs in, with its limit; none if the host has no memory controller.
+fn memory_bound(cfg: &AgentConfig) -> Option<Arc<MemoryBound>> {
+    let total = ferry_host::procfs::host(&cfg.name, None, false).mem_total;
+    let limit = cfg.helper_memory.bytes(total)?;
+    match MemoryBound::create(&cfg.netns_prefix, limit) {
+        Ok(b) => {
+            tracing::info!(limit, "CRIU runs in a memory bound");
+            Some(Arc::new(b))
+        }
+        Err(e) => {
+            tracing::warn!(
+                "CRIU runs without a memory bound ({e}); it is still the OOM killer's first choice"
+            );
+            None
+        }
+    }
 }
 
 async fn handle(agent: Arc<Agent>, stream: Stream, auth: Auth) {

@@ -58,6 +58,21 @@ pub enum Refusal {
     Strategy(#[from] StrategyError),
     #[error(transparent)]
     Busy(#[from] Busy),
+    /// The preflight found what cannot move.
+    #[error("container '{container}' cannot be moved: {subject}: {sentence}")]
+    Preflight {
+        container: String,
+        subject: String,
+        sentence: String,
+    },
+    #[error("{strategy} does not fit container '{container}': {why}; use another --strategy (see 'ferry check {container}')")]
+    DoesNotFit {
+        container: String,
+        strategy: ferry_types::Strategy,
+        why: String,
+    },
+    #[error("cannot ask {dest} what it can take: {why}")]
+    Unreachable { dest: String, why: String },
 }
 
 #[derive(Debug, Error)]

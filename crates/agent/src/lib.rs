@@ -8,6 +8,7 @@
 //! - [`adapters`]: the real implementations of the engine's ports;
 //! - [`state`], [`registry`], [`pod`]: what the agent holds and records;
 //! - [`containers`]: containers the agent starts itself (the lab uses them);
+//! - [`preflight`]: what a container and both hosts allow, before anything is frozen;
 //! - [`recover`]: settling what a previous run left half-way.
 
 pub mod adapters;
@@ -19,6 +20,7 @@ pub mod daemon;
 mod error;
 pub mod migrate;
 pub mod pod;
+pub mod preflight;
 pub mod recover;
 pub mod registry;
 pub mod state;

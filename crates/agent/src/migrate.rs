@@ -10,7 +10,7 @@ use ferry_engine::source::rollback::{undo, Undo};
 use ferry_engine::source::{Events, SourcePorts, SourceRequest};
 use ferry_proto::ControlReply;
 use ferry_transport::Endpoint;
-use ferry_types::{MigrateOptions, Report, StrategyChoice};
+use ferry_types::{MigrateOptions, Report, Strategy, StrategyChoice};
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::adapters::container::Managed;
@@ -99,16 +99,39 @@ pub async fn migrate(
         let mates = agent.registry.pod_members(pod, &req.container);
         check_moving_together(&req.container, pod, &mates, &req.options.pod)?;
     }
-    let (strategy, notes) = match choice {
+    // The preflight: nothing is frozen before it has said yes. A destination that
+    // cannot be asked is not judged here; the migration itself will say why it fails.
+    let dest_facts = crate::preflight::probe(&agent, &req.dest).await.ok();
+    let pf = crate::preflight::check(&agent, &req.container, dest_facts.as_ref()).await?;
+    if let Some(r) = crate::preflight::refusal(&req.container, &pf) {
+        return Err(r.into());
+    }
+    let mut options = req.options;
+    let mut notes = crate::preflight::notes(&pf);
+    if pf.needs_file_locks() {
+        options.file_locks = true;
+    }
+    let strategy = match choice {
         StrategyChoice::Auto => {
             let (s, why) = pick_auto(
-                req.options.allow_postcopy,
+                options.allow_postcopy,
                 agent.lazy_pages,
                 subject.resident_bytes(),
             );
-            (s, vec![why])
+            notes.push(why);
+            fitting(&pf, s)
         }
-        StrategyChoice::Fixed(s) => (s, Vec::new()),
+        StrategyChoice::Fixed(s) => match pf.fit(s) {
+            Some(f) if !f.fits => {
+                return Err(Refusal::DoesNotFit {
+                    container: req.container,
+                    strategy: s,
+                    why: f.why.clone(),
+                }
+                .into())
+            }
+            _ => s,
+        },
     };
     let dialer = PeerDialer {
         dest: req.dest.clone(),
@@ -125,12 +148,21 @@ pub async fn migrate(
     };
     let request = SourceRequest {
         container: req.container,
-        options: req.options,
+        options,
         strategy,
         notes,
     };
     let settings = agent.host_settings();
     Ok(ferry_engine::migration::migrate(ports, &settings, request, Events(events), hold).await?)
+}
+
+/// `auto`'s choice, or the first that fits after it (hybrid, pre-copy, cold).
+fn fitting(pf: &ferry_types::Preflight, picked: Strategy) -> Strategy {
+    let order = [picked, Strategy::Precopy, Strategy::Cold];
+    order
+        .into_iter()
+        .find(|&s| pf.fit(s).is_none_or(|f| f.fits))
+        .unwrap_or(Strategy::Cold)
 }
 
 /// Resumes a container this agent keeps frozen after a failed post-copy migration.

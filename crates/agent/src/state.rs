@@ -6,6 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use ferry_containers::RuncEngine;
+use ferry_criu::bound::MemoryBound;
 use ferry_engine::ports::host::HostSettings;
 use ferry_transport::Stream;
 use ferry_types::SessionState;
@@ -15,6 +16,17 @@ use crate::config::AgentConfig;
 pub use crate::error::Busy;
 use crate::pod::PodArrivals;
 use crate::registry::Registry;
+
+/// What the agent found this host can do when it started.
+#[derive(Debug, Default)]
+pub struct Abilities {
+    /// Lazy restores work here (userfaultfd, big enough pipes).
+    pub lazy_pages: bool,
+    /// The CRIU found, if it is new enough.
+    pub criu_version: Option<String>,
+    /// The memory bound CRIU runs in.
+    pub bound: Option<Arc<MemoryBound>>,
+}
 
 /// A migration session this agent receives.
 #[derive(Debug)]
@@ -34,6 +46,10 @@ pub struct Agent {
     pub registry: Registry,
     /// Whether lazy restores work here (userfaultfd).
     pub lazy_pages: bool,
+    /// The CRIU this agent runs, if it is new enough.
+    pub criu_version: Option<String>,
+    /// The memory bound CRIU runs in, if there is one.
+    pub bound: Option<Arc<MemoryBound>>,
     pub sessions: Mutex<HashMap<String, SessionEntry>>,
     busy: Mutex<HashSet<String>>,
     pub slots: Arc<Semaphore>,
@@ -79,14 +95,18 @@ impl Drop for MemoryArriving {
 }
 
 impl Agent {
-    pub fn new(cfg: AgentConfig, registry: Registry, lazy_pages: bool) -> Self {
-        let engine = Arc::new(RuncEngine::new(cfg.runc_settings()));
+    pub fn new(cfg: AgentConfig, registry: Registry, can: Abilities) -> Self {
+        let mut settings = cfg.runc_settings();
+        settings.runc.bound = can.bound.clone();
+        let engine = Arc::new(RuncEngine::new(settings));
         let slots = Arc::new(Semaphore::new(cfg.max_sessions.max(1)));
         Self {
             cfg,
             engine,
             registry,
-            lazy_pages,
+            lazy_pages: can.lazy_pages,
+            criu_version: can.criu_version,
+            bound: can.bound,
             sessions: Mutex::new(HashMap::new()),
             busy: Mutex::new(HashSet::new()),
             slots,
@@ -94,6 +114,11 @@ impl Agent {
             pods: PodArrivals::default(),
             pod_setup: Arc::new(tokio::sync::Mutex::new(())),
         }
+    }
+
+    /// What this host can take, as the preflight asks.
+    pub fn host_facts(&self) -> ferry_types::HostFacts {
+        ferry_host::procfs::host(&self.cfg.name, self.criu_version.clone(), self.lazy_pages)
     }
 
     /// What the engine's drivers need to know of this host.

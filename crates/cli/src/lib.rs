@@ -23,6 +23,8 @@ pub enum Command {
     Bundle(cmd::bundle::Command),
     /// Move a running container to another host.
     Migrate(cmd::migrate::Args),
+    /// What a migration of a container would find and do, before anything is frozen.
+    Check(cmd::check::Args),
     /// Resume a container an agent keeps frozen after a failed migration.
     Resume(cmd::resume::Args),
     /// A multi-host testbed on this machine, built from network namespaces.
@@ -47,6 +49,7 @@ pub fn run(command: Command, log: &str) -> ! {
             Command::Bundle(c) => cmd::bundle::run(c).await,
             Command::Bench(c) => cmd::bench::run(c).await,
             Command::Migrate(a) => cmd::migrate::run(a).await,
+            Command::Check(a) => cmd::check::run(a).await,
             Command::Lab(a) => cmd::lab::run(a).await,
             Command::Certs(a) => cmd::certs::run(a),
             Command::Resume(a) => cmd::resume::run(a).await,

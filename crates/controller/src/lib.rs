@@ -16,4 +16,4 @@ pub mod migrate;
 mod fake;
 
 pub use error::ControllerError;
-pub use migrate::{list, migrate, resume};
+pub use migrate::{check, list, migrate, resume};

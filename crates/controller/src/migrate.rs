@@ -3,7 +3,7 @@
 
 use ferry_proto::{ControlReply, ControlRequest, WireMessage};
 use ferry_transport::{Credentials, Endpoint};
-use ferry_types::{ContainerInfo, MigrateOptions, Report};
+use ferry_types::{ContainerInfo, MigrateOptions, Preflight, Report};
 
 use crate::{client, ControllerError};
 
@@ -34,6 +34,34 @@ pub async fn migrate(
         ControlReply::Report { report } => Ok(*report),
         ControlReply::Error { message } => Err(ControllerError::Refused(message)),
         other => Err(ControllerError::NotAReport(other.name())),
+    }
+}
+
+/// Asks the agent at `source` for the preflight of moving `container` (to the agent at
+/// `dest`, when given): what it finds and would do, changing nothing.
+pub async fn check(
+    source: &Endpoint,
+    creds: &Credentials,
+    container: &str,
+    dest: Option<&str>,
+    options: MigrateOptions,
+) -> Result<Preflight, ControllerError> {
+    let mut conn =
+        client::control(source, creds)
+            .await
+            .map_err(|e| ControllerError::SourceUnreachable {
+                agent: source.to_string(),
+                source: e,
+            })?;
+    let msg = ControlRequest::Check {
+        container: container.to_string(),
+        dest: dest.map(str::to_string),
+        options,
+    };
+    match client::request(&mut conn, &msg, |_| {}).await? {
+        ControlReply::Checked { preflight } => Ok(*preflight),
+        ControlReply::Error { message } => Err(ControllerError::Refused(message)),
+        other => Err(ControllerError::UnexpectedAnswer(other.name())),
     }
 }
 

@@ -1,5 +1,7 @@
 //! Everything ferry knows about CRIU, without running a container.
 //!
+//! - [`bound`]: a cgroup with a memory limit for CRIU, so that the kernel kills a dump
+//!   that runs short of memory, never the container;
 //! - [`features`]: find the CRIU binary, read its version, probe kernel features;
 //! - [`plan`]: turn what a checkpoint or restore needs into CRIU options (a pure step,
 //!   separate from executing it);
@@ -10,6 +12,7 @@
 //! - [`log`]: pick the lines of a CRIU log that explain a failure, and recognise the
 //!   failures ferry can explain better.
 
+pub mod bound;
 pub mod features;
 pub mod images;
 pub mod log;

@@ -25,6 +25,7 @@ pub enum KnownCause {
     CriuTooOldSockopt,
     NameInUse,
     Overcommit,
+    HelperOutOfMemory,
 }
 
 impl KnownCause {
@@ -40,6 +41,7 @@ impl KnownCause {
             KnownCause::CriuTooOldSockopt => "this CRIU cannot dump TCP sockets on kernels 6.16 and newer; install CRIU 4.2 or newer with scripts/install-deps.sh",
             KnownCause::NameInUse => "a container with this name already exists in this runtime root; pick another name or delete it first",
             KnownCause::Overcommit => "the restore could not map the container's address space: it reserves more than this host's overcommit policy grants (vm.overcommit_memory=0); allow it with 'sysctl vm.overcommit_memory=1' on this host, or free memory",
+            KnownCause::HelperOutOfMemory => "CRIU ran out of memory: the kernel killed it at the memory bound it runs in; give it more with the agent's --helper-memory (for example 4G), or move the container with a strategy that needs less (cold)",
         }
     }
 }
@@ -49,6 +51,8 @@ const HARMLESS: &[&str] = &["rlimit: Can't setup RLIMIT_NOFILE for self"];
 
 /// Substrings that identify a known cause.
 const CAUSES: &[(&str, KnownCause)] = &[
+    // First: when the kernel killed CRIU, whatever else the log says is a consequence.
+    ("CRIU ran out of memory", KnownCause::HelperOutOfMemory),
     ("Can't get rlimit", KnownCause::NonRootProcess),
     ("Some file locks are hold", KnownCause::FileLocks),
     ("page-pipe: tee", KnownCause::PipeMaxSize),
@@ -73,7 +77,11 @@ const MAX_LINES: usize = 12;
 /// Whether a log line is one of CRIU's error lines, as opposed to debug output that
 /// happens to contain the word.
 fn is_error_line(line: &str) -> bool {
-    line.contains(") Error (") || line.starts_with("Error (") || line.contains("): Error")
+    // A restored task's lines carry its number: `(00.05)      1: Error (criu/mem.c:964)`.
+    line.contains(") Error (")
+        || line.contains(": Error (")
+        || line.starts_with("Error (")
+        || line.contains("): Error")
 }
 
 /// Explains a CRIU log's content. `extra` is more text to search for causes (for example
@@ -155,7 +163,7 @@ mod tests {
     #[test]
     fn the_first_error_is_kept_and_named_with_a_fix() {
         let mut log = String::from(
-            "(00.2) Error (criu/mem.c:1): Unable to map ANON_VMA: Cannot allocate memory\n",
+            "(00.052553)      1: Error (criu/mem.c:964): Unable to map ANON_VMA: Cannot allocate memory\n",
         );
         for k in 0..30 {
             log.push_str(&format!(
@@ -208,6 +216,17 @@ mod tests {
     fn recognises_causes_in_runc_output_too() {
         let f = diagnose_text(Path::new("l"), "", "container with given ID already exists");
         assert_eq!(f.cause, Some(KnownCause::NameInUse));
+    }
+
+    #[test]
+    fn a_helper_killed_at_its_bound_wins_over_what_the_log_says() {
+        let f = diagnose_text(
+            Path::new("l"),
+            "(0.2) Error (criu/page-xfer.c:1): Can't get rlimit 0\n",
+            "CRIU ran out of memory during the checkpoint: the kernel killed it at its bound of 16.0 MiB",
+        );
+        assert_eq!(f.cause, Some(KnownCause::HelperOutOfMemory));
+        assert!(f.to_string().contains("--helper-memory"));
     }
 
     #[test]

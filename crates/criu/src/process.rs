@@ -62,6 +62,33 @@ pub fn prefer_for_oom_killer(cmd: &mut Command) {
     }
 }
 
+/// Makes the command's process (and what it starts) join the cgroup whose
+/// `cgroup.procs` is `procs` before it execs: its memory counts against that cgroup's
+/// limit from its first allocation. If it cannot join, it does not start.
+pub fn join_cgroup(cmd: &mut Command, procs: &Path) {
+    let Ok(path) = std::ffi::CString::new(procs.as_os_str().as_encoded_bytes()) else {
+        return;
+    };
+    // SAFETY: the closure runs in the forked child before exec and calls only open,
+    // write and close on a string allocated before the fork, which are
+    // async-signal-safe; it allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+            if fd < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let n = libc::write(fd, b"0".as_ptr().cast(), 1);
+            let err = std::io::Error::last_os_error();
+            libc::close(fd);
+            if n != 1 {
+                return Err(err);
+            }
+            Ok(())
+        });
+    }
+}
+
 /// The descriptor number CRIU helpers receive their socket at.
 pub const HELPER_SOCKET_FD: i32 = 100;
 

@@ -1,6 +1,8 @@
 //! This host's capabilities: the probes `ferry doctor` prints and the agent acts on.
 //!
 //! - [`doctor`]: what this host can do for ferry (CRIU, runc, kernel features, network
-//!   locks, strategies), and how to fix what it cannot.
+//!   locks, strategies), and how to fix what it cannot;
+//! - [`procfs`]: a container's processes and this host's memory, for the preflight.
 
 pub mod doctor;
+pub mod procfs;

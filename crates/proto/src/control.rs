@@ -1,7 +1,7 @@
 //! Control connections: a CLI (or a script) asks an agent; the agent answers, with
 //! progress events on the way for long requests.
 
-use ferry_types::{ContainerInfo, MigrateOptions, NetSpec, Report};
+use ferry_types::{ContainerInfo, MigrateOptions, NetSpec, Preflight, Report};
 use serde::{Deserialize, Serialize};
 
 use crate::WireMessage;
@@ -38,6 +38,13 @@ pub enum ControlRequest {
     Resume {
         name: String,
     },
+    /// The preflight of a migration: what it would find and do, changing nothing.
+    Check {
+        container: String,
+        #[serde(default)]
+        dest: Option<String>,
+        options: MigrateOptions,
+    },
     /// During a migration started with `hold_freeze`: freeze now. Anything else sent
     /// instead (a `Ping`) lets it give up, unchanged.
     Proceed,
@@ -69,6 +76,10 @@ pub enum ControlReply {
     Report {
         report: Box<Report>,
     },
+    /// The preflight's findings.
+    Checked {
+        preflight: Box<Preflight>,
+    },
     /// A request failed before anything changed.
     Error {
         message: String,
@@ -86,6 +97,7 @@ impl WireMessage for ControlRequest {
             ControlRequest::List => "list",
             ControlRequest::Migrate { .. } => "migrate",
             ControlRequest::Resume { .. } => "resume",
+            ControlRequest::Check { .. } => "check",
             ControlRequest::Proceed => "proceed",
         }
     }
@@ -103,6 +115,7 @@ impl WireMessage for ControlReply {
             ControlReply::Resumed => "resumed",
             ControlReply::Progress { .. } => "progress",
             ControlReply::Report { .. } => "report",
+            ControlReply::Checked { .. } => "checked",
             ControlReply::Error { .. } => "error",
         }
     }

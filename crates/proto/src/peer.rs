@@ -2,7 +2,9 @@
 //! The destination's receiver is a state machine (`ferry-engine`'s `dest::machine`) that
 //! accepts only the requests valid in its state.
 
-use ferry_types::{DestStats, Fault, FileEntry, NetSpec, PostcopyStats, SessionState, Strategy};
+use ferry_types::{
+    DestStats, Fault, FileEntry, HostFacts, NetSpec, PostcopyStats, SessionState, Strategy,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::WireMessage;
@@ -17,6 +19,9 @@ pub struct Prepare {
     pub bundle_digest: String,
     pub net: NetSpec,
     pub tcp_established: bool,
+    /// The dump holds file locks: the restore must take them again.
+    #[serde(default)]
+    pub file_locks: bool,
     #[serde(default)]
     pub inject_fault: Option<Fault>,
     /// The group the container moves with, recorded at the destination.
@@ -59,6 +64,8 @@ pub enum PeerRequest {
     Resolve {
         session: String,
     },
+    /// Ask what the destination can take (the preflight), before any session.
+    Probe,
 }
 
 /// Destination agent → source agent.
@@ -96,6 +103,10 @@ pub enum PeerReply {
     PostcopyFailed {
         reason: String,
     },
+    /// What the destination can take.
+    Probed {
+        host: HostFacts,
+    },
     /// The destination refused a request (bad input or a protocol error) and dropped
     /// what the session built.
     Error {
@@ -117,6 +128,7 @@ impl WireMessage for PeerRequest {
             PeerRequest::Commit => "commit",
             PeerRequest::Abort { .. } => "abort",
             PeerRequest::Resolve { .. } => "resolve",
+            PeerRequest::Probe => "probe",
         }
     }
 }
@@ -136,6 +148,7 @@ impl WireMessage for PeerReply {
             PeerReply::Resolution { .. } => "resolution",
             PeerReply::PostcopyDone { .. } => "postcopy_done",
             PeerReply::PostcopyFailed { .. } => "postcopy_failed",
+            PeerReply::Probed { .. } => "probed",
             PeerReply::Error { .. } => "error",
         }
     }

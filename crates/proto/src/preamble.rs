@@ -9,9 +9,9 @@ pub const MAGIC: [u8; 8] = *b"FERRY\r\n\x1a";
 /// Size of the encoded preamble.
 pub const PREAMBLE_LEN: usize = 16;
 /// The newest protocol version this build speaks.
-pub const VERSION_CURRENT: u16 = 2;
+pub const VERSION_CURRENT: u16 = 3;
 /// The oldest protocol version this build still accepts.
-pub const VERSION_MIN: u16 = 2;
+pub const VERSION_MIN: u16 = 3;
 
 /// `MAGIC`, then the highest and the lowest version the sender speaks (little endian),
 /// then four reserved zero bytes.

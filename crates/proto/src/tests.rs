@@ -53,6 +53,7 @@ fn peer_messages_round_trip() {
             pod: None,
         },
         tcp_established: true,
+        file_locks: false,
         inject_fault: None,
         group: None,
         pod_members: Vec::new(),

@@ -32,10 +32,16 @@ pub enum RuntimeError {
         #[source]
         source: std::io::Error,
     },
+    #[error("CRIU ran out of memory during the {what}: the kernel killed it at its bound of {} (the agent's --helper-memory)", human(*limit))]
+    HelperOutOfMemory { what: String, limit: u64 },
     #[error("cgroup freezer: {0}")]
     Freezer(String),
     #[error("unsafe path in bundle: {0}")]
     UnsafePath(String),
+}
+
+fn human(b: u64) -> String {
+    ferry_types::report::human_bytes(b)
 }
 
 impl RuntimeError {

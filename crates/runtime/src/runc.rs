@@ -95,6 +95,8 @@ pub struct Runc {
     pub binary: PathBuf,
     pub root: PathBuf,
     pub criu: PathBuf,
+    /// The memory bound CRIU's dumps and restores run in, if any.
+    pub bound: Option<std::sync::Arc<ferry_criu::bound::MemoryBound>>,
 }
 
 /// Serialises operations that write the host-wide CRIU configuration file.
@@ -106,7 +108,27 @@ impl Runc {
             binary: PathBuf::from("runc"),
             root: root.into(),
             criu: criu.into(),
+            bound: None,
         }
+    }
+
+    /// A dump or restore that runs short of memory is killed, never the container: it
+    /// runs in the memory bound (when there is one) and is the OOM killer's first
+    /// choice. Returns the bound's OOM kills so far.
+    fn bind(&self, cmd: &mut Command) -> Option<u64> {
+        ferry_criu::process::prefer_for_oom_killer(cmd);
+        let bound = self.bound.as_ref()?;
+        ferry_criu::process::join_cgroup(cmd, &bound.procs_file());
+        Some(bound.oom_kills())
+    }
+
+    /// The error of a CRIU killed at its memory bound, if it was.
+    fn out_of_memory(&self, kills_before: Option<u64>, what: &str) -> Option<RuntimeError> {
+        let bound = self.bound.as_ref()?;
+        (bound.oom_kills() > kills_before?).then(|| RuntimeError::HelperOutOfMemory {
+            what: what.to_string(),
+            limit: bound.limit(),
+        })
     }
 
     fn base(&self) -> Command {
@@ -332,11 +354,13 @@ impl Runtime for Runc {
         Self::add_plan_flags(&mut cmd, args.plan);
         cmd.arg(id);
         ferry_criu::process::inherit_fds(&mut cmd, &args.fds);
-        // A dump that runs short of memory is killed, never the container it dumps.
-        ferry_criu::process::prefer_for_oom_killer(&mut cmd);
+        let kills = self.bind(&mut cmd);
         let result = self.output(cmd, "checkpoint").await.map(drop);
         drop(args.fds);
-        result.map_err(|e| self.map_missing(id, e))
+        result.map_err(|e| {
+            self.out_of_memory(kills, "dump")
+                .unwrap_or_else(|| self.map_missing(id, e))
+        })
     }
 
     async fn restore(&self, id: &str, args: RestoreArgs<'_>) -> Result<(), RuntimeError> {
@@ -359,7 +383,9 @@ impl Runtime for Runc {
             .arg(args.work);
         Self::add_plan_flags(&mut cmd, args.plan);
         cmd.arg(id);
-        self.detached(cmd, &log, "restore").await
+        let kills = self.bind(&mut cmd);
+        let result = self.detached(cmd, &log, "restore").await;
+        result.map_err(|e| self.out_of_memory(kills, "restore").unwrap_or(e))
     }
 
     async fn kill(&self, id: &str, signal: &str) -> Result<(), RuntimeError> {
@@ -403,6 +429,7 @@ mod tests {
             binary: binary.into(),
             root: root.to_path_buf(),
             criu: "/nonexistent/criu".into(),
+            bound: None,
         }
     }
 

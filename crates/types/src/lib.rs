@@ -11,6 +11,7 @@ pub mod container;
 pub mod criu;
 pub mod files;
 pub mod net;
+pub mod preflight;
 pub mod report;
 pub mod stats;
 pub mod strategy;
@@ -20,6 +21,7 @@ pub use container::{ContainerInfo, SessionState};
 pub use criu::{DumpStats, ImageSizes, RestoreStats};
 pub use files::{FileEntry, FileKind};
 pub use net::NetSpec;
+pub use preflight::{Action, Finding, HostFacts, Preflight, ProcessFacts, StrategyFit};
 pub use report::{
     ms, CriuErrors, CriuStats, Operation, Outcome, Phase, PrecopyRound, PrecopySummary, Report,
     StopReason,

@@ -10,7 +10,7 @@ use ferry_engine::policy::auto::needs_lazy_pages;
 use ferry_engine::ports::container::ContainerEngine;
 use ferry_engine::ports::host::{Admission, AdmitError, DestHost, PodArrival, PodError};
 use ferry_proto::Prepare;
-use ferry_types::{NetSpec, SessionState};
+use ferry_types::{HostFacts, NetSpec, SessionState};
 
 use super::pages_dest::AgentSessionPages;
 use crate::config::valid_name;
@@ -147,6 +147,10 @@ impl DestHost for AgentHost {
 
     fn forget(&self, container: &str) {
         self.0.registry.remove(container);
+    }
+
+    fn facts(&self) -> HostFacts {
+        self.0.host_facts()
     }
 }
 

@@ -112,20 +112,25 @@ fn resolve_dest(
     a: &Args,
     lab: Option<&ferry_lab::LabState>,
 ) -> anyhow::Result<(String, Option<Endpoint>)> {
-    Ok(match a.to.parse::<Endpoint>() {
+    dest_of(&a.to, lab)
+}
+
+/// The destination's peer address and, in a lab, its control socket.
+pub(super) fn dest_of(
+    to: &str,
+    lab: Option<&ferry_lab::LabState>,
+) -> anyhow::Result<(String, Option<Endpoint>)> {
+    Ok(match to.parse::<Endpoint>() {
         Ok(Endpoint::Tcp(addr)) => (addr.to_string(), None),
         _ => match lab {
             Some(l) => {
-                let h = l.host(&a.to)?;
+                let h = l.host(to)?;
                 (
                     h.listen.to_string(),
                     Some(Endpoint::Unix(h.control.clone())),
                 )
             }
-            None => anyhow::bail!(
-                "'{}' is neither HOST:PORT nor a host of a running lab",
-                a.to
-            ),
+            None => anyhow::bail!("'{to}' is neither HOST:PORT nor a host of a running lab"),
         },
     })
 }

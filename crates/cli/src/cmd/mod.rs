@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod bundle;
 pub mod certs;
+pub mod check;
 pub mod checkpoint;
 pub mod doctor;
 pub mod lab;
@@ -39,6 +40,7 @@ impl RuntimeOpts {
             binary: self.runc.clone(),
             root: self.runtime_root.clone(),
             criu: criu.path,
+            bound: None,
         })
     }
 }

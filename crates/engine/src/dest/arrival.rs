@@ -48,6 +48,8 @@ pub struct Arrival {
     pub work: PathBuf,
     pub pages: Box<dyn SessionPages>,
     pub tcp_established: bool,
+    /// The dump holds file locks, which the restore takes again.
+    pub file_locks: bool,
     /// Bytes of page files the source sent.
     pub pages_bytes: u64,
     pub tl: Timeline,

@@ -60,6 +60,7 @@ pub enum DestAction {
     Resolve {
         session: String,
     },
+    Probe,
 }
 
 /// Incoming frames, as the machine sees them.
@@ -133,6 +134,7 @@ impl DestMachine {
             (S::AwaitPrepare, PeerRequest::Resolve { session }) => {
                 vec![DestAction::Resolve { session }]
             }
+            (S::AwaitPrepare, PeerRequest::Probe) => vec![DestAction::Probe],
             (S::Bundle { file: None }, PeerRequest::BundleFile { entry }) => {
                 let size = entry.content_len();
                 let mut out = vec![DestAction::BeginBundleFile(entry)];
@@ -260,6 +262,7 @@ mod tests {
                 pod: None,
             },
             tcp_established: true,
+            file_locks: false,
             inject_fault: None,
             group: None,
             pod_members: Vec::new(),

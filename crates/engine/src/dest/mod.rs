@@ -240,6 +240,9 @@ async fn step(
             }
             now(PeerReply::Aborted)
         }
+        DestAction::Probe => now(PeerReply::Probed {
+            host: ports.host.facts(),
+        }),
         DestAction::Resolve { session: id } => {
             let state = ports.host.session_state(&id);
             now(PeerReply::Resolution { session: id, state })

@@ -116,6 +116,7 @@ impl DestSession {
                 work,
                 pages: admission.pages,
                 tcp_established: p.tcp_established,
+                file_locks: p.file_locks,
                 pages_bytes: 0,
                 tl,
                 stats: DestStats::default(),

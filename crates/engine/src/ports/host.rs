@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use async_trait::async_trait;
 use ferry_proto::Prepare;
-use ferry_types::{NetSpec, SessionState};
+use ferry_types::{HostFacts, NetSpec, SessionState};
 use thiserror::Error;
 
 use super::pages::SessionPages;
@@ -115,4 +115,6 @@ pub trait DestHost: Send + Sync {
     fn memory_arriving(&self, container: &str) -> Box<dyn Send>;
     /// A container a dropped session restored is gone again.
     fn forget(&self, container: &str);
+    /// What this host can take (the preflight asks).
+    fn facts(&self) -> HostFacts;
 }

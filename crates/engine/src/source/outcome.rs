@@ -50,6 +50,8 @@ impl SourceRun {
     /// The migration failed: roll back, or keep the container frozen where only the
     /// destination can tell whether it runs there.
     pub(crate) async fn fail(mut self, e: MigrateError) -> Report {
+        // The logs outlive the session's directory: the reason points at them.
+        crate::logs::keep_logs(&self.settings, &self.session, &self.dir);
         let mut reason = e.to_string();
         if self.ports.subject.processes().is_empty() {
             reason = format!(

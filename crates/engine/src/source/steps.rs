@@ -89,6 +89,7 @@ impl SourceRun {
             strategy: self.req.strategy,
             bundle_digest: shipment.digest.clone(),
             tcp_established: o.tcp_established,
+            file_locks: o.file_locks,
             inject_fault: o.inject_fault,
             group: o.group.clone(),
             pod_members: match spec.pod {
@@ -207,7 +208,9 @@ impl SourceRun {
 
     /// A failed dump, with CRIU's error lines and its log.
     pub(crate) fn criu_failure(&self, err: &ContainerError) -> DumpError {
-        let failure = diagnose(&self.dir.join("dump.log"), &err.to_string());
+        let mut failure = diagnose(&self.dir.join("dump.log"), &err.to_string());
+        // Where the log is kept once the session's directory is gone.
+        failure.log_path = crate::logs::logs_dir(&self.settings, &self.session).join("dump.log");
         // CRIU that dies without a word (killed) may leave the sockets it was saving in
         // repair mode: the container survives, its connections may not.
         let died = failure.error_lines.is_empty() && self.req.options.tcp_established;

@@ -91,7 +91,7 @@ pub(crate) fn files_plan(s: &Arrival, lazy: bool) -> RestorePlan {
         work: s.work.clone(),
         criu: RestoreSpec {
             tcp_established: s.tcp_established,
-            file_locks: false,
+            file_locks: s.file_locks,
             lazy_pages: lazy,
             // ferry's hold lock covers the namespace until Commit.
             network_lock: NetworkLock::Skip,

@@ -199,7 +199,7 @@ pub(crate) fn lazy_plan(s: &Arrival) -> RestorePlan {
         work: s.work.clone(),
         criu: RestoreSpec {
             tcp_established: s.tcp_established,
-            file_locks: false,
+            file_locks: s.file_locks,
             lazy_pages: true,
             network_lock: NetworkLock::Skip,
         },

@@ -160,6 +160,13 @@ impl DestHost for FakeHost {
     fn forget(&self, _container: &str) {
         self.cfg.log("dst forget");
     }
+    fn facts(&self) -> ferry_types::HostFacts {
+        ferry_types::HostFacts {
+            name: "dst".into(),
+            lazy_pages: self.cfg.lazy_pages,
+            ..Default::default()
+        }
+    }
 }
 
 /// One session's page channels at the destination.

@@ -18,6 +18,7 @@ fn prepare(strategy: Strategy) -> PeerRequest {
         bundle_digest: "d1".into(),
         net: spec(),
         tcp_established: true,
+        file_locks: false,
         inject_fault: None,
         group: None,
         pod_members: Vec::new(),

@@ -146,7 +146,7 @@ async fn plans_are_values_a_test_reads() {
         restores,
         [RestoreSpec {
             tcp_established: true,
-            file_locks: false,
+            file_locks: true,
             lazy_pages: false,
             network_lock: NetworkLock::Skip,
         }]

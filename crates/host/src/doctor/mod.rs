@@ -4,7 +4,7 @@
 //! then tells which strategies the host supports (`strategies.rs`); [`render`] is the
 //! human form (`render.rs`).
 
-mod probe;
+pub(crate) mod probe;
 mod render;
 mod strategies;
 

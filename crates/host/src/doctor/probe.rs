@@ -78,7 +78,7 @@ pub fn tcp_repair_available() -> bool {
 }
 
 /// Whether the effective capability set holds CAP_SYS_RESOURCE (bit 24).
-fn has_cap_sys_resource(status: &str) -> bool {
+pub(crate) fn has_cap_sys_resource(status: &str) -> bool {
     status
         .lines()
         .find_map(|l| l.strip_prefix("CapEff:"))

@@ -1,0 +1,294 @@
+//! The preflight's rules: from what `/proc` says of a container's processes and what
+//! both hosts say of themselves, what ferry enables by itself, what it refuses before
+//! freezing anything, and which strategies fit. Pure, so that every rule is tested on
+//! facts without a container.
+
+use ferry_types::{Action, Finding, HostFacts, Preflight, ProcessFacts, Strategy, StrategyFit};
+
+use super::auto::needs_lazy_pages;
+
+/// `1.5 GB`-style sizes, for sentences.
+fn size(b: u64) -> String {
+    ferry_types::report::human_bytes(b)
+}
+
+fn subject(p: &ProcessFacts) -> String {
+    format!("process {} ({})", p.pid, p.comm)
+}
+
+/// What the source's processes need, or forbid.
+fn process_findings(p: &ProcessFacts, source: &HostFacts, out: &mut Vec<Finding>) {
+    if p.uid != 0 && !source.cap_sys_resource {
+        out.push(Finding {
+            action: Action::Refuse,
+            subject: subject(p),
+            sentence: format!(
+                "it runs as uid {}, and root on {} lacks CAP_SYS_RESOURCE, so CRIU cannot read its resource limits; run the container's processes as root",
+                p.uid, source.name
+            ),
+        });
+    }
+    if p.io_uring {
+        out.push(Finding {
+            action: Action::Refuse,
+            subject: subject(p),
+            sentence: "it uses io_uring, which CRIU cannot checkpoint; stop it from using io_uring (many programs have a setting for another I/O method)".into(),
+        });
+    }
+    if p.file_locks > 0 {
+        out.push(Finding {
+            action: Action::Enable,
+            subject: subject(p),
+            sentence: format!(
+                "it holds {} file lock(s): ferry checkpoints file locks with it",
+                p.file_locks
+            ),
+        });
+    }
+}
+
+/// Whether the destination can map and hold what the container has.
+fn destination_findings(procs: &[ProcessFacts], dest: &HostFacts, out: &mut Vec<Finding>) {
+    let host = format!("host {}", dest.name);
+    if dest.criu_version.is_none() {
+        out.push(Finding {
+            action: Action::Refuse,
+            subject: host.clone(),
+            sentence: "it has no usable CRIU (see 'ferry doctor' there)".into(),
+        });
+    }
+    // Under the heuristic policy a single mapping larger than memory and swap together
+    // fails, and CRIU's restore maps each area whole.
+    let limit = dest.mem_total + dest.swap_total;
+    if dest.overcommit_memory != 1 {
+        if let Some(p) = procs.iter().find(|p| p.largest_mapping > limit) {
+            out.push(Finding {
+                action: Action::Refuse,
+                subject: subject(p),
+                sentence: format!(
+                    "it reserves {} of address space in one mapping, more than {} can map under its overcommit policy (vm.overcommit_memory={}, {} of memory and swap); allow it there with 'sysctl vm.overcommit_memory=1'",
+                    size(p.largest_mapping),
+                    dest.name,
+                    dest.overcommit_memory,
+                    size(limit)
+                ),
+            });
+        }
+    }
+    let rss: u64 = procs.iter().map(|p| p.rss).sum();
+    if rss > dest.mem_available {
+        out.push(Finding {
+            action: Action::Refuse,
+            subject: host,
+            sentence: format!(
+                "the container's {} of memory do not fit in the {} available there",
+                size(rss),
+                size(dest.mem_available)
+            ),
+        });
+    }
+}
+
+/// Whether `s` fits this container between these hosts, and why (not).
+fn fit(
+    s: Strategy,
+    procs: &[ProcessFacts],
+    source: &HostFacts,
+    dest: Option<&HostFacts>,
+) -> StrategyFit {
+    let vm: u64 = procs.iter().map(|p| p.vm_size).sum();
+    let no = |why: String| StrategyFit {
+        strategy: s,
+        fits: false,
+        why,
+    };
+    if needs_lazy_pages(s) {
+        if !source.lazy_pages {
+            return no(format!(
+                "{} lacks userfaultfd or fs.pipe-max-size (see 'ferry doctor')",
+                source.name
+            ));
+        }
+        if let Some(d) = dest.filter(|d| !d.lazy_pages) {
+            return no(format!(
+                "{} lacks userfaultfd or fs.pipe-max-size (see 'ferry doctor' there)",
+                d.name
+            ));
+        }
+        // CRIU's lazy dump sizes its page pipes by the address space, not by what is
+        // populated: a large reservation exhausts the source's memory.
+        if vm > source.mem_total {
+            return no(format!(
+                "CRIU's lazy dump would size its page pipes by the container's {} of address space, more than {}'s {} of memory",
+                size(vm),
+                source.name,
+                size(source.mem_total)
+            ));
+        }
+    }
+    let why = match s {
+        Strategy::Cold => "every page moves while the container is frozen",
+        Strategy::Precopy => "pages move while it runs; only populated pages are read",
+        Strategy::Postcopy => "it restarts at once and its pages follow; it needs both hosts until the last one arrived",
+        Strategy::Hybrid => "pre-copy's rounds, then post-copy for the rest",
+    };
+    StrategyFit {
+        strategy: s,
+        fits: true,
+        why: why.into(),
+    }
+}
+
+/// The preflight of `container`'s processes from `source`, to `dest` when known.
+pub fn assess(
+    container: &str,
+    procs: Vec<ProcessFacts>,
+    source: &HostFacts,
+    dest: Option<&HostFacts>,
+) -> Preflight {
+    let mut findings = Vec::new();
+    if procs.is_empty() {
+        findings.push(Finding {
+            action: Action::Refuse,
+            subject: format!("container {container}"),
+            sentence: "it has no processes left to move".into(),
+        });
+    }
+    for p in &procs {
+        process_findings(p, source, &mut findings);
+    }
+    if let Some(d) = dest {
+        destination_findings(&procs, d, &mut findings);
+    }
+    let strategies = Strategy::ALL
+        .iter()
+        .map(|&s| fit(s, &procs, source, dest))
+        .collect();
+    Preflight {
+        container: container.to_string(),
+        source: source.name.clone(),
+        destination: dest.map(|d| d.name.clone()),
+        processes: procs,
+        findings,
+        strategies,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GB: u64 = 1 << 30;
+
+    fn host(name: &str) -> HostFacts {
+        HostFacts {
+            name: name.into(),
+            criu_version: Some("4.2.1".into()),
+            lazy_pages: true,
+            cap_sys_resource: false,
+            overcommit_memory: 0,
+            mem_total: 24 * GB,
+            mem_available: 20 * GB,
+            swap_total: 0,
+        }
+    }
+
+    fn proc(pid: u32, comm: &str) -> ProcessFacts {
+        ProcessFacts {
+            pid,
+            comm: comm.into(),
+            uid: 0,
+            file_locks: 0,
+            io_uring: false,
+            vm_size: GB,
+            largest_mapping: GB / 2,
+            rss: GB / 2,
+        }
+    }
+
+    #[test]
+    fn a_plain_server_moves_with_every_strategy() {
+        let p = assess(
+            "redis",
+            vec![proc(7, "redis-server")],
+            &host("a"),
+            Some(&host("b")),
+        );
+        assert!(p.refusal().is_none(), "{p:?}");
+        assert!(p.strategies.iter().all(|s| s.fits));
+        assert!(!p.needs_file_locks());
+    }
+
+    #[test]
+    fn file_locks_are_enabled_and_said() {
+        let mut db = proc(9, "sqlite");
+        db.file_locks = 1;
+        let p = assess("db", vec![db], &host("a"), None);
+        assert!(p.needs_file_locks());
+        assert_eq!(p.findings[0].action, Action::Enable);
+        assert!(p.refusal().is_none());
+    }
+
+    #[test]
+    fn what_criu_cannot_move_is_refused_naming_the_process() {
+        let mut pg = proc(12, "postgres");
+        pg.uid = 105;
+        let mut ur = proc(13, "worker");
+        ur.io_uring = true;
+        let p = assess("db", vec![pg, ur], &host("a"), None);
+        let r = p.refusal().unwrap();
+        assert_eq!(r.subject, "process 12 (postgres)");
+        assert!(r.sentence.contains("uid 105") && r.sentence.contains("CAP_SYS_RESOURCE"));
+        assert!(p.findings.iter().any(|f| f.sentence.contains("io_uring")));
+        let mut root_ok = host("a");
+        root_ok.cap_sys_resource = true;
+        let mut pg = proc(12, "postgres");
+        pg.uid = 105;
+        assert!(assess("db", vec![pg], &root_ok, None).refusal().is_none());
+    }
+
+    #[test]
+    fn a_huge_reservation_needs_overcommit_at_the_destination_and_no_lazy_dump() {
+        let mut pg = proc(12, "postgres");
+        pg.vm_size = 8 << 40;
+        pg.largest_mapping = 8 << 40;
+        pg.rss = 100 << 20;
+        let p = assess("db", vec![pg.clone()], &host("a"), Some(&host("b")));
+        let r = p.refusal().unwrap();
+        assert!(r.sentence.contains("vm.overcommit_memory=1"), "{r:?}");
+        let mut b = host("b");
+        b.overcommit_memory = 1;
+        let p = assess("db", vec![pg], &host("a"), Some(&b));
+        assert!(p.refusal().is_none());
+        assert!(p.fit(Strategy::Cold).unwrap().fits);
+        assert!(p.fit(Strategy::Precopy).unwrap().fits);
+        let post = p.fit(Strategy::Postcopy).unwrap();
+        assert!(!post.fits && post.why.contains("page pipes"), "{post:?}");
+        assert!(!p.fit(Strategy::Hybrid).unwrap().fits);
+    }
+
+    #[test]
+    fn the_destination_must_have_criu_memory_and_lazy_pages() {
+        let mut b = host("b");
+        b.criu_version = None;
+        b.mem_available = GB / 4;
+        b.lazy_pages = false;
+        let p = assess("redis", vec![proc(7, "redis-server")], &host("a"), Some(&b));
+        let refusals: Vec<&str> = p
+            .findings
+            .iter()
+            .filter(|f| f.action == Action::Refuse)
+            .map(|f| f.sentence.as_str())
+            .collect();
+        assert!(refusals.iter().any(|s| s.contains("no usable CRIU")));
+        assert!(refusals.iter().any(|s| s.contains("do not fit")));
+        assert!(!p.fit(Strategy::Postcopy).unwrap().fits);
+        assert!(p.fit(Strategy::Cold).unwrap().fits);
+    }
+
+    #[test]
+    fn a_container_without_processes_is_refused() {
+        let p = assess("gone", Vec::new(), &host("a"), None);
+        assert!(p.refusal().unwrap().sentence.contains("no processes"));
+    }
+}
