@@ -41,6 +41,29 @@ impl Lab {
         lab
     }
 
+    /// Brings a lab up whose agents start with `vars` in their environment.
+    pub fn up_with_env(env: &Env, hosts: usize, vars: &[(&str, &str)]) -> Lab {
+        let name = super::unique("t").replace('x', "");
+        let lab = Lab {
+            name: name.chars().take(12).collect(),
+            ferry: env.ferry.clone(),
+            work: env.work.clone(),
+        };
+        let out = lab
+            .cmd()
+            .args(["up", "--hosts", &hosts.to_string(), "--faults"])
+            .envs(vars.iter().copied())
+            .stdin(Stdio::null())
+            .output()
+            .expect("ferry lab up");
+        assert!(
+            out.status.success(),
+            "ferry lab up failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        lab
+    }
+
     /// Brings a lab up whose links are shaped to `rate` (for example `100mbit`).
     pub fn up_shaped(env: &Env, hosts: usize, rate: &str) -> Lab {
         let name = super::unique("t").replace('x', "");

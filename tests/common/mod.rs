@@ -9,6 +9,7 @@
 // Test harness code: a panic is a test failure with its message.
 #![allow(clippy::unwrap_used)]
 
+pub mod apps;
 pub mod lab;
 
 use std::path::{Path, PathBuf};

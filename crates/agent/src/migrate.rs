@@ -185,7 +185,13 @@ pub async fn resume(agent: &Arc<Agent>, name: &str) -> Result<(), AgentError> {
     let errors = undo(
         &net,
         &subject,
-        &[Undo::LinkUp, Undo::Unlock, Undo::Thaw, Undo::Announce],
+        &[
+            Undo::LinkUp,
+            Undo::Unlock,
+            Undo::ReleaseSockets,
+            Undo::Thaw,
+            Undo::Announce,
+        ],
     )
     .await;
     if errors.is_empty() {

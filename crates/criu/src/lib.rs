@@ -9,6 +9,7 @@
 //!   ferry's own code: `stats-dump`, `stats-restore`, `inventory.img`, `pagemap-*.img`;
 //! - [`process`]: CRIU's helper processes (page server, lazy-pages daemon) and handing
 //!   descriptors down to CRIU;
+//! - [`repair`]: take sockets out of TCP repair mode when CRIU died without doing so;
 //! - [`log`]: pick the lines of a CRIU log that explain a failure, and recognise the
 //!   failures ferry can explain better.
 
@@ -19,6 +20,7 @@ pub mod log;
 pub mod pageserver;
 pub mod plan;
 pub mod process;
+pub mod repair;
 
 pub use features::{CriuBinary, FeatureProbe};
 pub use images::{ImageError, ImageSizes, Inventory, PagemapEntry, Stats};

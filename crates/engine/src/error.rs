@@ -86,7 +86,7 @@ pub enum DumpError {
     Lock(NetworkError),
     /// CRIU failed: its error lines, the log, and whether it died without a word (the
     /// container's connections may then have been reset).
-    #[error("checkpoint failed: {failure}{}", if *.died { "; CRIU ended without reporting an error (it was probably killed), so the container's established TCP connections may have been reset" } else { "" })]
+    #[error("checkpoint failed: {failure}{}", if *.died { "; CRIU ended without reporting an error (it was probably killed); ferry took the connections it was saving out of repair mode before the thaw" } else { "" })]
     Criu {
         failure: Box<CriuFailure>,
         died: bool,

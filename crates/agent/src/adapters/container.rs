@@ -33,6 +33,9 @@ impl Subject for Managed {
     fn thaw(&self) -> Result<(), ContainerError> {
         self.inner.thaw()
     }
+    fn release_sockets(&self) -> Result<u32, ContainerError> {
+        self.inner.release_sockets()
+    }
     fn kill_frozen(&self) {
         self.inner.kill_frozen()
     }

@@ -103,6 +103,15 @@ impl Subject for RuncSubject {
         self.freezer.thaw().map_err(failed)
     }
 
+    fn release_sockets(&self) -> Result<u32, ContainerError> {
+        let n = ferry_criu::repair::release_repair(&self.freezer.procs())
+            .map_err(|e| ContainerError::Failed(format!("releasing its TCP sockets: {e}")))?;
+        if n > 0 {
+            tracing::warn!(container = %self.state.id, sockets = n, "took TCP connections out of the repair mode CRIU left them in");
+        }
+        Ok(n)
+    }
+
     fn kill_frozen(&self) {
         // Tearing down a large memory takes CPU time: at the lowest priority, so that it
         // does not slow down another migration's downtime on this host.

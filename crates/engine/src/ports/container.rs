@@ -127,6 +127,9 @@ pub trait Subject: Send + Sync {
     /// Freezes every process (blocking, a few milliseconds).
     fn freeze(&self) -> Result<(), ContainerError>;
     fn thaw(&self) -> Result<(), ContainerError>;
+    /// Takes its TCP connections out of repair mode, where a CRIU killed mid-dump left
+    /// them; returns how many were.
+    fn release_sockets(&self) -> Result<u32, ContainerError>;
     /// Kills the frozen processes: they die when thawed, without running again.
     fn kill_frozen(&self);
     /// Whether the container runs: its processes exist and are not frozen. After a

@@ -48,6 +48,10 @@ pub enum Undo {
     LinkUp,
     /// Remove ferry's network lock.
     Unlock,
+    /// Take the container's TCP connections out of CRIU's repair mode, where a CRIU that
+    /// was killed mid-dump leaves them (the application would close them on its first
+    /// read).
+    ReleaseSockets,
     /// Thaw the container's processes.
     Thaw,
     /// Tell the network where the address lives (gratuitous ARP).
@@ -93,6 +97,7 @@ pub fn rollback(p: &SourceProgress) -> Rollback {
         steps.push(Undo::Unlock);
     }
     if p.frozen {
+        steps.push(Undo::ReleaseSockets);
         steps.push(Undo::Thaw);
     }
     if p.link_down {
@@ -116,6 +121,12 @@ pub async fn undo(
         let r = match step {
             Undo::LinkUp => net.attach().await,
             Undo::Unlock => net.unlock().await,
+            Undo::ReleaseSockets => {
+                if let Err(source) = subject.release_sockets() {
+                    errors.push(RollbackError::Container { step, source });
+                }
+                continue;
+            }
             Undo::Thaw => {
                 if let Err(source) = subject.thaw() {
                     errors.push(RollbackError::Container { step, source });
@@ -147,7 +158,10 @@ mod tests {
             locked: true,
             ..Default::default()
         };
-        assert_eq!(rollback(&p), Rollback::Undo(vec![Undo::Unlock, Undo::Thaw]));
+        assert_eq!(
+            rollback(&p),
+            Rollback::Undo(vec![Undo::Unlock, Undo::ReleaseSockets, Undo::Thaw])
+        );
     }
 
     #[test]
@@ -161,7 +175,13 @@ mod tests {
         };
         assert_eq!(
             rollback(&p),
-            Rollback::Undo(vec![Undo::LinkUp, Undo::Unlock, Undo::Thaw, Undo::Announce])
+            Rollback::Undo(vec![
+                Undo::LinkUp,
+                Undo::Unlock,
+                Undo::ReleaseSockets,
+                Undo::Thaw,
+                Undo::Announce
+            ])
         );
     }
 

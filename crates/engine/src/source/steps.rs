@@ -211,8 +211,8 @@ impl SourceRun {
         let mut failure = diagnose(&self.dir.join("dump.log"), &err.to_string());
         // Where the log is kept once the session's directory is gone.
         failure.log_path = crate::logs::logs_dir(&self.settings, &self.session).join("dump.log");
-        // CRIU that dies without a word (killed) may leave the sockets it was saving in
-        // repair mode: the container survives, its connections may not.
+        // CRIU that dies without a word (killed) leaves the sockets it was saving in
+        // repair mode; the rollback takes them out (`Undo::ReleaseSockets`).
         let died = failure.error_lines.is_empty() && self.req.options.tcp_established;
         DumpError::Criu {
             failure: Box::new(failure),

@@ -50,6 +50,10 @@ impl Subject for FakeSubject {
         }
         Ok(())
     }
+    fn release_sockets(&self) -> Result<u32, ContainerError> {
+        self.0.log("src release sockets");
+        Ok(0)
+    }
     fn thaw(&self) -> Result<(), ContainerError> {
         self.0.log("src thaw");
         if self.0.fault(Step::Thaw) {

@@ -1,0 +1,191 @@
+//! End-to-end: the preflight (`ferry check`, and every `ferry migrate` before the freeze)
+//! and CRIU's memory bound. Each container either moves with what it holds, or is refused
+//! before anything is frozen, and none is lost.
+
+// Test code: a panic is a test failure with its message.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::process::Command;
+
+use common::lab::Lab;
+use common::*;
+
+/// Whether root here has CAP_SYS_RESOURCE (bit 24 of the effective set).
+fn has_cap_sys_resource() -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let hex = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .unwrap()
+        .trim()
+        .to_string();
+    u64::from_str_radix(&hex, 16).unwrap() & (1 << 24) != 0
+}
+
+/// The host pids whose command line contains `marker`.
+fn pids_with(marker: &str) -> Vec<u32> {
+    let out = Command::new("pgrep").args(["-f", marker]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+/// Whether `/proc/locks` shows a lock held by host pid `pid`.
+fn holds_a_lock(pid: u32) -> bool {
+    std::fs::read_to_string("/proc/locks")
+        .unwrap()
+        .lines()
+        .any(|l| l.split_whitespace().nth(4) == Some(&pid.to_string()))
+}
+
+#[test]
+fn the_preflight_enables_file_locks_and_refuses_what_criu_cannot_read() {
+    let Some(env) = e2e("the_preflight_enables_file_locks_and_refuses_what_criu_cannot_read")
+    else {
+        return;
+    };
+    let lab = Lab::up(&env, 2);
+    let ip = lab.run_redis("a", "redis");
+    lab.redis(&ip, &["debug", "populate", "1000", "key", "100"]);
+
+    // A Redis fits every strategy this host can run, and changes nothing.
+    let (ok, out) = lab.ferry(&["check", "redis", "--to", "b", "--json"]);
+    assert!(ok, "{out}");
+    let p: serde_json::Value = serde_json::from_str(&out).expect("check json");
+    assert_eq!(p["destination"], "b", "{p}");
+    assert!(
+        p["processes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["comm"] == "redis-server"),
+        "{p}"
+    );
+    let cold = p["strategies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["strategy"] == "cold")
+        .cloned()
+        .unwrap();
+    assert_eq!(cold["fits"], true, "{p}");
+    assert_eq!(
+        lab.container_status("a", "redis").as_deref(),
+        Some("running")
+    );
+
+    // A process holding a lock: ferry sees it and checkpoints the lock, which the
+    // process holds again at the destination.
+    let marker = unique("locker");
+    let script = format!(
+        "import fcntl,time; f=open('/data/lock','w'); fcntl.lockf(f, fcntl.LOCK_EX); \
+         time.sleep(100000) # {marker}"
+    );
+    lab.ok(&[
+        "run",
+        "--host",
+        "a",
+        "--name",
+        "locker",
+        "--",
+        "/usr/bin/python3",
+        "-c",
+        &script,
+    ]);
+    assert!(eventually(|| pids_with(&marker)
+        .iter()
+        .any(|&p| holds_a_lock(p))));
+    let (ok, r) = lab.migrate("locker", "b", &[]);
+    assert!(ok, "{r}");
+    assert_eq!(r["outcome"], "migrated", "{r}");
+    let notes = r["notes"].to_string();
+    assert!(
+        notes.contains("lock"),
+        "the report says locks were enabled: {r}"
+    );
+    let pids = pids_with(&marker);
+    assert_eq!(pids.len(), 1, "one locker, at the destination: {pids:?}");
+    assert!(holds_a_lock(pids[0]), "the restored process holds its lock");
+    assert_eq!(
+        lab.container_status("b", "locker").as_deref(),
+        Some("running")
+    );
+
+    // A process of another uid: CRIU cannot read its limits without CAP_SYS_RESOURCE.
+    lab.ok(&[
+        "run",
+        "--host",
+        "a",
+        "--name",
+        "nobody",
+        "--",
+        "/usr/bin/setpriv",
+        "--reuid=1000",
+        "--regid=1000",
+        "--clear-groups",
+        "/bin/sleep",
+        "100000",
+    ]);
+    let (ok, out) = lab.ferry(&["check", "nobody", "--to", "b"]);
+    let (moved, said) = lab.ferry(&["migrate", "nobody", "--to", "b"]);
+    if has_cap_sys_resource() {
+        assert!(ok, "{out}");
+        assert!(moved, "{said}");
+        return;
+    }
+    assert!(!ok, "check refuses: {out}");
+    assert!(out.contains("sleep") && out.contains("uid 1000"), "{out}");
+    assert!(!moved, "{said}");
+    assert!(
+        said.contains("sleep") && said.contains("uid 1000"),
+        "one sentence naming the process and its uid: {said}"
+    );
+    assert_eq!(said.trim().lines().count(), 1, "{said}");
+    assert_eq!(
+        lab.container_status("a", "nobody").as_deref(),
+        Some("running"),
+        "refused before the freeze: it never stopped"
+    );
+    assert!(!lab.containers_on("b").contains(&"nobody".to_string()));
+}
+
+fn eventually(mut cond: impl FnMut() -> bool) -> bool {
+    for _ in 0..100 {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    false
+}
+
+#[test]
+fn criu_out_of_memory_is_killed_in_its_bound_and_the_container_stays() {
+    let Some(env) = e2e("criu_out_of_memory_is_killed_in_its_bound_and_the_container_stays") else {
+        return;
+    };
+    // CRIU's lazy dump of a 500 MB Redis needs about 20 MB: 16 MB is too little.
+    let lab = Lab::up_with_env(&env, 2, &[("FERRY_HELPER_MEMORY", "16M")]);
+    let ip = lab.run_redis("a", "redis");
+    lab.redis(&ip, &["debug", "populate", "1000000", "key", "500"]);
+    let (ok, r) = lab.migrate("redis", "b", &["--strategy", "postcopy"]);
+    assert!(!ok, "{r}");
+    common::lab::assert_rolled_back(&lab, &r, &ip, "1000000");
+    let reason = r["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("CRIU ran out of memory") && reason.contains("--helper-memory"),
+        "the reason names the bound and the fix: {r}"
+    );
+    // Redis serves, and it is the same server (its data is there).
+    assert_eq!(lab.redis(&ip, &["get", "key:999999"]).len(), 500);
+    // With the default bound, the same container moves.
+    lab.ok(&["restart", "a", "--faults"]);
+    lab.ok(&["restart", "b", "--faults"]);
+    let (ok, r) = lab.migrate("redis", "b", &["--strategy", "postcopy"]);
+    assert!(ok, "{r}");
+    assert_eq!(r["outcome"], "migrated", "{r}");
+    assert_eq!(lab.redis(&ip, &["dbsize"]), "1000000");
+}
