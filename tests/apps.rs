@@ -43,7 +43,17 @@ fn memcached_keeps_its_items_and_its_client_connection() {
         &lab,
         "a",
         "mc",
-        &["/usr/bin/memcached", "-u", "root", "-l", "0.0.0.0", "-p", "11211", "-m", "64"],
+        &[
+            "/usr/bin/memcached",
+            "-u",
+            "root",
+            "-l",
+            "0.0.0.0",
+            "-p",
+            "11211",
+            "-m",
+            "64",
+        ],
     );
     wait_port(&lab, &ip, 11211, Duration::from_secs(10));
     for (from, to, strategy) in [("a", "b", "cold"), ("b", "a", "postcopy")] {

@@ -51,7 +51,14 @@ impl Session {
         );
         let code = format!("{PRELUDE}\n{script}");
         let child = Command::new("ip")
-            .args(["netns", "exec", &lab.netns("client"), "python3", "-c", &code])
+            .args([
+                "netns",
+                "exec",
+                &lab.netns("client"),
+                "python3",
+                "-c",
+                &code,
+            ])
             .args(args)
             .env("FERRY_READY", &ready)
             .env("FERRY_GO", &go)
@@ -71,7 +78,10 @@ impl Session {
         let t = Instant::now();
         while !s.ready.exists() {
             if let Ok(Some(st)) = s.child.try_wait() {
-                panic!("the client session ended ({st}) before it was ready:\n{}", s.stderr());
+                panic!(
+                    "the client session ended ({st}) before it was ready:\n{}",
+                    s.stderr()
+                );
             }
             assert!(
                 t.elapsed() < Duration::from_secs(60),
@@ -136,7 +146,14 @@ pub fn wait_port(lab: &Lab, ip: &str, port: u16, limit: Duration) {
         limit.as_secs()
     );
     let ok = Command::new("ip")
-        .args(["netns", "exec", &lab.netns("client"), "python3", "-c", &code])
+        .args([
+            "netns",
+            "exec",
+            &lab.netns("client"),
+            "python3",
+            "-c",
+            &code,
+        ])
         .status()
         .unwrap()
         .success();

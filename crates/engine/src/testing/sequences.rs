@@ -197,10 +197,15 @@ async fn a_failed_dump_reports_criu_s_own_words() {
 async fn a_restore_failure_keeps_the_dump_and_rolls_back_in_order() {
     let (r, cfg) = migrate(with(&[Step::Restore]), Strategy::Cold).await;
     assert_eq!(r.outcome, Outcome::RolledBack);
-    // Reattach with the lock still holding, unlock, thaw, then announce the address.
+    // Reattach with the lock still holding, unlock, take the sockets out of repair mode,
+    // thaw, then announce the address.
     let src = cfg.log.of("src");
-    let tail: Vec<&str> = src.iter().rev().take(4).rev().map(String::as_str).collect();
-    assert_eq!(tail, ["attach", "unlock", "thaw", "announce"], "{src:?}");
+    let tail: Vec<&str> = src.iter().rev().take(5).rev().map(String::as_str).collect();
+    assert_eq!(
+        tail,
+        ["attach", "unlock", "release sockets", "thaw", "announce"],
+        "{src:?}"
+    );
     assert!(r.reason.unwrap().contains("Unable to map ANON_VMA"));
 }
 
