@@ -189,3 +189,53 @@ fn criu_out_of_memory_is_killed_in_its_bound_and_the_container_stays() {
     assert_eq!(r["outcome"], "migrated", "{r}");
     assert_eq!(lab.redis(&ip, &["dbsize"]), "1000000");
 }
+
+#[test]
+fn a_pipe_to_a_process_outside_the_container_is_refused_before_the_freeze() {
+    let Some(env) = e2e("a_pipe_to_a_process_outside_the_container_is_refused_before_the_freeze")
+    else {
+        return;
+    };
+    let lab = Lab::up(&env, 2);
+    // The container reads a FIFO of its own file system; a process of the host writes it.
+    let script = "import os; os.mkfifo('/data/feed'); f = open('/data/feed'); [None for _ in f]";
+    lab.ok(&[
+        "run",
+        "--host",
+        "a",
+        "--name",
+        "reader",
+        "--",
+        "/usr/bin/python3",
+        "-c",
+        script,
+    ]);
+    let fifo = lab.dir().join("a/bundles/reader/rootfs/data/feed");
+    assert!(eventually(|| fifo.exists()), "{} appears", fifo.display());
+    let mut writer = Command::new("sh")
+        .arg("-c")
+        .arg(format!("exec sleep 100000 > {}", fifo.display()))
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let (ok, out) = lab.ferry(&["check", "reader", "--to", "b"]);
+    let (moved, said) = lab.ferry(&["migrate", "reader", "--to", "b"]);
+    let running = lab.container_status("a", "reader");
+    let _ = writer.kill();
+    let _ = writer.wait();
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("a pipe") && out.contains("(sleep) outside the container"),
+        "{out}"
+    );
+    assert!(!moved, "{said}");
+    assert!(
+        said.contains("python3") && said.contains("(sleep)"),
+        "{said}"
+    );
+    assert_eq!(
+        running.as_deref(),
+        Some("running"),
+        "refused before the freeze"
+    );
+}

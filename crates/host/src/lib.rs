@@ -2,7 +2,9 @@
 //!
 //! - [`doctor`]: what this host can do for ferry (CRIU, runc, kernel features, network
 //!   locks, strategies), and how to fix what it cannot;
+//! - [`ipc`]: pipes and UNIX sockets that join a container to processes outside it;
 //! - [`procfs`]: a container's processes and this host's memory, for the preflight.
 
 pub mod doctor;
+pub mod ipc;
 pub mod procfs;

@@ -92,12 +92,14 @@ pub fn process_from(pid: u32, status: &str, smaps: &str, locks: &str) -> Process
         vm_size: kib(status, "VmSize:"),
         largest_mapping: largest_committed(smaps),
         rss: kib(status, "VmRSS:"),
+        external: Vec::new(),
     }
 }
 
 /// The processes `pids`, as `/proc` says now.
 pub fn processes(pids: &[u32]) -> Vec<ProcessFacts> {
     let locks = std::fs::read_to_string("/proc/locks").unwrap_or_default();
+    let mut external = crate::ipc::external_of(pids);
     pids.iter()
         .filter_map(|&pid| {
             let dir = Path::new("/proc").join(pid.to_string());
@@ -105,6 +107,7 @@ pub fn processes(pids: &[u32]) -> Vec<ProcessFacts> {
             let smaps = std::fs::read_to_string(dir.join("smaps")).unwrap_or_default();
             let mut p = process_from(pid, &status, &smaps, &locks);
             p.io_uring = has_io_uring(&dir.join("fd"));
+            p.external = external.remove(&pid).unwrap_or_default();
             Some(p)
         })
         .collect()

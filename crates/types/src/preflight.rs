@@ -22,6 +22,9 @@ pub struct ProcessFacts {
     pub largest_mapping: u64,
     /// Resident memory (`VmRSS`), bytes.
     pub rss: u64,
+    /// Pipes and UNIX sockets that lead to processes outside the container.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub external: Vec<String>,
 }
 
 /// What a host can take, as it says of itself.

@@ -35,6 +35,15 @@ fn process_findings(p: &ProcessFacts, source: &HostFacts, out: &mut Vec<Finding>
             sentence: "it uses io_uring, which CRIU cannot checkpoint; stop it from using io_uring (many programs have a setting for another I/O method)".into(),
         });
     }
+    for e in &p.external {
+        out.push(Finding {
+            action: Action::Refuse,
+            subject: subject(p),
+            sentence: format!(
+                "it has {e}, and CRIU moves only both ends together; run that process in the container too, or connect them over TCP"
+            ),
+        });
+    }
     if p.file_locks > 0 {
         out.push(Finding {
             action: Action::Enable,
@@ -203,6 +212,7 @@ mod tests {
             vm_size: GB,
             largest_mapping: GB / 2,
             rss: GB / 2,
+            external: Vec::new(),
         }
     }
 
@@ -245,6 +255,17 @@ mod tests {
         let mut pg = proc(12, "postgres");
         pg.uid = 105;
         assert!(assess("db", vec![pg], &root_ok, None).refusal().is_none());
+    }
+
+    #[test]
+    fn a_pipe_to_a_process_outside_is_refused_with_a_way_out() {
+        let mut w = proc(14, "worker");
+        w.external =
+            vec!["a pipe (descriptor 5) to process 900 (logger) outside the container".into()];
+        let p = assess("app", vec![w], &host("a"), None);
+        let r = p.refusal().unwrap();
+        assert_eq!(r.subject, "process 14 (worker)");
+        assert!(r.sentence.contains("process 900 (logger)") && r.sentence.contains("TCP"));
     }
 
     #[test]
