@@ -109,6 +109,8 @@ pub enum TransferError {
     Pages(PagesError),
     #[error(transparent)]
     Detach(NetworkError),
+    #[error("finding the files that changed after the bundle was sent: {0}")]
+    Changes(ContainerError),
     #[error(transparent)]
     Send(#[from] SendError),
     #[error(transparent)]

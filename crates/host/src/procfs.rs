@@ -32,26 +32,30 @@ fn range_of(line: &str) -> Option<(u64, &str)> {
     Some((b.checked_sub(a)?, perms))
 }
 
-/// The largest mapping of a `/proc/PID/smaps` text that a restore charges against the
-/// destination's commit limit, bytes: a private mapping without `MAP_NORESERVE` (its
-/// `VmFlags` lack `nr`). CRIU maps those writable to fill them, whatever their
-/// protection, so a `PROT_NONE` reservation counts in full even though it costs the
-/// source nothing.
-pub fn largest_committed(smaps: &str) -> u64 {
-    let mut largest = 0;
-    let mut current: Option<u64> = None;
+/// The largest mappings of a `/proc/PID/smaps` text that a restore charges against the
+/// destination's commit limit, bytes: the largest writable private one, and the largest
+/// private reservation (not writable), both without `MAP_NORESERVE` (their `VmFlags`
+/// lack `nr`). CRIU maps every private area writable to fill it, so a reservation is
+/// charged in full unless ferry marks it `MAP_NORESERVE`, which the kernel honours under
+/// its heuristic overcommit only.
+pub fn largest_committed(smaps: &str) -> (u64, u64) {
+    let (mut writable, mut reserved) = (0, 0);
+    let mut current: Option<(u64, bool)> = None;
     for line in smaps.lines() {
         if let Some(flags) = line.strip_prefix("VmFlags:") {
-            if let Some(size) = current.take() {
+            if let Some((size, w)) = current.take() {
                 if !flags.split_whitespace().any(|f| f == "nr") {
-                    largest = largest.max(size);
+                    let largest = if w { &mut writable } else { &mut reserved };
+                    *largest = (*largest).max(size);
                 }
             }
         } else if let Some((size, perms)) = range_of(line) {
-            current = perms.ends_with('p').then_some(size);
+            current = perms
+                .ends_with('p')
+                .then_some((size, perms.as_bytes().get(1) == Some(&b'w')));
         }
     }
-    largest
+    (writable, reserved)
 }
 
 /// File locks `/proc/locks` says `pid` holds (blocked waiters, `->` lines, excluded).
@@ -90,7 +94,8 @@ pub fn process_from(pid: u32, status: &str, smaps: &str, locks: &str) -> Process
         file_locks: locks_of(locks, pid),
         io_uring: false,
         vm_size: kib(status, "VmSize:"),
-        largest_mapping: largest_committed(smaps),
+        largest_mapping: largest_committed(smaps).0,
+        largest_reservation: largest_committed(smaps).1,
         rss: kib(status, "VmRSS:"),
         external: Vec::new(),
     }
@@ -151,8 +156,9 @@ mod tests {
         assert_eq!(p.file_locks, 2);
         assert_eq!(p.vm_size, 8 << 40);
         assert_eq!(p.rss, 100 << 20);
+        assert_eq!(p.largest_mapping, 0, "nothing writable and private");
         assert_eq!(
-            p.largest_mapping, 0x0080_0000_0000,
+            p.largest_reservation, 0x0080_0000_0000,
             "reservations without a commit charge (nr) and shared mappings do not count"
         );
         assert_eq!(locks_of(locks, 43), 0, "a blocked waiter holds nothing");

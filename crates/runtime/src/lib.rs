@@ -8,6 +8,7 @@
 //! freezes a container's cgroup faster than CRIU's 100 ms polling does.
 
 pub mod bundle;
+pub mod delta;
 mod error;
 pub mod freezer;
 pub mod manifest;

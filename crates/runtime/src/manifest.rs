@@ -199,6 +199,11 @@ impl Unpacker {
         })
     }
 
+    /// Where `rel` is under the root, checked as [`Unpacker::begin`] checks it.
+    pub(crate) fn resolve(&self, rel: &str) -> Result<PathBuf, RuntimeError> {
+        self.target(rel)
+    }
+
     /// Resolves `rel` under the root, checking that no existing component is a symlink.
     fn target(&self, rel: &str) -> Result<PathBuf, RuntimeError> {
         let rel = safe_relative(rel)?;
@@ -258,6 +263,10 @@ impl Unpacker {
                     .mode(mode)
                     .open(&path)
                     .map_err(|e| RuntimeError::io(&path, e))?;
+                // Exactly the source's mode: neither this process's umask nor the mode of
+                // a file that was there before (CRIU checks the modes of open files).
+                file.set_permissions(std::fs::Permissions::from_mode(mode))
+                    .map_err(|e| RuntimeError::io(&path, e))?;
                 Ok(Some(IncomingFile {
                     file,
                     path,
@@ -305,6 +314,31 @@ mod tests {
         std::fs::write(d.path().join("rootfs/data/app.conf"), "changed!").unwrap();
         let (_, digest2) = list_bundle(&b).unwrap();
         assert_ne!(digest, digest2);
+    }
+
+    #[test]
+    fn files_get_the_source_s_mode_whatever_the_umask_and_what_was_there() {
+        let d = tempfile::tempdir().unwrap();
+        let u = Unpacker::new(d.path()).unwrap();
+        std::fs::write(d.path().join("old.log"), "x").unwrap();
+        std::fs::set_permissions(
+            d.path().join("old.log"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
+        for name in ["new.log", "old.log"] {
+            let f = FileEntry {
+                path: name.into(),
+                kind: FileKind::File,
+                mode: 0o100660,
+                size: 0,
+                target: None,
+                mtime: 0,
+            };
+            drop(u.begin(&f).unwrap());
+            let m = std::fs::metadata(d.path().join(name)).unwrap();
+            assert_eq!(m.permissions().mode() & 0o7777, 0o660, "{name}");
+        }
     }
 
     #[test]

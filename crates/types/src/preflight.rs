@@ -18,8 +18,11 @@ pub struct ProcessFacts {
     pub io_uring: bool,
     /// Its address space (`VmSize`), bytes.
     pub vm_size: u64,
-    /// Its largest single mapping, bytes.
+    /// Its largest writable private mapping (charged against the commit limit), bytes.
     pub largest_mapping: u64,
+    /// Its largest private reservation that cannot be written (charged nothing), bytes.
+    #[serde(default)]
+    pub largest_reservation: u64,
     /// Resident memory (`VmRSS`), bytes.
     pub rss: u64,
     /// Pipes and UNIX sockets that lead to processes outside the container.

@@ -48,6 +48,12 @@ impl Subject for Managed {
     fn shipped(&self, digest: &str) {
         self.inner.shipped(digest)
     }
+    fn shipment_changes(
+        &self,
+        images: &std::path::Path,
+    ) -> Result<ferry_engine::ports::container::ShipmentChanges, ContainerError> {
+        self.inner.shipment_changes(images)
+    }
     async fn checkpoint(&self, plan: &DumpPlan) -> Result<(), ContainerError> {
         self.inner.checkpoint(plan).await
     }

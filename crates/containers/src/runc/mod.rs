@@ -138,6 +138,8 @@ impl ContainerEngine for RuncEngine {
         let criu = CriuOptionPlan::restore(&plan.criu, &target)
             .map_err(|e| ContainerError::Refused(e.to_string()))?;
         let bundle = self.settings.bundle_dir(name);
+        unreserve(name, &plan.images)?;
+        apply_late_changes(name, &plan.images, &bundle)?;
         self.runc()
             .restore(
                 name,
@@ -162,4 +164,52 @@ impl ContainerEngine for RuncEngine {
     async fn delete(&self, name: &str) -> Result<(), ContainerError> {
         self.runc().delete(name, true).await.map_err(failed)
     }
+}
+
+/// Under the kernel's heuristic overcommit (`vm.overcommit_memory=0`), marks the
+/// container's uncommitted reservations `MAP_NORESERVE` so that the restore is charged
+/// what the source was ([`ferry_criu::images::reserve`]). Under `1` nothing is charged
+/// anyway; under `2` the kernel ignores the flag.
+fn unreserve(name: &str, images: &std::path::Path) -> Result<(), ContainerError> {
+    let mode = std::fs::read_to_string("/proc/sys/vm/overcommit_memory").unwrap_or_default();
+    if mode.trim() != "0" {
+        return Ok(());
+    }
+    let n = ferry_criu::images::reserve::unreserve_dir(images)
+        .map_err(|e| ContainerError::Failed(format!("marking reservations in the images: {e}")))?;
+    if n.areas > 0 {
+        tracing::info!(
+            container = name,
+            areas = n.areas,
+            bytes = n.bytes,
+            "reservations restored without a commit charge, as at the source"
+        );
+    }
+    Ok(())
+}
+
+/// Applies what the container wrote after its bundle was sent
+/// ([`subject::BUNDLE_DELTA`], [`ferry_runtime::delta`]); the bundle then no longer
+/// matches the digest it arrived with.
+fn apply_late_changes(
+    name: &str,
+    images: &std::path::Path,
+    bundle: &std::path::Path,
+) -> Result<(), ContainerError> {
+    let delta = images.join(subject::BUNDLE_DELTA);
+    if !delta.exists() {
+        return Ok(());
+    }
+    let n = ferry_runtime::delta::apply_delta(bundle, &delta)
+        .map_err(|e| ContainerError::Failed(format!("applying the bundle's late changes: {e}")))?;
+    let _ = std::fs::remove_file(bundle.join(DIGEST_FILE));
+    let _ = std::fs::remove_file(&delta);
+    tracing::info!(
+        container = name,
+        changed = n.changed,
+        removed = n.removed,
+        bytes = n.bytes,
+        "applied the files the container wrote after its bundle was sent"
+    );
+    Ok(())
 }

@@ -11,8 +11,18 @@ use ferry_runtime::bundle::Bundle;
 use ferry_runtime::freezer::Freezer;
 use ferry_runtime::{CheckpointArgs, ContainerState, Runc, Runtime};
 
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use ferry_engine::ports::container::ShipmentChanges;
+use ferry_runtime::delta::{snapshot, write_delta, Snapshot};
+use ferry_types::FileEntry;
+
 use super::failed;
 use super::shipment::{bundle_shipment, DIGEST_FILE};
+
+/// The image file that carries the bundle's late changes to the destination.
+pub(crate) const BUNDLE_DELTA: &str = "bundle-delta.img";
 
 /// Where CRIU reports that its lazy dump is ready (runc's `--status-fd`).
 const STATUS_FD: i32 = HELPER_SOCKET_FD + 1;
@@ -25,7 +35,12 @@ pub struct RuncSubject {
     bundle: Bundle,
     config_target: CriuConfigTarget,
     freezer: Freezer,
+    /// The entries of the last shipment, stamped as they were before they were read.
+    sent: Arc<Mutex<Option<Sent>>>,
 }
+
+/// A shipment's entries and their stamps.
+type Sent = (Vec<FileEntry>, Snapshot);
 
 /// Kills every process of a cgroup (a process blocked on a missing page still dies).
 pub(crate) fn kill_all(freezer: &Freezer) {
@@ -56,6 +71,7 @@ impl RuncSubject {
             bundle,
             config_target,
             freezer,
+            sent: Arc::default(),
         }
     }
 
@@ -137,7 +153,29 @@ impl Subject for RuncSubject {
     }
 
     fn shipment(&self) -> Result<Shipment, ContainerError> {
-        bundle_shipment(&self.bundle)
+        let s = bundle_shipment(&self.bundle)?;
+        let stamps = snapshot(&s.root, &s.entries);
+        if let Ok(mut sent) = self.sent.lock() {
+            *sent = Some((s.entries.clone(), stamps));
+        }
+        Ok(s)
+    }
+
+    fn shipment_changes(&self, images: &Path) -> Result<ShipmentChanges, ContainerError> {
+        let Some((entries, stamps)) = self.sent.lock().ok().and_then(|s| s.clone()) else {
+            return Ok(ShipmentChanges::default());
+        };
+        let now = bundle_shipment(&self.bundle)?;
+        let out = images.join(BUNDLE_DELTA);
+        let n = write_delta(&now.root, &entries, &stamps, &now.entries, &out).map_err(failed)?;
+        if n.is_empty() {
+            let _ = std::fs::remove_file(&out);
+        }
+        Ok(ShipmentChanges {
+            changed: n.changed,
+            removed: n.removed,
+            bytes: n.bytes,
+        })
     }
 
     fn shipped(&self, digest: &str) {

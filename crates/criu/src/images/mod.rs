@@ -7,6 +7,7 @@
 mod format;
 mod inventory;
 mod pagemap;
+pub mod reserve;
 mod sizes;
 mod stats;
 mod tree;

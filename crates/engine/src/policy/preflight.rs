@@ -67,16 +67,23 @@ fn destination_findings(procs: &[ProcessFacts], dest: &HostFacts, out: &mut Vec<
         });
     }
     // Under the heuristic policy a single mapping larger than memory and swap together
-    // fails, and CRIU's restore maps each area whole.
+    // fails, and CRIU's restore maps each area whole. Reservations are restored as
+    // `MAP_NORESERVE` (charged nothing, as at the source) under that policy, but the
+    // strict one (2) ignores the flag.
     let limit = dest.mem_total + dest.swap_total;
+    let charged = |p: &ProcessFacts| match dest.overcommit_memory {
+        1 => 0,
+        0 => p.largest_mapping,
+        _ => p.largest_mapping.max(p.largest_reservation),
+    };
     if dest.overcommit_memory != 1 {
-        if let Some(p) = procs.iter().find(|p| p.largest_mapping > limit) {
+        if let Some(p) = procs.iter().find(|p| charged(p) > limit) {
             out.push(Finding {
                 action: Action::Refuse,
                 subject: subject(p),
                 sentence: format!(
                     "it reserves {} of address space in one mapping, more than {} can map under its overcommit policy (vm.overcommit_memory={}, {} of memory and swap); allow it there with 'sysctl vm.overcommit_memory=1'",
-                    size(p.largest_mapping),
+                    size(charged(p)),
                     dest.name,
                     dest.overcommit_memory,
                     size(limit)
@@ -211,6 +218,7 @@ mod tests {
             io_uring: false,
             vm_size: GB,
             largest_mapping: GB / 2,
+            largest_reservation: 0,
             rss: GB / 2,
             external: Vec::new(),
         }
@@ -269,14 +277,26 @@ mod tests {
     }
 
     #[test]
-    fn a_huge_reservation_needs_overcommit_at_the_destination_and_no_lazy_dump() {
-        let mut pg = proc(12, "postgres");
+    fn a_huge_reservation_moves_unless_overcommit_is_strict_and_never_lazily() {
+        let mut pg = proc(12, "mariadbd");
         pg.vm_size = 8 << 40;
-        pg.largest_mapping = 8 << 40;
+        pg.largest_mapping = 64 << 20;
+        pg.largest_reservation = 8 << 40;
         pg.rss = 100 << 20;
+        // Heuristic overcommit (0): restored without a commit charge, as at the source.
         let p = assess("db", vec![pg.clone()], &host("a"), Some(&host("b")));
-        let r = p.refusal().unwrap();
+        assert!(p.refusal().is_none(), "{p:?}");
+        // Strict (2): the kernel ignores MAP_NORESERVE.
+        let mut strict = host("b");
+        strict.overcommit_memory = 2;
+        let r = assess("db", vec![pg.clone()], &host("a"), Some(&strict));
+        let r = r.refusal().unwrap();
         assert!(r.sentence.contains("vm.overcommit_memory=1"), "{r:?}");
+        // A writable mapping that large is charged at the source too.
+        let mut w = pg.clone();
+        w.largest_mapping = 8 << 40;
+        let r = assess("db", vec![w], &host("a"), Some(&host("b")));
+        assert!(r.refusal().is_some());
         let mut b = host("b");
         b.overcommit_memory = 1;
         let p = assess("db", vec![pg], &host("a"), Some(&b));

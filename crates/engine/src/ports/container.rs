@@ -104,6 +104,14 @@ pub struct Shipment {
     pub entries: Vec<FileEntry>,
 }
 
+/// What changed in a shipment after it was sent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ShipmentChanges {
+    pub changed: u32,
+    pub removed: u32,
+    pub bytes: u64,
+}
+
 /// Receives a shipment at the destination, file by file.
 pub trait ShipmentSink: Send {
     /// An entry arrives; for files, [`ShipmentSink::write`] gets its content next.
@@ -139,6 +147,10 @@ pub trait Subject: Send + Sync {
     fn shipment(&self) -> Result<Shipment, ContainerError>;
     /// The destination now holds the shipment with this digest.
     fn shipped(&self, digest: &str);
+    /// Once frozen: writes what changed in the shipment since [`Subject::shipment`] into
+    /// the image directory `images`, where the destination's engine applies it before
+    /// the restore (what the container wrote while its files travelled).
+    fn shipment_changes(&self, images: &Path) -> Result<ShipmentChanges, ContainerError>;
     /// Dumps the (frozen) container by `plan`, leaving it frozen.
     async fn checkpoint(&self, plan: &DumpPlan) -> Result<(), ContainerError>;
     /// Dumps it lazily: CRIU serves its pages on `page_socket` (at the descriptor number

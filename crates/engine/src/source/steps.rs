@@ -252,6 +252,17 @@ impl SourceRun {
         self.tl.record("detach", t);
 
         let t = Instant::now();
+        let changes = self
+            .ports
+            .subject
+            .shipment_changes(&self.dir)
+            .map_err(TransferError::Changes)?;
+        if changes.changed + changes.removed > 0 {
+            self.report.notes.push(format!(
+                "{} file(s) written and {} removed after the bundle was sent travelled with the images ({} bytes)",
+                changes.changed, changes.removed, changes.bytes
+            ));
+        }
         self.send_images(pages_bytes).await?;
         match self.expect("images_stored").await? {
             PeerReply::ImagesStored => {}

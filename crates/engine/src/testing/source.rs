@@ -83,6 +83,13 @@ impl Subject for FakeSubject {
     fn shipped(&self, digest: &str) {
         self.0.log(format!("src shipped {digest}"));
     }
+    fn shipment_changes(
+        &self,
+        _images: &std::path::Path,
+    ) -> Result<crate::ports::container::ShipmentChanges, ContainerError> {
+        self.0.log("src shipment changes");
+        Ok(Default::default())
+    }
     async fn checkpoint(&self, plan: &DumpPlan) -> Result<(), ContainerError> {
         self.0.log(format!("src dump {:?}", plan.criu.pages));
         self.0.dumps.lock().unwrap().push(plan.criu.clone());

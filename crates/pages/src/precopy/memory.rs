@@ -84,8 +84,29 @@ impl ProcessMemory {
     }
 
     /// Calls `f(address, page)` for every dumped page of `region`. Pages that vanish
-    /// while reading (the process unmapped them) are skipped.
+    /// while reading (the process unmapped them) are skipped. Where the kernel has
+    /// `PAGEMAP_SCAN`, only the populated parts of the region are read: a reservation
+    /// of a terabyte costs what it holds, not 2 GB of page table entries.
     pub fn for_each_page(
+        &self,
+        region: &Region,
+        buf: &mut Vec<u8>,
+        f: &mut dyn FnMut(u64, &[u8]) -> std::io::Result<()>,
+    ) -> std::io::Result<()> {
+        let ranges = super::populated::populated(&self.pagemap, region.start, region.end)
+            .unwrap_or_else(|_| vec![(region.start, region.end)]);
+        for (start, end) in ranges {
+            let part = Region {
+                start,
+                end,
+                shared_anon: region.shared_anon,
+            };
+            self.pages_of(&part, buf, f)?;
+        }
+        Ok(())
+    }
+
+    fn pages_of(
         &self,
         region: &Region,
         buf: &mut Vec<u8>,

@@ -11,6 +11,7 @@
 pub mod blocks;
 pub mod hash;
 pub mod memory;
+mod populated;
 pub mod receive;
 pub mod refs;
 pub mod scan;
