@@ -76,17 +76,28 @@ fn start_daemon(
     let pages_total = prepared.pages_total();
     let installed = Arc::new(AtomicU64::new(0));
     let (go, go_rx) = oneshot::channel();
-    let task = tokio::spawn(daemon::run(
+    let failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = failed.clone();
+    let run = daemon::run(
         prepared,
         Channels { bulk, urgent },
         installed,
         go_rx,
         on_loss,
-    ));
+    );
+    let task = tokio::spawn(async move {
+        let r = run.await;
+        if let Err(e) = &r {
+            tracing::warn!("the post-copy page daemon failed: {e}");
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        r
+    });
     Box::new(DaemonTask {
         task,
         go: Some(go),
         pages_total,
+        failed,
     })
 }
 
@@ -204,6 +215,8 @@ struct DaemonTask {
     /// Fired once the container may talk: the background pages start then.
     go: Option<oneshot::Sender<()>>,
     pages_total: u64,
+    /// Set when it ended with an error.
+    failed: Arc<std::sync::atomic::AtomicBool>,
 }
 
 #[async_trait]
@@ -218,8 +231,8 @@ impl LazyDaemon for DaemonTask {
         }
     }
 
-    fn is_finished(&self) -> bool {
-        self.task.is_finished()
+    fn has_failed(&self) -> bool {
+        self.failed.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     async fn wait(self: Box<Self>) -> Result<PostcopyStats, PagesError> {

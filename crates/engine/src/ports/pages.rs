@@ -160,8 +160,10 @@ pub trait LazyDaemon: Send + Sync {
     fn pages_total(&self) -> u64;
     /// The container may talk: background pages start.
     fn go(&mut self);
-    /// Whether it ended (during a restore: the page channel broke).
-    fn is_finished(&self) -> bool;
+    /// Whether it ended with an error (during a restore: the page channel broke). A
+    /// daemon may also end well before the restore returns: when no page was lazy, or
+    /// the processes faulted every missing one in meanwhile.
+    fn has_failed(&self) -> bool;
     /// Waits for the last page. On failure the daemon ran `on_loss` first.
     async fn wait(self: Box<Self>) -> Result<PostcopyStats, PagesError>;
     fn abort(self: Box<Self>);

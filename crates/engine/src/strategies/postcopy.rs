@@ -219,8 +219,8 @@ pub(crate) async fn restore_under(
 ) -> Result<(), IncomingError> {
     let plan = lazy_plan(s);
     s.run_restore(&plan).await?;
-    if daemon.is_finished() {
-        // The daemon ended during the restore: the memory cannot be trusted.
+    if daemon.has_failed() {
+        // The daemon failed during the restore: the memory cannot be trusted.
         return Err(IncomingError::PageChannelLost);
     }
     s.stats.notes.push(format!(

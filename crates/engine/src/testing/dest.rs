@@ -251,7 +251,7 @@ impl LazyDaemon for FakeDaemon {
     fn go(&mut self) {
         self.cfg.log("dst go");
     }
-    fn is_finished(&self) -> bool {
+    fn has_failed(&self) -> bool {
         false
     }
     async fn wait(self: Box<Self>) -> Result<PostcopyStats, PagesError> {
