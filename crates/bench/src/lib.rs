@@ -2,6 +2,7 @@
 //! and prints min/median/max of what matters (downtime as the client sees it, total
 //! time, bytes sent, memory). `--json FILE` writes [`row::Row`]s, one format for all.
 
+pub mod apps;
 pub mod cold;
 pub mod criu_lazy;
 pub mod group;

@@ -20,6 +20,28 @@ pub enum Command {
     /// Six dependent containers in three levels moved with each schedule: sequential,
     /// parallel and pipeline.
     Group(GroupArgs),
+    /// The compatibility matrix: real applications (databases, web servers, runtimes) each
+    /// moved by each strategy under a live client, or refused by the preflight.
+    Apps(AppsArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct AppsArgs {
+    /// Moves per application and strategy (a→b, b→a, …); the cells show medians.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Strategies, comma-separated.
+    #[arg(long, default_value = "cold,precopy,postcopy,hybrid")]
+    strategies: String,
+    /// Only these applications, comma-separated (see --list).
+    #[arg(long, default_value = "")]
+    only: String,
+    /// List the applications and exit.
+    #[arg(long)]
+    list: bool,
+    /// Write the cells as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -131,7 +153,58 @@ pub async fn run(c: Command) -> anyhow::Result<i32> {
         Command::Group(a) => group(a).await,
         Command::Precopy(a) => precopy(a).await,
         Command::Postcopy(a) => postcopy(a).await,
+        Command::Apps(a) => apps(a).await,
     }
+}
+
+async fn apps(a: AppsArgs) -> anyhow::Result<i32> {
+    use ferry_bench::apps::{catalog, render, run_bench, AppsBench};
+    if a.list {
+        for app in catalog::all() {
+            println!("{:<16}{}", app.name, app.what);
+        }
+        return Ok(0);
+    }
+    let mut strategies = Vec::new();
+    for s in a
+        .strategies
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        match s
+            .parse::<ferry_types::StrategyChoice>()
+            .map_err(anyhow::Error::msg)?
+        {
+            ferry_types::StrategyChoice::Fixed(st) => strategies.push(st),
+            ferry_types::StrategyChoice::Auto => {
+                anyhow::bail!("--strategies takes cold, precopy, postcopy or hybrid, not auto")
+            }
+        }
+    }
+    if a.runs == 0 {
+        anyhow::bail!("--runs must be at least 1");
+    }
+    let b = AppsBench {
+        runs: a.runs,
+        strategies,
+        only: a
+            .only
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect(),
+        ferry: std::env::current_exe()?,
+    };
+    let cells = run_bench(&b).await?;
+    println!("client_ms = the longest a client sending a request every 1 ms on one connection waited for an answer; ferry_ms = ferry's own downtime (freeze to commit); medians of {} moves", a.runs);
+    print!("{}", render(&cells));
+    if let Some(p) = a.json {
+        std::fs::write(&p, serde_json::to_vec_pretty(&cells)?)
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", p.display()))?;
+    }
+    Ok(0)
 }
 
 /// The CRIU binary the benchmarks use.
