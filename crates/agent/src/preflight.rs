@@ -35,9 +35,11 @@ pub async fn probe(agent: &Agent, dest: &Endpoint) -> Result<HostFacts, Refusal>
             .connect()
             .await
             .map_err(|e| unreachable(e.to_string()))?;
-        link.send(&PeerRequest::Probe)
-            .await
-            .map_err(|e| unreachable(e.to_string()))?;
+        link.send(&PeerRequest::Probe {
+            cpuinfo: agent.cpuinfo(),
+        })
+        .await
+        .map_err(|e| unreachable(e.to_string()))?;
         match link.recv().await {
             Ok(Frame::Message(PeerReply::Probed { host })) => Ok(host),
             Ok(_) => Err(unreachable("it answered something else".into())),

@@ -60,6 +60,8 @@ pub struct Agent {
     pub pods: PodArrivals,
     /// Held while a pod's namespace is found or built at the destination.
     pub pod_setup: Arc<tokio::sync::Mutex<()>>,
+    /// This CPU's description (CRIU's `cpuinfo.img`, hex), made on first use.
+    cpuinfo: std::sync::OnceLock<Option<String>>,
 }
 
 /// Holds a container for one operation; released when dropped.
@@ -113,12 +115,46 @@ impl Agent {
             memory: Mutex::new(HashMap::new()),
             pods: PodArrivals::default(),
             pod_setup: Arc::new(tokio::sync::Mutex::new(())),
+            cpuinfo: std::sync::OnceLock::new(),
         }
     }
 
     /// What this host can take, as the preflight asks.
     pub fn host_facts(&self) -> ferry_types::HostFacts {
         ferry_host::procfs::host(&self.cfg.name, self.criu_version.clone(), self.lazy_pages)
+    }
+
+    /// This CPU's description for a destination to check (CRIU's `cpuinfo.img`, hex),
+    /// made once.
+    pub fn cpuinfo(&self) -> Option<String> {
+        self.cpuinfo
+            .get_or_init(|| {
+                let dir = self.cfg.state_dir.join("cpuinfo");
+                match ferry_criu::cpuinfo::dump(&self.cfg.criu, &dir) {
+                    Ok(img) => Some(hex::encode(img)),
+                    Err(e) => {
+                        tracing::warn!("cannot describe this CPU for the preflight: {e}");
+                        None
+                    }
+                }
+            })
+            .clone()
+    }
+
+    /// CRIU's check of the source CPU `hex` against this one: "" when compatible, else
+    /// why not.
+    pub fn cpu_check(&self, hex: &str) -> String {
+        let Ok(img) = hex::decode(hex) else {
+            return "the source's CPU description is not hex".into();
+        };
+        if img.len() > 64 << 10 {
+            return "the source's CPU description is too large".into();
+        }
+        let dir = self.cfg.state_dir.join("cpuinfo-check");
+        match ferry_criu::cpuinfo::check(&self.cfg.criu, &dir, &img) {
+            Ok(()) => String::new(),
+            Err(why) => why,
+        }
     }
 
     /// What the engine's drivers need to know of this host.

@@ -2,6 +2,7 @@
 //!
 //! - [`bound`]: a cgroup with a memory limit for CRIU, so that the kernel kills a dump
 //!   that runs short of memory, never the container;
+//! - [`cpuinfo`]: whether a process dumped on one CPU can run on another;
 //! - [`features`]: find the CRIU binary, read its version, probe kernel features;
 //! - [`plan`]: turn what a checkpoint or restore needs into CRIU options (a pure step,
 //!   separate from executing it);
@@ -14,6 +15,7 @@
 //!   failures ferry can explain better.
 
 pub mod bound;
+pub mod cpuinfo;
 pub mod features;
 pub mod images;
 pub mod log;

@@ -135,6 +135,7 @@ pub fn host(name: &str, criu_version: Option<String>, lazy_pages: bool) -> HostF
         mem_total: kib(&meminfo, "MemTotal:"),
         mem_available: kib(&meminfo, "MemAvailable:"),
         swap_total: kib(&meminfo, "SwapTotal:"),
+        cpu_check: None,
     }
 }
 

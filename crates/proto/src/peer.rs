@@ -64,8 +64,13 @@ pub enum PeerRequest {
     Resolve {
         session: String,
     },
-    /// Ask what the destination can take (the preflight), before any session.
-    Probe,
+    /// Ask what the destination can take (the preflight), before any session. `cpuinfo`
+    /// is the source CPU's description (CRIU's `cpuinfo.img`, hex), for the destination
+    /// to check its own against.
+    Probe {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cpuinfo: Option<String>,
+    },
 }
 
 /// Destination agent → source agent.
@@ -128,7 +133,7 @@ impl WireMessage for PeerRequest {
             PeerRequest::Commit => "commit",
             PeerRequest::Abort { .. } => "abort",
             PeerRequest::Resolve { .. } => "resolve",
-            PeerRequest::Probe => "probe",
+            PeerRequest::Probe { .. } => "probe",
         }
     }
 }

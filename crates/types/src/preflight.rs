@@ -45,6 +45,10 @@ pub struct HostFacts {
     pub mem_total: u64,
     pub mem_available: u64,
     pub swap_total: u64,
+    /// CRIU's cpuinfo check against the source's CPU: `None` when not checked, `Some("")`
+    /// when compatible, else CRIU's reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_check: Option<String>,
 }
 
 /// What ferry does about a finding.

@@ -149,8 +149,10 @@ impl DestHost for AgentHost {
         self.0.registry.remove(container);
     }
 
-    fn facts(&self) -> HostFacts {
-        self.0.host_facts()
+    fn facts(&self, cpuinfo: Option<&str>) -> HostFacts {
+        let mut f = self.0.host_facts();
+        f.cpu_check = cpuinfo.map(|c| self.0.cpu_check(c));
+        f
     }
 }
 

@@ -60,7 +60,9 @@ pub enum DestAction {
     Resolve {
         session: String,
     },
-    Probe,
+    Probe {
+        cpuinfo: Option<String>,
+    },
 }
 
 /// Incoming frames, as the machine sees them.
@@ -134,7 +136,9 @@ impl DestMachine {
             (S::AwaitPrepare, PeerRequest::Resolve { session }) => {
                 vec![DestAction::Resolve { session }]
             }
-            (S::AwaitPrepare, PeerRequest::Probe) => vec![DestAction::Probe],
+            (S::AwaitPrepare, PeerRequest::Probe { cpuinfo }) => {
+                vec![DestAction::Probe { cpuinfo }]
+            }
             (S::Bundle { file: None }, PeerRequest::BundleFile { entry }) => {
                 let size = entry.content_len();
                 let mut out = vec![DestAction::BeginBundleFile(entry)];

@@ -240,8 +240,8 @@ async fn step(
             }
             now(PeerReply::Aborted)
         }
-        DestAction::Probe => now(PeerReply::Probed {
-            host: ports.host.facts(),
+        DestAction::Probe { cpuinfo } => now(PeerReply::Probed {
+            host: ports.host.facts(cpuinfo.as_deref()),
         }),
         DestAction::Resolve { session: id } => {
             let state = ports.host.session_state(&id);

@@ -59,6 +59,15 @@ fn process_findings(p: &ProcessFacts, source: &HostFacts, out: &mut Vec<Finding>
 /// Whether the destination can map and hold what the container has.
 fn destination_findings(procs: &[ProcessFacts], dest: &HostFacts, out: &mut Vec<Finding>) {
     let host = format!("host {}", dest.name);
+    if let Some(why) = dest.cpu_check.as_deref().filter(|w| !w.is_empty()) {
+        out.push(Finding {
+            action: Action::Refuse,
+            subject: host.clone(),
+            sentence: format!(
+                "its CPU lacks features of the source's that the container's processes may use (CRIU's cpuinfo check: {why}); move it to a host with the same CPU features"
+            ),
+        });
+    }
     if dest.criu_version.is_none() {
         out.push(Finding {
             action: Action::Refuse,
@@ -206,6 +215,7 @@ mod tests {
             mem_total: 24 * GB,
             mem_available: 20 * GB,
             swap_total: 0,
+            cpu_check: None,
         }
     }
 
@@ -314,6 +324,7 @@ mod tests {
         b.criu_version = None;
         b.mem_available = GB / 4;
         b.lazy_pages = false;
+        b.cpu_check = Some("CPU feature avx512f missing".into());
         let p = assess("redis", vec![proc(7, "redis-server")], &host("a"), Some(&b));
         let refusals: Vec<&str> = p
             .findings
@@ -322,9 +333,19 @@ mod tests {
             .map(|f| f.sentence.as_str())
             .collect();
         assert!(refusals.iter().any(|s| s.contains("no usable CRIU")));
+        assert!(refusals.iter().any(|s| s.contains("avx512f missing")));
         assert!(refusals.iter().any(|s| s.contains("do not fit")));
         assert!(!p.fit(Strategy::Postcopy).unwrap().fits);
         assert!(p.fit(Strategy::Cold).unwrap().fits);
+        let mut same = host("b");
+        same.cpu_check = Some(String::new());
+        let ok = assess(
+            "redis",
+            vec![proc(7, "redis-server")],
+            &host("a"),
+            Some(&same),
+        );
+        assert!(ok.refusal().is_none(), "a compatible CPU: {ok:?}");
     }
 
     #[test]

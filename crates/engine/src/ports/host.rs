@@ -115,6 +115,7 @@ pub trait DestHost: Send + Sync {
     fn memory_arriving(&self, container: &str) -> Box<dyn Send>;
     /// A container a dropped session restored is gone again.
     fn forget(&self, container: &str);
-    /// What this host can take (the preflight asks).
-    fn facts(&self) -> HostFacts;
+    /// What this host can take (the preflight asks); with `cpuinfo` (the source CPU's
+    /// description, hex), whether its processes can run on this CPU.
+    fn facts(&self, cpuinfo: Option<&str>) -> HostFacts;
 }
