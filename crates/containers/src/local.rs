@@ -131,6 +131,7 @@ pub async fn checkpoint(
                 config_target: &target,
                 fds: Vec::new(),
                 status_fd: None,
+                hold: None,
             },
         )
         .await;

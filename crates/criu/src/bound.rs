@@ -5,6 +5,14 @@
 //! Works with the unified hierarchy (cgroup v2, `memory.max`) and with the v1 memory
 //! controller (`memory.limit_in_bytes`). The cgroup is `ferry-helpers/NAME` under the
 //! memory controller's root; processes join it before they exec.
+//!
+//! Better than a kill by the kernel is a stop by ferry at a moment of its choosing: a
+//! CRIU killed mid-dump leaves the container's processes running (CRIU holds them by
+//! ptrace alone once it has them) with their connections in TCP repair mode. So CRIU is
+//! held at the limit instead: under v1 the bound's OOM killer is disabled (a helper at
+//! the limit waits), under v2 `memory.high` throttles it before `memory.max` kills it.
+//! Whoever runs a helper watches [`MemoryBound::pressed`], freezes what must not run,
+//! then [`MemoryBound::stop_all`].
 
 use std::path::{Path, PathBuf};
 
@@ -44,6 +52,16 @@ pub struct MemoryBound {
     dir: PathBuf,
     hierarchy: Hierarchy,
     limit: u64,
+    /// Helpers ferry stopped at the limit.
+    stops: std::sync::atomic::AtomicU64,
+}
+
+/// A value of `Key N` in a `memory.events` or `memory.oom_control` text.
+fn counter(text: &str, key: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 fn write(path: &Path, value: &str) -> Result<(), BoundError> {
@@ -64,10 +82,7 @@ fn controller(root: &Path) -> Option<(PathBuf, Hierarchy)> {
 
 /// `oom_kill N` of a `memory.events` (v2) or `memory.oom_control` (v1) text.
 fn oom_kills_in(text: &str) -> u64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix("oom_kill "))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
+    counter(text, "oom_kill")
 }
 
 impl MemoryBound {
@@ -86,20 +101,86 @@ impl MemoryBound {
                 // The controller must be enabled for the children of each level.
                 let _ = std::fs::write(base.join("cgroup.subtree_control"), "+memory");
                 let _ = std::fs::write(parent.join("cgroup.subtree_control"), "+memory");
-                write(&dir.join("memory.max"), &limit.to_string())?;
+                // Throttled at the limit, killed by the kernel only well past it.
+                write(&dir.join("memory.high"), &limit.to_string())?;
+                let max = limit.saturating_add((limit / 2).max(64 << 20));
+                write(&dir.join("memory.max"), &max.to_string())?;
                 let _ = std::fs::write(dir.join("memory.swap.max"), "0");
                 // One OOM kill takes all of CRIU's processes, not a part of them.
                 let _ = std::fs::write(dir.join("memory.oom.group"), "1");
             }
             Hierarchy::V1 => {
                 write(&dir.join("memory.limit_in_bytes"), &limit.to_string())?;
+                // A helper at the limit waits for ferry instead of being killed. Where
+                // the kernel refuses, it kills as before.
+                let _ = std::fs::write(dir.join("memory.oom_control"), "1");
             }
         }
         Ok(Self {
             dir,
             hierarchy,
             limit,
+            stops: std::sync::atomic::AtomicU64::new(0),
         })
+    }
+
+    fn events(&self) -> String {
+        let file = match self.hierarchy {
+            Hierarchy::V2 => "memory.events",
+            Hierarchy::V1 => "memory.oom_control",
+        };
+        std::fs::read_to_string(self.dir.join(file)).unwrap_or_default()
+    }
+
+    /// A mark to compare [`MemoryBound::pressed`] with: taken before a helper starts.
+    pub fn pressure_mark(&self) -> u64 {
+        match self.hierarchy {
+            Hierarchy::V2 => counter(&self.events(), "high"),
+            Hierarchy::V1 => 0,
+        }
+    }
+
+    /// Whether a helper is held at the limit now (v1: it waits, `under_oom 1`; v2: it
+    /// was throttled at `memory.high` since `mark`).
+    pub fn pressed(&self, mark: u64) -> bool {
+        let e = self.events();
+        match self.hierarchy {
+            Hierarchy::V2 => counter(&e, "high") > mark,
+            Hierarchy::V1 => counter(&e, "under_oom") > 0,
+        }
+    }
+
+    /// Kills every helper in the bound; returns how many.
+    pub fn stop_all(&self) -> u32 {
+        let procs = std::fs::read_to_string(self.procs_file()).unwrap_or_default();
+        let mut n = 0;
+        for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+            // SAFETY: kill(2) on a process of ferry's own helper cgroup.
+            if unsafe { libc::kill(pid, libc::SIGKILL) } == 0 {
+                n += 1;
+            }
+        }
+        self.stops.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        n
+    }
+
+    /// Kills at the bound so far: the kernel's and ferry's ([`MemoryBound::stop_all`]).
+    pub fn kills(&self) -> u64 {
+        self.oom_kills() + self.stops.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// How often a helper reached the limit so far (an allocation refused or held there,
+    /// v1 `memory.failcnt`, v2 `max` events), kills included: a helper that failed after
+    /// this grew failed for want of memory.
+    pub fn hits(&self) -> u64 {
+        let reached = match self.hierarchy {
+            Hierarchy::V2 => counter(&self.events(), "max"),
+            Hierarchy::V1 => std::fs::read_to_string(self.dir.join("memory.failcnt"))
+                .ok()
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0),
+        };
+        reached + self.kills()
     }
 
     /// The file a process writes `0` into to join the bound.
@@ -137,6 +218,13 @@ mod tests {
         let v1 = "oom_kill_disable 0\nunder_oom 0\noom_kill 5\n";
         assert_eq!(oom_kills_in(v1), 5);
         assert_eq!(oom_kills_in(""), 0);
+        assert_eq!(counter(v2, "high"), 0);
+        assert_eq!(counter("oom_kill_disable 1\nunder_oom 1\n", "under_oom"), 1);
+        assert_eq!(
+            counter("oom_group_kill 4\n", "oom_kill"),
+            0,
+            "a whole key only"
+        );
     }
 
     #[test]

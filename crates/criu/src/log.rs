@@ -41,7 +41,7 @@ impl KnownCause {
             KnownCause::CriuTooOldSockopt => "this CRIU cannot dump TCP sockets on kernels 6.16 and newer; install CRIU 4.2 or newer with scripts/install-deps.sh",
             KnownCause::NameInUse => "a container with this name already exists in this runtime root; pick another name or delete it first",
             KnownCause::Overcommit => "the restore could not map the container's address space: it reserves more than this host's overcommit policy grants (vm.overcommit_memory=0); allow it with 'sysctl vm.overcommit_memory=1' on this host, or free memory",
-            KnownCause::HelperOutOfMemory => "CRIU ran out of memory: the kernel killed it at the memory bound it runs in; give it more with the agent's --helper-memory (for example 4G), or move the container with a strategy that needs less (cold)",
+            KnownCause::HelperOutOfMemory => "CRIU ran out of memory at the bound it runs in, so ferry stopped the move; give it more with the agent's --helper-memory (for example 4G), or move the container with a strategy that needs less (cold)",
         }
     }
 }
@@ -223,7 +223,7 @@ mod tests {
         let f = diagnose_text(
             Path::new("l"),
             "(0.2) Error (criu/page-xfer.c:1): Can't get rlimit 0\n",
-            "CRIU ran out of memory during the checkpoint: the kernel killed it at its bound of 16.0 MiB",
+            "CRIU ran out of memory during the checkpoint: it reached its bound of 16.0 MiB",
         );
         assert_eq!(f.cause, Some(KnownCause::HelperOutOfMemory));
         assert!(f.to_string().contains("--helper-memory"));

@@ -32,7 +32,7 @@ pub enum RuntimeError {
         #[source]
         source: std::io::Error,
     },
-    #[error("CRIU ran out of memory during the {what}: the kernel killed it at its bound of {} (the agent's --helper-memory)", human(*limit))]
+    #[error("CRIU ran out of memory during the {what}: it reached its bound of {} (the agent's --helper-memory)", human(*limit))]
     HelperOutOfMemory { what: String, limit: u64 },
     #[error("cgroup freezer: {0}")]
     Freezer(String),

@@ -48,6 +48,10 @@ pub struct CheckpointArgs<'a> {
     /// Lazy dumps: CRIU writes one byte here when its images are written and it serves
     /// pages (runc's `--status-fd`; the descriptor must be among `fds`).
     pub status_fd: Option<i32>,
+    /// The container's freezer, frozen before CRIU is stopped at its memory bound: CRIU
+    /// holds the processes by ptrace alone, and its death would let them run with their
+    /// connections in repair mode.
+    pub hold: Option<&'a crate::freezer::Freezer>,
 }
 
 /// A restore to run.
@@ -112,20 +116,60 @@ impl Runc {
         }
     }
 
-    /// A dump or restore that runs short of memory is killed, never the container: it
+    /// A dump or restore that runs short of memory is stopped, never the container: it
     /// runs in the memory bound (when there is one) and is the OOM killer's first
-    /// choice. Returns the bound's OOM kills so far.
+    /// choice. Returns the bound's kills so far.
     fn bind(&self, cmd: &mut Command) -> Option<u64> {
         ferry_criu::process::prefer_for_oom_killer(cmd);
         let bound = self.bound.as_ref()?;
         ferry_criu::process::join_cgroup(cmd, &bound.procs_file());
-        Some(bound.oom_kills())
+        Some(bound.hits())
     }
 
-    /// The error of a CRIU killed at its memory bound, if it was.
+    /// Runs `work` (a dump or restore in the bound). When CRIU is held at the bound's
+    /// limit, `hold` is frozen first, then CRIU is stopped, and `work` ends with its
+    /// failure.
+    async fn watched<T>(
+        &self,
+        work: impl std::future::Future<Output = T>,
+        hold: Option<&crate::freezer::Freezer>,
+    ) -> T {
+        let Some(bound) = self.bound.clone() else {
+            return work.await;
+        };
+        let mark = bound.pressure_mark();
+        let watch = async {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                if bound.pressed(mark) {
+                    if let Some(f) = hold {
+                        if let Err(e) = f.freeze() {
+                            tracing::warn!("freezing the container before stopping CRIU: {e}");
+                        }
+                    }
+                    let n = bound.stop_all();
+                    tracing::warn!(
+                        helpers = n,
+                        limit = bound.limit(),
+                        "CRIU reached its memory bound: stopped it"
+                    );
+                    return;
+                }
+            }
+        };
+        tokio::pin!(work);
+        tokio::select! {
+            biased;
+            r = &mut work => r,
+            () = watch => work.await,
+        }
+    }
+
+    /// The error of a CRIU that failed at its memory bound (stopped, killed, or refused
+    /// memory there), if it did.
     fn out_of_memory(&self, kills_before: Option<u64>, what: &str) -> Option<RuntimeError> {
         let bound = self.bound.as_ref()?;
-        (bound.oom_kills() > kills_before?).then(|| RuntimeError::HelperOutOfMemory {
+        (bound.hits() > kills_before?).then(|| RuntimeError::HelperOutOfMemory {
             what: what.to_string(),
             limit: bound.limit(),
         })
@@ -355,7 +399,10 @@ impl Runtime for Runc {
         cmd.arg(id);
         ferry_criu::process::inherit_fds(&mut cmd, &args.fds);
         let kills = self.bind(&mut cmd);
-        let result = self.output(cmd, "checkpoint").await.map(drop);
+        let result = self
+            .watched(self.output(cmd, "checkpoint"), args.hold)
+            .await
+            .map(drop);
         drop(args.fds);
         result.map_err(|e| {
             self.out_of_memory(kills, "dump")
@@ -384,7 +431,9 @@ impl Runtime for Runc {
         Self::add_plan_flags(&mut cmd, args.plan);
         cmd.arg(id);
         let kills = self.bind(&mut cmd);
-        let result = self.detached(cmd, &log, "restore").await;
+        let result = self
+            .watched(self.detached(cmd, &log, "restore"), None)
+            .await;
         result.map_err(|e| self.out_of_memory(kills, "restore").unwrap_or(e))
     }
 
@@ -498,6 +547,7 @@ mod tests {
                 config_target: &target,
                 fds: Vec::new(),
                 status_fd: None,
+                hold: None,
             },
         )
         .await

@@ -194,6 +194,7 @@ impl Subject for RuncSubject {
                     config_target: &self.config_target,
                     fds: Vec::new(),
                     status_fd: None,
+                    hold: Some(&self.freezer),
                 },
             )
             .await
@@ -213,10 +214,11 @@ impl Subject for RuncSubject {
             Ok(p) => p,
             Err(e) => return fail(ContainerError::Failed(format!("status pipe: {e}"))),
         };
-        let (runc, id, target) = (
+        let (runc, id, target, freezer) = (
             self.runc.clone(),
             self.state.id.clone(),
             self.config_target.clone(),
+            self.freezer.clone(),
         );
         let done = Box::pin(async move {
             let args = CheckpointArgs {
@@ -226,6 +228,7 @@ impl Subject for RuncSubject {
                 config_target: &target,
                 fds: vec![(HELPER_SOCKET_FD, page_socket), (STATUS_FD, status_w)],
                 status_fd: Some(STATUS_FD),
+                hold: Some(&freezer),
             };
             runc.checkpoint(&id, args).await.map_err(failed)
         });

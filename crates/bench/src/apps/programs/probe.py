@@ -58,7 +58,7 @@ if proto == "mysql":
     def ask():
         cur.execute("SELECT 1")
         cur.fetchall()
-    conn = db.socket
+    conn = db._sock
 else:
     request, answer = {
         "redis": (b"PING\r\n", line),
