@@ -62,6 +62,8 @@ pub struct Agent {
     pub pod_setup: Arc<tokio::sync::Mutex<()>>,
     /// This CPU's description (CRIU's `cpuinfo.img`, hex), made on first use.
     cpuinfo: std::sync::OnceLock<Option<String>>,
+    /// CRIU's verdicts on source CPUs, by their description.
+    cpu_checks: Mutex<HashMap<String, String>>,
 }
 
 /// Holds a container for one operation; released when dropped.
@@ -116,6 +118,7 @@ impl Agent {
             pods: PodArrivals::default(),
             pod_setup: Arc::new(tokio::sync::Mutex::new(())),
             cpuinfo: std::sync::OnceLock::new(),
+            cpu_checks: Mutex::new(HashMap::new()),
         }
     }
 
@@ -142,19 +145,29 @@ impl Agent {
     }
 
     /// CRIU's check of the source CPU `hex` against this one: "" when compatible, else
-    /// why not.
+    /// why not. One check per source CPU, remembered (concurrent probes wait for it).
     pub fn cpu_check(&self, hex: &str) -> String {
+        if hex.len() > 128 << 10 {
+            return "the source's CPU description is too large".into();
+        }
         let Ok(img) = hex::decode(hex) else {
             return "the source's CPU description is not hex".into();
         };
-        if img.len() > 64 << 10 {
-            return "the source's CPU description is too large".into();
+        let Ok(mut known) = self.cpu_checks.lock() else {
+            return "the CPU check is unavailable".into();
+        };
+        if let Some(r) = known.get(hex) {
+            return r.clone();
         }
         let dir = self.cfg.state_dir.join("cpuinfo-check");
-        match ferry_criu::cpuinfo::check(&self.cfg.criu, &dir, &img) {
+        let r = match ferry_criu::cpuinfo::check(&self.cfg.criu, &dir, &img) {
             Ok(()) => String::new(),
             Err(why) => why,
+        };
+        if known.len() < 64 {
+            known.insert(hex.to_string(), r.clone());
         }
+        r
     }
 
     /// What the engine's drivers need to know of this host.

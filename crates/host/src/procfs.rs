@@ -98,6 +98,7 @@ pub fn process_from(pid: u32, status: &str, smaps: &str, locks: &str) -> Process
         largest_reservation: largest_committed(smaps).1,
         rss: kib(status, "VmRSS:"),
         external: Vec::new(),
+        devices: Vec::new(),
     }
 }
 
@@ -113,6 +114,7 @@ pub fn processes(pids: &[u32]) -> Vec<ProcessFacts> {
             let mut p = process_from(pid, &status, &smaps, &locks);
             p.io_uring = has_io_uring(&dir.join("fd"));
             p.external = external.remove(&pid).unwrap_or_default();
+            p.devices = crate::devices::unusual_devices(pid);
             Some(p)
         })
         .collect()

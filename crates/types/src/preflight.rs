@@ -28,6 +28,9 @@ pub struct ProcessFacts {
     /// Pipes and UNIX sockets that lead to processes outside the container.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub external: Vec<String>,
+    /// Devices it holds open beyond a container's standard ones.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<String>,
 }
 
 /// What a host can take, as it says of itself.

@@ -44,6 +44,15 @@ fn process_findings(p: &ProcessFacts, source: &HostFacts, out: &mut Vec<Finding>
             ),
         });
     }
+    for d in &p.devices {
+        out.push(Finding {
+            action: Action::Refuse,
+            subject: subject(p),
+            sentence: format!(
+                "it has {d} open, a device whose state ferry cannot recreate at the destination; close it before the move, or run the container without it"
+            ),
+        });
+    }
     if p.file_locks > 0 {
         out.push(Finding {
             action: Action::Enable,
@@ -231,6 +240,7 @@ mod tests {
             largest_reservation: 0,
             rss: GB / 2,
             external: Vec::new(),
+            devices: Vec::new(),
         }
     }
 
@@ -284,6 +294,15 @@ mod tests {
         let r = p.refusal().unwrap();
         assert_eq!(r.subject, "process 14 (worker)");
         assert!(r.sentence.contains("process 900 (logger)") && r.sentence.contains("TCP"));
+    }
+
+    #[test]
+    fn a_device_beyond_a_container_s_own_is_refused() {
+        let mut vm = proc(15, "qemu");
+        vm.devices = vec!["/dev/kvm (device 10:232)".into()];
+        let p = assess("vm", vec![vm], &host("a"), None);
+        let r = p.refusal().unwrap();
+        assert!(r.sentence.contains("/dev/kvm") && r.sentence.contains("cannot recreate"));
     }
 
     #[test]
