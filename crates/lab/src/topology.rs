@@ -451,14 +451,7 @@ pub async fn down(name: &str) -> Result<(), LabError> {
     }
     // Mounts under the lab directory (the agents' image tmpfs), deepest first.
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let dir_s = dir.display().to_string();
-    let mut points: Vec<String> = mounts
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
-        .filter(|m| m.starts_with(&dir_s))
-        .collect();
-    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
-    for p in points {
+    for p in mounts_under(&mounts, &dir) {
         let _ = std::process::Command::new("umount")
             .arg("-l")
             .arg(&p)
@@ -477,9 +470,38 @@ pub async fn down(name: &str) -> Result<(), LabError> {
     Ok(())
 }
 
+/// The mount points of a `/proc/self/mountinfo` text at or under `dir`, deepest first.
+/// Under means path components: lab `t1` owns nothing of lab `t12`.
+fn mounts_under(mountinfo: &str, dir: &Path) -> Vec<String> {
+    let mut points: Vec<String> = mountinfo
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|m| Path::new(m).starts_with(dir))
+        .map(str::to_string)
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    points
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lab_unmounts_its_own_mounts_and_not_those_of_a_lab_whose_name_it_prefixes() {
+        let info = "\
+36 25 0:32 / /run/ferry/lab/t1/a/images rw - tmpfs ferry-images rw
+37 25 0:33 / /run/ferry/lab/t12/b/images rw - tmpfs ferry-images rw
+38 36 0:34 / /run/ferry/lab/t1/a/images/deep rw - tmpfs x rw
+";
+        assert_eq!(
+            mounts_under(info, Path::new("/run/ferry/lab/t1")),
+            vec![
+                "/run/ferry/lab/t1/a/images/deep",
+                "/run/ferry/lab/t1/a/images"
+            ]
+        );
+    }
 
     #[test]
     fn hosts_are_named_by_letter() {
