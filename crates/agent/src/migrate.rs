@@ -119,7 +119,20 @@ pub async fn migrate(
                 subject.resident_bytes(),
             );
             notes.push(why);
-            fitting(&pf, s)
+            match fitting(&pf, s) {
+                Some(s) => s,
+                None => {
+                    return Err(Refusal::DoesNotFit {
+                        container: req.container,
+                        strategy: Strategy::Cold,
+                        why: pf
+                            .fit(Strategy::Cold)
+                            .map(|f| f.why.clone())
+                            .unwrap_or_default(),
+                    }
+                    .into())
+                }
+            }
         }
         StrategyChoice::Fixed(s) => match pf.fit(s) {
             Some(f) if !f.fits => {
@@ -156,13 +169,13 @@ pub async fn migrate(
     Ok(ferry_engine::migration::migrate(ports, &settings, request, Events(events), hold).await?)
 }
 
-/// `auto`'s choice, or the first that fits after it (hybrid, pre-copy, cold).
-fn fitting(pf: &ferry_types::Preflight, picked: Strategy) -> Strategy {
+/// `auto`'s choice, or the first that fits after it (pre-copy, cold); none when neither
+/// does (post-copy is never chosen unless allowed).
+fn fitting(pf: &ferry_types::Preflight, picked: Strategy) -> Option<Strategy> {
     let order = [picked, Strategy::Precopy, Strategy::Cold];
     order
         .into_iter()
         .find(|&s| pf.fit(s).is_none_or(|f| f.fits))
-        .unwrap_or(Strategy::Cold)
 }
 
 /// Resumes a container this agent keeps frozen after a failed post-copy migration.

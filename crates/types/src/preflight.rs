@@ -136,6 +136,9 @@ impl Preflight {
             };
             let _ = writeln!(s, "  {what:<7}{}: {}", f.subject, f.sentence);
         }
+        if self.refusal().is_some() {
+            let _ = writeln!(s, "  once the refusal is resolved:");
+        }
         for f in &self.strategies {
             let mark = if f.fits { "fits" } else { "no" };
             let _ = writeln!(s, "  {:<9}{mark:<5}{}", f.strategy.name(), f.why);

@@ -160,6 +160,21 @@ fn fit(
             ));
         }
     }
+    // At its peak a restore holds the container's memory twice: the images (or pre-copy's
+    // page store) and the restored processes. Post-copy's pages go straight into them.
+    let rss: u64 = procs.iter().map(|p| p.rss).sum();
+    let need = match s {
+        Strategy::Postcopy => rss,
+        Strategy::Cold | Strategy::Precopy | Strategy::Hybrid => rss.saturating_mul(2),
+    };
+    if let Some(d) = dest.filter(|d| need > d.mem_available && d.mem_available > 0) {
+        return no(format!(
+            "the restore would hold about {} at {} (the images and the restored memory), more than the {} available there",
+            size(need),
+            d.name,
+            size(d.mem_available)
+        ));
+    }
     let why = match s {
         Strategy::Cold => "every page moves while the container is frozen",
         Strategy::Precopy => "pages move while it runs; only populated pages are read",
@@ -297,6 +312,22 @@ mod tests {
     }
 
     #[test]
+    fn a_strategy_whose_restore_needs_more_memory_than_the_destination_has_does_not_fit() {
+        let mut r = proc(7, "redis-server");
+        r.rss = 6 * GB;
+        let mut b = host("b");
+        b.mem_available = 10 * GB;
+        let p = assess("redis", vec![r], &host("a"), Some(&b));
+        assert!(p.refusal().is_none(), "{p:?}");
+        let cold = p.fit(Strategy::Cold).unwrap();
+        assert!(!cold.fits && cold.why.contains("12.9 GB"), "{cold:?}");
+        assert!(
+            p.fit(Strategy::Postcopy).unwrap().fits,
+            "post-copy needs it once"
+        );
+    }
+
+    #[test]
     fn a_device_beyond_a_container_s_own_is_refused() {
         let mut vm = proc(15, "qemu");
         vm.devices = vec!["/dev/kvm (device 10:232)".into()];
@@ -355,7 +386,8 @@ mod tests {
         assert!(refusals.iter().any(|s| s.contains("avx512f missing")));
         assert!(refusals.iter().any(|s| s.contains("do not fit")));
         assert!(!p.fit(Strategy::Postcopy).unwrap().fits);
-        assert!(p.fit(Strategy::Cold).unwrap().fits);
+        let cold = p.fit(Strategy::Cold).unwrap();
+        assert!(!cold.fits && cold.why.contains("available there"), "{cold:?}");
         let mut same = host("b");
         same.cpu_check = Some(String::new());
         let ok = assess(
