@@ -10,7 +10,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::apps::{moves, run, wait_port, Session};
+use common::apps::{moves, run, start, Session};
 use common::lab::Lab;
 use common::*;
 
@@ -39,9 +39,8 @@ fn memcached_keeps_its_items_and_its_client_connection() {
         return;
     };
     let lab = Lab::up(&env, 2);
-    let ip = run(
+    let ip = start(
         &lab,
-        "a",
         "mc",
         &[
             "/usr/bin/memcached",
@@ -54,8 +53,9 @@ fn memcached_keeps_its_items_and_its_client_connection() {
             "-m",
             "64",
         ],
+        11211,
+        10,
     );
-    wait_port(&lab, &ip, 11211, Duration::from_secs(10));
     for (from, to, strategy) in [("a", "b", "cold"), ("b", "a", "postcopy")] {
         let s = Session::start(&lab, MEMCACHED_CLIENT, &[&ip]);
         moves(&lab, "mc", from, to, strategy);
@@ -108,13 +108,13 @@ fn a_terabyte_reservation_beside_200_mb_moves_as_200_mb() {
         return;
     };
     let lab = Lab::up(&env, 2);
-    let ip = run(
+    let ip = start(
         &lab,
-        "a",
         "sparse",
         &["/usr/bin/python3", "-c", SPARSE_SERVER],
+        7100,
+        60,
     );
-    wait_port(&lab, &ip, 7100, Duration::from_secs(60));
     // Lazy dumps size their page pipes by the address space: refused before the freeze.
     let (ok, out) = lab.ferry(&["migrate", "sparse", "--to", "b", "--strategy", "postcopy"]);
     assert!(

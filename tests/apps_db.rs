@@ -10,9 +10,8 @@
 mod common;
 
 use std::process::Command;
-use std::time::Duration;
 
-use common::apps::{moves, run, wait_port, Session};
+use common::apps::{moves, start, Session};
 use common::lab::Lab;
 use common::*;
 
@@ -179,35 +178,6 @@ for i in range(101, 201):
 done({"before": before, "after": cmd("SUM"), "port": s.getsockname()[1]})
 "#;
 
-/// Whether root here has CAP_SYS_RESOURCE (bit 24 of the effective set).
-fn has_cap_sys_resource() -> bool {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let hex = status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .unwrap()
-        .trim()
-        .to_string();
-    u64::from_str_radix(&hex, 16).unwrap() & (1 << 24) != 0
-}
-
-/// The host pids whose command line contains `marker`.
-fn pids_with(marker: &str) -> Vec<u32> {
-    let out = Command::new("pgrep").args(["-f", marker]).output().unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .filter_map(|p| p.parse().ok())
-        .collect()
-}
-
-/// Whether `/proc/locks` shows a lock held by host pid `pid`.
-fn holds_a_lock(pid: u32) -> bool {
-    std::fs::read_to_string("/proc/locks")
-        .unwrap()
-        .lines()
-        .any(|l| l.split_whitespace().nth(4) == Some(&pid.to_string()))
-}
-
 /// The uid of `user` on this host (the containers share its /etc).
 fn uid_of(user: &str) -> u32 {
     let out = Command::new("id").args(["-u", user]).output().unwrap();
@@ -263,8 +233,7 @@ fn mariadb_moves_with_an_open_transaction_on_its_client_connection() {
     // restores it without a commit charge, as at the source.
     let cmd = mariadb_command(" --innodb-use-native-aio=0 --performance-schema=0");
     let args: Vec<&str> = cmd.iter().map(String::as_str).collect();
-    let ip = run(&lab, "a", "db", &args);
-    wait_port(&lab, &ip, 3306, Duration::from_secs(30));
+    let ip = start(&lab, "db", &args, 3306, 30);
     for (i, (from, to, strategy)) in [("a", "b", "cold"), ("b", "a", "precopy")]
         .into_iter()
         .enumerate()
@@ -297,8 +266,7 @@ fn mariadb_with_its_defaults_is_refused_before_the_freeze_for_io_uring_alone() {
     let lab = Lab::up(&env, 2);
     let cmd = mariadb_command("");
     let args: Vec<&str> = cmd.iter().map(String::as_str).collect();
-    let ip = run(&lab, "a", "db", &args);
-    wait_port(&lab, &ip, 3306, Duration::from_secs(30));
+    let ip = start(&lab, "db", &args, 3306, 30);
     let (ok, out) = lab.ferry(&["check", "db", "--to", "b", "--json"]);
     let p: serde_json::Value = serde_json::from_str(&out).expect("check json");
     let db = p["processes"]
@@ -362,8 +330,7 @@ fn postgres_runs_as_its_own_user_and_is_refused_before_the_freeze_without_cap_sy
         exec setpriv --reuid=postgres --regid=postgres --init-groups \
         /usr/lib/postgresql/15/bin/postgres -D /data/pg -c listen_addresses=0.0.0.0 \
         -c unix_socket_directories=/run/pg";
-    let ip = run(&lab, "a", "pg", &["/bin/sh", "-c", script]);
-    wait_port(&lab, &ip, 5432, Duration::from_secs(30));
+    let ip = start(&lab, "pg", &["/bin/sh", "-c", script], 5432, 30);
     let s = Session::start(&lab, POSTGRES_CLIENT, &[&ip]);
     let uid = format!("uid {}", uid_of("postgres"));
     if has_cap_sys_resource() {
@@ -414,13 +381,13 @@ fn sqlite_moves_holding_its_exclusive_lock_and_its_client_connection() {
     };
     let lab = Lab::up(&env, 2);
     let marker = unique("sqlite");
-    let ip = run(
+    let ip = start(
         &lab,
-        "a",
         "lite",
         &["/usr/bin/python3", "-c", SQLITE_SERVER, &marker],
+        7000,
+        10,
     );
-    wait_port(&lab, &ip, 7000, Duration::from_secs(10));
     // A second opener of the file, in the container's mount namespace, finds it locked.
     let second_open = || {
         let pids = pids_with(&marker);

@@ -9,9 +9,8 @@
 
 mod common;
 
-use std::time::Duration;
 
-use common::apps::{moves, run, wait_port, Session};
+use common::apps::{moves, start, Session};
 use common::lab::Lab;
 use common::*;
 
@@ -97,8 +96,7 @@ fn nginx_serves_static_files_on_a_keep_alive_connection_across_moves() {
          && cat > /data/nginx.conf <<'EOF'\n{NGINX_CONF}EOF\n\
          exec /usr/sbin/nginx -p /data -e /data/error.log -c /data/nginx.conf"
     );
-    let ip = run(&lab, "a", "nginx", &["/bin/sh", "-c", &script]);
-    wait_port(&lab, &ip, 80, Duration::from_secs(10));
+    let ip = start(&lab, "nginx", &["/bin/sh", "-c", &script], 80, 10);
     for (from, to, strategy) in [("a", "b", "cold"), ("b", "a", "precopy")] {
         let s = Session::start(&lab, &format!("{RAW_HTTP}{NGINX_CLIENT}"), &[&ip, "80"]);
         let r = moves(&lab, "nginx", from, to, strategy);
@@ -165,8 +163,7 @@ fn node_keeps_its_request_count_and_keep_alive_connection_across_moves() {
     let script = format!(
         "cat > /data/server.js <<'EOF'\n{NODE_SERVER}EOF\nexec /usr/bin/node /data/server.js"
     );
-    let ip = run(&lab, "a", "node", &["/bin/sh", "-c", &script]);
-    wait_port(&lab, &ip, 8080, Duration::from_secs(20));
+    let ip = start(&lab, "node", &["/bin/sh", "-c", &script], 8080, 20);
     let mut count = 0;
     for (from, to, strategy) in [("a", "b", "cold"), ("b", "a", "hybrid")] {
         let s = Session::start(&lab, &format!("{RAW_HTTP}{NODE_CLIENT}"), &[&ip, "8080"]);
@@ -260,8 +257,7 @@ fn a_jvm_keeps_its_heap_threads_and_client_connection_across_moves() {
         "cat > /data/S.java <<'EOF'\n{JAVA_SERVER}EOF\n\
          javac -d /data /data/S.java && exec java -Xmx64m -cp /data S"
     );
-    let ip = run(&lab, "a", "jvm", &["/bin/sh", "-c", &script]);
-    wait_port(&lab, &ip, 7000, Duration::from_secs(60));
+    let ip = start(&lab, "jvm", &["/bin/sh", "-c", &script], 7000, 60);
     let mut total = 0;
     for (from, to, strategy) in [("a", "b", "cold"), ("b", "a", "postcopy")] {
         let s = Session::start(&lab, LINE_CLIENT, &[&ip, "7000"]);
@@ -342,13 +338,13 @@ fn asyncio_keeps_five_concurrent_connections_and_their_state_across_moves() {
         return;
     };
     let lab = Lab::up(&env, 2);
-    let ip = run(
+    let ip = start(
         &lab,
-        "a",
         "aio",
         &["/usr/bin/python3", "-u", "-c", ASYNCIO_SERVER],
+        8000,
+        10,
     );
-    wait_port(&lab, &ip, 8000, Duration::from_secs(10));
     let mut total = 0;
     for (from, to, strategy) in [("a", "b", "cold"), ("b", "a", "precopy")] {
         let s = Session::start(&lab, ASYNCIO_CLIENT, &[&ip]);
@@ -505,13 +501,13 @@ fn a_process_tree_keeps_shared_memory_socketpair_unix_listener_and_inotify_acros
         return;
     };
     let lab = Lab::up(&env, 2);
-    let ip = run(
+    let ip = start(
         &lab,
-        "a",
         "tree",
         &["/usr/bin/python3", "-u", "-c", IPC_TREE],
+        9000,
+        10,
     );
-    wait_port(&lab, &ip, 9000, Duration::from_secs(10));
     let mut seq = 0;
     let mut last = 0;
     let mut child = serde_json::Value::Null;

@@ -12,35 +12,6 @@ use std::process::Command;
 use common::lab::Lab;
 use common::*;
 
-/// Whether root here has CAP_SYS_RESOURCE (bit 24 of the effective set).
-fn has_cap_sys_resource() -> bool {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let hex = status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .unwrap()
-        .trim()
-        .to_string();
-    u64::from_str_radix(&hex, 16).unwrap() & (1 << 24) != 0
-}
-
-/// The host pids whose command line contains `marker`.
-fn pids_with(marker: &str) -> Vec<u32> {
-    let out = Command::new("pgrep").args(["-f", marker]).output().unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .filter_map(|p| p.parse().ok())
-        .collect()
-}
-
-/// Whether `/proc/locks` shows a lock held by host pid `pid`.
-fn holds_a_lock(pid: u32) -> bool {
-    std::fs::read_to_string("/proc/locks")
-        .unwrap()
-        .lines()
-        .any(|l| l.split_whitespace().nth(4) == Some(&pid.to_string()))
-}
-
 #[test]
 fn the_preflight_enables_file_locks_and_refuses_what_criu_cannot_read() {
     let Some(env) = e2e("the_preflight_enables_file_locks_and_refuses_what_criu_cannot_read")

@@ -50,15 +50,7 @@ impl Session {
             base.with_extension("err"),
         );
         let code = format!("{PRELUDE}\n{script}");
-        let child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &lab.netns("client"),
-                "python3",
-                "-c",
-                &code,
-            ])
+        let child = python_in_client(lab, &code)
             .args(args)
             .env("FERRY_READY", &ready)
             .env("FERRY_GO", &go)
@@ -139,24 +131,28 @@ pub fn run(lab: &Lab, host: &str, name: &str, args: &[&str]) -> String {
         .to_string()
 }
 
+/// `python3 -c CODE` in the lab's `client` namespace.
+fn python_in_client(lab: &Lab, code: &str) -> Command {
+    let mut c = Command::new("ip");
+    c.args(["netns", "exec", &lab.netns("client"), "python3", "-c", code]);
+    c
+}
+
+/// Starts `args` in container `name` on `a` and waits (up to `secs`) until its `port`
+/// answers from `client`; returns its address.
+pub fn start(lab: &Lab, name: &str, args: &[&str], port: u16, secs: u64) -> String {
+    let ip = run(lab, "a", name, args);
+    wait_port(lab, &ip, port, Duration::from_secs(secs));
+    ip
+}
+
 /// Waits until `ip:port` accepts connections from `client`.
 pub fn wait_port(lab: &Lab, ip: &str, port: u16, limit: Duration) {
     let code = format!(
         "import socket,time,sys\nt=time.time()\nwhile True:\n  try:\n    socket.create_connection(('{ip}',{port}),1).close(); break\n  except OSError:\n    if time.time()-t>{}: sys.exit(1)\n    time.sleep(0.05)",
         limit.as_secs()
     );
-    let ok = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &lab.netns("client"),
-            "python3",
-            "-c",
-            &code,
-        ])
-        .status()
-        .unwrap()
-        .success();
+    let ok = python_in_client(lab, &code).status().unwrap().success();
     assert!(ok, "nothing listens on {ip}:{port} after {limit:?}");
 }
 

@@ -323,3 +323,35 @@ pub fn check_keys(netns: &str, n: usize) {
         }
     }
 }
+
+/// Whether root here has CAP_SYS_RESOURCE (bit 24 of the effective set).
+pub fn has_cap_sys_resource() -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let hex = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .unwrap()
+        .trim()
+        .to_string();
+    u64::from_str_radix(&hex, 16).unwrap() & (1 << 24) != 0
+}
+
+/// The host pids whose command line contains `marker`.
+pub fn pids_with(marker: &str) -> Vec<u32> {
+    let out = std::process::Command::new("pgrep")
+        .args(["-f", marker])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+/// Whether `/proc/locks` shows a lock held by host pid `pid`.
+pub fn holds_a_lock(pid: u32) -> bool {
+    std::fs::read_to_string("/proc/locks")
+        .unwrap()
+        .lines()
+        .any(|l| l.split_whitespace().nth(4) == Some(&pid.to_string()))
+}

@@ -18,13 +18,7 @@ pub async fn migrate(
     options: MigrateOptions,
     on_progress: impl FnMut(&ControlReply),
 ) -> Result<Report, ControllerError> {
-    let mut conn =
-        client::control(source, creds)
-            .await
-            .map_err(|e| ControllerError::SourceUnreachable {
-                agent: source.to_string(),
-                source: e,
-            })?;
+    let mut conn = source_agent(source, creds).await?;
     let msg = ControlRequest::Migrate {
         container: container.to_string(),
         dest: dest.to_string(),
@@ -37,6 +31,19 @@ pub async fn migrate(
     }
 }
 
+/// The control connection to the agent running the container.
+async fn source_agent(
+    source: &Endpoint,
+    creds: &Credentials,
+) -> Result<ferry_transport::Conn, ControllerError> {
+    client::control(source, creds)
+        .await
+        .map_err(|e| ControllerError::SourceUnreachable {
+            agent: source.to_string(),
+            source: e,
+        })
+}
+
 /// Asks the agent at `source` for the preflight of moving `container` (to the agent at
 /// `dest`, when given): what it finds and would do, changing nothing.
 pub async fn check(
@@ -46,13 +53,7 @@ pub async fn check(
     dest: Option<&str>,
     options: MigrateOptions,
 ) -> Result<Preflight, ControllerError> {
-    let mut conn =
-        client::control(source, creds)
-            .await
-            .map_err(|e| ControllerError::SourceUnreachable {
-                agent: source.to_string(),
-                source: e,
-            })?;
+    let mut conn = source_agent(source, creds).await?;
     let msg = ControlRequest::Check {
         container: container.to_string(),
         dest: dest.map(str::to_string),

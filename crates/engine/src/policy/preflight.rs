@@ -387,7 +387,10 @@ mod tests {
         assert!(refusals.iter().any(|s| s.contains("do not fit")));
         assert!(!p.fit(Strategy::Postcopy).unwrap().fits);
         let cold = p.fit(Strategy::Cold).unwrap();
-        assert!(!cold.fits && cold.why.contains("available there"), "{cold:?}");
+        assert!(
+            !cold.fits && cold.why.contains("available there"),
+            "{cold:?}"
+        );
         let mut same = host("b");
         same.cpu_check = Some(String::new());
         let ok = assess(
