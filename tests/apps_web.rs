@@ -9,7 +9,6 @@
 
 mod common;
 
-
 use common::apps::{moves, start, Session};
 use common::lab::Lab;
 use common::*;

@@ -35,6 +35,8 @@ pub enum Refusal {
     StillReceiving(String),
     #[error("the network of container '{0}' is not managed by this agent; start it with 'ferry lab run' or the agent's Run request so ferry knows its address")]
     NetworkUnmanaged(String),
+    #[error("container '{name}' was not started by ferry, and {why}")]
+    Foreign { name: String, why: String },
     #[error("container '{name}' does not join its network namespace {netns}; ferry cannot move its address")]
     OutsideNetns { name: String, netns: PathBuf },
     #[error("container '{container}' belongs to group '{recorded}', and group '{asked}' claims it too; a container can be in one group only: remove it from one of the group files")]

@@ -18,6 +18,7 @@ pub mod containers;
 pub mod control;
 pub mod daemon;
 mod error;
+pub mod foreign;
 pub mod migrate;
 pub mod pod;
 pub mod preflight;

@@ -48,11 +48,14 @@ pub fn check_group(
 /// The container, found and checked: runc's, on the network the agent manages.
 async fn subject(agent: &Arc<Agent>, name: &str) -> Result<(Managed, AgentNetwork), AgentError> {
     let inner = agent.engine.running(name).await?;
-    let spec = agent
-        .registry
-        .get(name)
-        .and_then(|r| r.net)
-        .ok_or_else(|| Refusal::NetworkUnmanaged(name.to_string()))?;
+    let Some(spec) = agent.registry.get(name).and_then(|r| r.net) else {
+        let net = crate::foreign::network(agent, name, &inner).await?;
+        let subject = Managed {
+            inner,
+            agent: agent.clone(),
+        };
+        return Ok((subject, net));
+    };
     let net = AgentNetwork::of(agent, name, &spec)?;
     let netns = net.net.netns_path();
     if inner.bundle().netns_path().as_deref() != Some(netns.to_string_lossy().as_ref()) {

@@ -15,6 +15,7 @@ mod error;
 mod link;
 mod lock;
 mod ns;
+mod peer;
 pub mod shape;
 
 pub use arp::send_gratuitous_arp;
@@ -23,3 +24,4 @@ pub use error::NetError;
 pub use link::{inspect, parse_cidr, parse_mac, validate_spec, ContainerLink};
 pub use lock::{LockKind, NetLock, CRIU_MARK};
 pub use ns::{netns_path, Netns, NETNS_DIR};
+pub use peer::host_peer;

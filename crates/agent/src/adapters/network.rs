@@ -12,7 +12,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use ferry_engine::ports::network::{ContainerNetwork, Network, NetworkError};
-use ferry_netns::{send_gratuitous_arp, ContainerLink, NetError, NetLock, Netns, RealRunner};
+use ferry_netns::{
+    send_gratuitous_arp, ContainerLink, NetError, NetLock, Netns, RealRunner, Runner,
+};
 use ferry_types::NetSpec;
 
 use crate::config::NetMode;
@@ -50,6 +52,9 @@ pub struct ContainerNet {
     pub spec: NetSpec,
     mode: NetMode,
     link: Option<ContainerLink>,
+    /// A container ferry did not start: the host's end of its veth. Its namespace and
+    /// link are its owner's: ferry only takes the link down and up, and removes nothing.
+    foreign: Option<String>,
 }
 
 impl ContainerNet {
@@ -75,7 +80,27 @@ impl ContainerNet {
             spec,
             mode: mode.clone(),
             link,
+            foreign: None,
         })
+    }
+
+    /// The network of a container someone else started in namespace `netns`, whose
+    /// `eth0` has `spec`, reached through `host_if` on this host.
+    pub fn foreign(
+        mode: &NetMode,
+        container: &str,
+        netns: Netns,
+        spec: NetSpec,
+        host_if: String,
+    ) -> Self {
+        Self {
+            container: container.to_string(),
+            netns,
+            spec,
+            mode: mode.clone(),
+            link: None,
+            foreign: Some(host_if),
+        }
     }
 
     pub fn netns_path(&self) -> PathBuf {
@@ -109,6 +134,24 @@ impl ContainerNet {
 
     async fn step(&self, phase: HookPhase) -> Result<(), NetError> {
         let r = RealRunner;
+        if let Some(host_if) = &self.foreign {
+            let state = match phase {
+                HookPhase::Create => return Ok(()),
+                HookPhase::Up => "up",
+                HookPhase::Down | HookPhase::Destroy => "down",
+            };
+            let done = r
+                .run(&ferry_netns::Cmd::new(
+                    "ip",
+                    &["link", "set", host_if, state],
+                ))
+                .await;
+            // The link goes with its namespace once the container is gone.
+            return match (phase, done) {
+                (HookPhase::Destroy, Err(_)) | (_, Ok(_)) => Ok(()),
+                (_, Err(e)) => Err(e),
+            };
+        }
         match (&self.mode, &self.link) {
             (NetMode::Hook(h), _) => self.hook(h, phase).await,
             (NetMode::Bridge(_), Some(link)) => match phase {

@@ -1,0 +1,153 @@
+//! End-to-end: containers ferry did not start. A runc container that someone started
+//! from their own bundle, in their own named network namespace on a lab host's segment,
+//! moves with its address and its client's connection, and comes back as ferry's own.
+
+// Test code: a panic is a test failure with its message.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::process::{Command, Stdio};
+
+use common::lab::{assert_unbroken, Lab, REDIS_ARGS};
+use common::*;
+
+fn sh(args: &[&str]) {
+    let out = Command::new(args[0]).args(&args[1..]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// What a user does by hand on host `a`: a named namespace with `eth0` on the host's
+/// bridge, a bundle that joins it, and `runc run` in the agent's runtime root.
+fn start_by_hand(lab: &Lab, env: &Env, name: &str, ip: &str, mac: &str) {
+    let host = lab.netns("a");
+    let ns = format!("ferry-{}-user-{name}", lab.name());
+    let (outer, inner) = (format!("u{name}h"), format!("u{name}c"));
+    sh(&["ip", "netns", "add", &ns]);
+    sh(&["ip", "-n", &host, "link", "add", &outer, "type", "veth", "peer", "name", &inner, "netns", &ns]);
+    sh(&["ip", "-n", &ns, "link", "set", &inner, "name", "eth0"]);
+    sh(&["ip", "-n", &ns, "link", "set", "eth0", "address", mac]);
+    sh(&["ip", "-n", &ns, "addr", "add", &format!("{ip}/16"), "dev", "eth0"]);
+    sh(&["ip", "-n", &ns, "link", "set", "eth0", "up"]);
+    sh(&["ip", "-n", &ns, "link", "set", "lo", "up"]);
+    sh(&["ip", "-n", &host, "link", "set", &outer, "master", "br0", "up"]);
+    let bundle = env.work.join(format!("bundle-{name}"));
+    let b = bundle.to_str().unwrap();
+    let mut args = vec!["bundle", "create", b, "--netns"];
+    let path = format!("/run/netns/{ns}");
+    args.push(&path);
+    args.push("--");
+    args.extend_from_slice(REDIS_ARGS);
+    env.ferry_ok(&args);
+    let root = lab.dir().join("a/runc");
+    let ok = Command::new("runc")
+        .arg("--root")
+        .arg(&root)
+        .args(["run", "-d", "--bundle", b, name])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "runc run {name}");
+}
+
+/// runc's status of `name` in host `host`'s runtime root, if it is there.
+fn runc_status(lab: &Lab, host: &str, name: &str) -> Option<String> {
+    let out = Command::new("runc")
+        .arg("--root")
+        .arg(lab.dir().join(host).join("runc"))
+        .args(["state", name])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    v["status"].as_str().map(str::to_string)
+}
+
+#[test]
+fn a_runc_container_from_its_owner_s_bundle_moves_and_comes_back_as_ferry_s() {
+    let Some(env) = e2e("a_runc_container_from_its_owner_s_bundle_moves_and_comes_back_as_ferry_s")
+    else {
+        return;
+    };
+    let lab = Lab::up(&env, 2);
+    let ip = "10.77.3.41";
+    start_by_hand(&lab, &env, "uredis", ip, "02:42:0a:4d:03:29");
+    let mut ready = false;
+    for _ in 0..200 {
+        if lab.redis(ip, &["ping"]) == "PONG" {
+            ready = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    assert!(ready, "the hand-started Redis answers the lab's client");
+    lab.redis(ip, &["debug", "populate", "50000", "key", "100"]);
+    let probe = lab.probe(ip);
+
+    // A restore failure at the destination leaves it running where it was.
+    let (ok, r) = lab.migrate("uredis", "b", &["--inject-fault", "restore-fails"]);
+    assert!(!ok, "{r}");
+    assert_eq!(r["outcome"], "rolled_back", "{r}");
+    assert_eq!(runc_status(&lab, "a", "uredis").as_deref(), Some("running"));
+    assert_eq!(runc_status(&lab, "b", "uredis"), None, "{r}");
+
+    let (ok, r) = lab.migrate("uredis", "b", &[]);
+    assert!(ok, "{r}");
+    assert_eq!(r["outcome"], "migrated", "{r}");
+    assert_eq!(runc_status(&lab, "b", "uredis").as_deref(), Some("running"));
+    assert_eq!(runc_status(&lab, "a", "uredis"), None, "gone from a's runc");
+    assert!(
+        lab.containers_on("b").contains(&"uredis".to_string()),
+        "b's agent knows it as its own"
+    );
+
+    // Back, now as one of ferry's containers.
+    let (ok, r) = lab.migrate("uredis", "a", &["--strategy", "precopy"]);
+    assert!(ok, "{r}");
+    assert_eq!(runc_status(&lab, "a", "uredis").as_deref(), Some("running"));
+    let p = probe.stop();
+    assert_unbroken(&p);
+    assert_eq!(lab.redis(ip, &["dbsize"]), "50001", "the keys and the probe's");
+}
+
+#[test]
+fn a_runc_container_ferry_cannot_read_is_refused_in_one_sentence() {
+    let Some(env) = e2e("a_runc_container_ferry_cannot_read_is_refused_in_one_sentence") else {
+        return;
+    };
+    let lab = Lab::up(&env, 2);
+    // Its own unnamed network namespace: nothing tells ferry where its address lives.
+    let bundle = env.work.join("bundle-lonely");
+    let b = bundle.to_str().unwrap();
+    env.ferry_ok(&["bundle", "create", b, "--", "/bin/sleep", "100000"]);
+    let ok = Command::new("runc")
+        .arg("--root")
+        .arg(lab.dir().join("a/runc"))
+        .args(["run", "-d", "--bundle", b, "lonely"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    let (moved, said) = lab.ferry(&["migrate", "lonely", "--to", "b"]);
+    assert!(!moved, "{said}");
+    assert!(
+        said.contains("was not started by ferry") && said.contains("ip netns add"),
+        "{said}"
+    );
+    assert_eq!(said.trim().lines().count(), 1, "{said}");
+    assert_eq!(runc_status(&lab, "a", "lonely").as_deref(), Some("running"));
+    let _ = Command::new("runc")
+        .arg("--root")
+        .arg(lab.dir().join("a/runc"))
+        .args(["delete", "-f", "lonely"])
+        .output();
+}
