@@ -23,18 +23,36 @@ fn sh(args: &[&str]) {
 
 /// What a user does by hand on host `a`: a named namespace with `eth0` on the host's
 /// bridge, a bundle that joins it, and `runc run` in the agent's runtime root.
-fn start_by_hand(lab: &Lab, env: &Env, name: &str, ip: &str, mac: &str) {
+fn start_by_hand(lab: &Lab, env: &Env, name: &str, ip: &str, mac: &str, attach: bool) {
     let host = lab.netns("a");
     let ns = format!("ferry-{}-user-{name}", lab.name());
     let (outer, inner) = (format!("u{name}h"), format!("u{name}c"));
     sh(&["ip", "netns", "add", &ns]);
-    sh(&["ip", "-n", &host, "link", "add", &outer, "type", "veth", "peer", "name", &inner, "netns", &ns]);
+    sh(&[
+        "ip", "-n", &host, "link", "add", &outer, "type", "veth", "peer", "name", &inner, "netns",
+        &ns,
+    ]);
     sh(&["ip", "-n", &ns, "link", "set", &inner, "name", "eth0"]);
     sh(&["ip", "-n", &ns, "link", "set", "eth0", "address", mac]);
-    sh(&["ip", "-n", &ns, "addr", "add", &format!("{ip}/16"), "dev", "eth0"]);
+    sh(&[
+        "ip",
+        "-n",
+        &ns,
+        "addr",
+        "add",
+        &format!("{ip}/16"),
+        "dev",
+        "eth0",
+    ]);
     sh(&["ip", "-n", &ns, "link", "set", "eth0", "up"]);
     sh(&["ip", "-n", &ns, "link", "set", "lo", "up"]);
-    sh(&["ip", "-n", &host, "link", "set", &outer, "master", "br0", "up"]);
+    if attach {
+        sh(&[
+            "ip", "-n", &host, "link", "set", &outer, "master", "br0", "up",
+        ]);
+    } else {
+        sh(&["ip", "-n", &host, "link", "set", &outer, "up"]);
+    }
     let bundle = env.work.join(format!("bundle-{name}"));
     let b = bundle.to_str().unwrap();
     let mut args = vec!["bundle", "create", b, "--netns"];
@@ -77,7 +95,7 @@ fn a_runc_container_from_its_owner_s_bundle_moves_and_comes_back_as_ferry_s() {
     };
     let lab = Lab::up(&env, 2);
     let ip = "10.77.3.41";
-    start_by_hand(&lab, &env, "uredis", ip, "02:42:0a:4d:03:29");
+    start_by_hand(&lab, &env, "uredis", ip, "02:42:0a:4d:03:29", true);
     let mut ready = false;
     for _ in 0..200 {
         if lab.redis(ip, &["ping"]) == "PONG" {
@@ -113,12 +131,18 @@ fn a_runc_container_from_its_owner_s_bundle_moves_and_comes_back_as_ferry_s() {
     assert_eq!(runc_status(&lab, "a", "uredis").as_deref(), Some("running"));
     let p = probe.stop();
     assert_unbroken(&p);
-    assert_eq!(lab.redis(ip, &["dbsize"]), "50001", "the keys and the probe's");
+    assert_eq!(
+        lab.redis(ip, &["dbsize"]),
+        "50001",
+        "the keys and the probe's"
+    );
 }
 
 #[test]
-fn a_runc_container_ferry_cannot_read_is_refused_in_one_sentence() {
-    let Some(env) = e2e("a_runc_container_ferry_cannot_read_is_refused_in_one_sentence") else {
+fn runc_containers_whose_address_ferry_cannot_move_are_refused_in_one_sentence() {
+    let Some(env) =
+        e2e("runc_containers_whose_address_ferry_cannot_move_are_refused_in_one_sentence")
+    else {
         return;
     };
     let lab = Lab::up(&env, 2);
@@ -150,4 +174,21 @@ fn a_runc_container_ferry_cannot_read_is_refused_in_one_sentence() {
         .arg(lab.dir().join("a/runc"))
         .args(["delete", "-f", "lonely"])
         .output();
+
+    // A veth on no bridge: its address cannot follow it.
+    start_by_hand(
+        &lab,
+        &env,
+        "astray",
+        "10.77.3.42",
+        "02:42:0a:4d:03:2a",
+        false,
+    );
+    let (moved, said) = lab.ferry(&["migrate", "astray", "--to", "b"]);
+    assert!(!moved, "{said}");
+    assert!(
+        said.contains("is on no bridge, not on br0") && said.contains("cannot follow"),
+        "{said}"
+    );
+    assert_eq!(runc_status(&lab, "a", "astray").as_deref(), Some("running"));
 }

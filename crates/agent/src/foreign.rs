@@ -5,8 +5,9 @@
 //!
 //! What ferry needs of such a container: a named network namespace (`/run/netns/NAME`,
 //! as `ip netns add` makes) whose `eth0` is a veth with an IPv4 address, its other end
-//! in this host's namespace (on the segment the destination shares), and its root file
-//! system inside its bundle directory. Anything else is refused in one sentence.
+//! in this host's namespace on the bridge the hosts share (the agent's `--bridge`), and
+//! its root file system inside its bundle directory. Anything else is refused in one
+//! sentence, before anything is frozen.
 
 use std::sync::Arc;
 
@@ -14,6 +15,7 @@ use ferry_containers::runc::RuncSubject;
 use ferry_netns::{Netns, RealRunner, NETNS_DIR};
 
 use crate::adapters::network::{AgentNetwork, ContainerNet};
+use crate::config::NetMode;
 use crate::error::{AgentError, Refusal};
 use crate::state::Agent;
 
@@ -67,6 +69,21 @@ pub async fn network(
     let host_if = ferry_netns::host_peer(&RealRunner, &netns)
         .await
         .map_err(|e| refuse(name, e.to_string()))?;
+    // Its address can follow only on the segment the hosts share: the agent's bridge.
+    if let NetMode::Bridge(shared) = &agent.cfg.net {
+        let on = ferry_netns::bridge_of(&RealRunner, &host_if)
+            .await
+            .map_err(|e| refuse(name, e.to_string()))?;
+        if on.as_deref() != Some(shared.as_str()) {
+            let on = on.map_or("no bridge".to_string(), |b| format!("bridge {b}"));
+            return Err(refuse(
+                name,
+                format!(
+                    "its link {host_if} is on {on}, not on {shared}, the segment the hosts share, so its address and connections cannot follow it; attach it to {shared}"
+                ),
+            ));
+        }
+    }
     tracing::info!(
         container = name,
         netns = %ns_name,

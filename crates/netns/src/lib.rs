@@ -24,4 +24,4 @@ pub use error::NetError;
 pub use link::{inspect, parse_cidr, parse_mac, validate_spec, ContainerLink};
 pub use lock::{LockKind, NetLock, CRIU_MARK};
 pub use ns::{netns_path, Netns, NETNS_DIR};
-pub use peer::host_peer;
+pub use peer::{bridge_of, host_peer};

@@ -26,6 +26,20 @@ fn named(json: &str, index: u64, peer: u64) -> Option<String> {
         .and_then(|l| l.get("ifname")?.as_str().map(str::to_string))
 }
 
+/// The bridge interface `ifname` of this namespace is a port of, from `ip -j link show`.
+fn master_of(json: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(json).ok()?;
+    v.get(0)?.get("master")?.as_str().map(str::to_string)
+}
+
+/// The bridge that `ifname` (an interface of this namespace) is attached to, if any.
+pub async fn bridge_of(runner: &impl Runner, ifname: &str) -> Result<Option<String>, NetError> {
+    let out = runner
+        .run(&Cmd::new("ip", &["-j", "link", "show", "dev", ifname]))
+        .await?;
+    Ok(master_of(&out))
+}
+
 /// The interface of this namespace at the other end of `eth0` in `netns`.
 pub async fn host_peer(runner: &impl Runner, netns: &Netns) -> Result<String, NetError> {
     let ns = netns.name.as_str();
@@ -63,5 +77,10 @@ mod tests {
             None,
             "not a veth"
         );
+        assert_eq!(
+            master_of(r#"[{"ifname":"vuser","master":"br0"}]"#).as_deref(),
+            Some("br0")
+        );
+        assert_eq!(master_of(r#"[{"ifname":"vuser"}]"#), None);
     }
 }
