@@ -1,6 +1,7 @@
 //! End-to-end: containers ferry did not start. A runc container that someone started
-//! from their own bundle, in their own named network namespace on a lab host's segment,
-//! moves with its address and its client's connection, and comes back as ferry's own.
+//! from their own bundle (its root file system outside it), in their own named network
+//! namespace on a lab host's segment, moves with its address and its client's
+//! connection, and comes back as ferry's own.
 
 // Test code: a panic is a test failure with its message.
 #![allow(clippy::unwrap_used)]
@@ -61,6 +62,14 @@ fn start_by_hand(lab: &Lab, env: &Env, name: &str, ip: &str, mac: &str, attach: 
     args.push("--");
     args.extend_from_slice(REDIS_ARGS);
     env.ferry_ok(&args);
+    // Its root file system elsewhere, as a bundle that points at an unpacked image has.
+    let elsewhere = env.work.join(format!("rootfs-{name}"));
+    std::fs::rename(bundle.join("rootfs"), &elsewhere).unwrap();
+    let config = bundle.join("config.json");
+    let mut c: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&config).unwrap()).unwrap();
+    c["root"]["path"] = elsewhere.to_str().unwrap().into();
+    std::fs::write(&config, serde_json::to_vec_pretty(&c).unwrap()).unwrap();
     let root = lab.dir().join("a/runc");
     let ok = Command::new("runc")
         .arg("--root")
@@ -123,6 +132,12 @@ fn a_runc_container_from_its_owner_s_bundle_moves_and_comes_back_as_ferry_s() {
     assert!(
         lab.containers_on("b").contains(&"uredis".to_string()),
         "b's agent knows it as its own"
+    );
+    let config = lab.dir().join("b/bundles/uredis/config.json");
+    let c: serde_json::Value = serde_json::from_slice(&std::fs::read(config).unwrap()).unwrap();
+    assert_eq!(
+        c["root"]["path"], "rootfs",
+        "its root file system landed in its bundle"
     );
 
     // Back, now as one of ferry's containers.

@@ -5,9 +5,9 @@
 //!
 //! What ferry needs of such a container: a named network namespace (`/run/netns/NAME`,
 //! as `ip netns add` makes) whose `eth0` is a veth with an IPv4 address, its other end
-//! in this host's namespace on the bridge the hosts share (the agent's `--bridge`), and
-//! its root file system inside its bundle directory. Anything else is refused in one
-//! sentence, before anything is frozen.
+//! in this host's namespace on the bridge the hosts share (the agent's `--bridge`).
+//! Its root file system may be anywhere: at the destination it lands in the bundle's
+//! `rootfs`. Anything else is refused in one sentence, before anything is frozen.
 
 use std::sync::Arc;
 
@@ -34,16 +34,6 @@ pub async fn network(
     inner: &RuncSubject,
 ) -> Result<AgentNetwork, AgentError> {
     let bundle = inner.bundle();
-    if !bundle.rootfs().starts_with(&bundle.dir) {
-        return Err(refuse(
-            name,
-            format!(
-                "its root file system {} is outside its bundle {}; put it in the bundle directory",
-                bundle.rootfs().display(),
-                bundle.dir.display()
-            ),
-        ));
-    }
     let path = bundle.netns_path().ok_or_else(|| {
         refuse(
             name,

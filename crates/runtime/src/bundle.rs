@@ -81,6 +81,19 @@ impl Bundle {
             .map(str::to_string)
     }
 
+    /// Whether its root file system lies outside its directory (an absolute `root.path`
+    /// elsewhere, or one that climbs out).
+    pub fn rootfs_outside(&self) -> bool {
+        !self.rootfs().starts_with(&self.dir)
+    }
+
+    /// Points `root.path` at `path` (relative to the bundle directory).
+    pub fn set_root_path(&mut self, path: &str) {
+        if let Some(root) = self.config.get_mut("root").and_then(Value::as_object_mut) {
+            root.insert("path".into(), Value::String(path.to_string()));
+        }
+    }
+
     /// Makes the container join the network namespace at `path`.
     pub fn set_netns_path(&mut self, path: &str) {
         if let Some(list) = self.namespaces_mut() {

@@ -18,6 +18,10 @@ use crate::RuntimeError;
 /// Longest path accepted in a stream.
 const MAX_PATH: usize = 4096;
 
+/// Where a root file system outside its bundle directory goes in the shipment, and in
+/// the bundle at the destination.
+pub const OUTSIDE_ROOTFS: &str = "rootfs";
+
 /// Lists what ships with `bundle`, parents before children, and a digest of it that
 /// changes when any listed file changes.
 pub fn list_bundle(bundle: &Bundle) -> Result<(Vec<FileEntry>, String), RuntimeError> {
@@ -35,10 +39,10 @@ pub fn list_bundle(bundle: &Bundle) -> Result<(Vec<FileEntry>, String), RuntimeE
         mtime: meta.mtime(),
     });
     let rootfs = bundle.rootfs();
+    // A root file system elsewhere ships as the bundle's `rootfs`.
     let root_rel = rootfs
         .strip_prefix(&bundle.dir)
-        .map_err(|_| RuntimeError::UnsafePath(rootfs.display().to_string()))?
-        .to_path_buf();
+        .map_or_else(|_| PathBuf::from(OUTSIDE_ROOTFS), Path::to_path_buf);
     let skip: Vec<PathBuf> = bundle
         .bind_mount_destinations()
         .iter()

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use ferry_engine::ports::container::{ContainerError, Shipment, ShipmentSink};
 use ferry_runtime::bundle::{Bundle, CRIU_CONFIG_ANNOTATION};
-use ferry_runtime::manifest::{list_bundle, IncomingFile, Unpacker};
+use ferry_runtime::manifest::{list_bundle, IncomingFile, Unpacker, OUTSIDE_ROOTFS};
 use ferry_types::FileEntry;
 
 use super::{failed, RuncSettings};
@@ -15,13 +15,39 @@ use super::{failed, RuncSettings};
 pub const DIGEST_FILE: &str = ".ferry-digest";
 
 /// The bundle's files, and the digest the destination compares with the one it holds.
+/// A root file system outside the bundle directory is read through a view: a directory
+/// of two links, `config.json` and `rootfs`, so that every entry is a path under one root.
 pub fn bundle_shipment(bundle: &Bundle) -> Result<Shipment, ContainerError> {
     let (entries, digest) = list_bundle(bundle).map_err(failed)?;
+    let root = if bundle.rootfs_outside() {
+        view(bundle)?
+    } else {
+        bundle.dir.clone()
+    };
     Ok(Shipment {
         digest,
-        root: bundle.dir.clone(),
+        root,
         entries,
     })
+}
+
+/// The view of a bundle whose root file system is elsewhere (made again each time).
+fn view(bundle: &Bundle) -> Result<PathBuf, ContainerError> {
+    use std::hash::{Hash as _, Hasher as _};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    bundle.dir.hash(&mut h);
+    let dir = std::env::temp_dir().join(format!("ferry-view-{:016x}", h.finish()));
+    let io = |p: &Path, e| ContainerError::io(p, e);
+    std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
+    for (name, target) in [
+        ("config.json", bundle.dir.join("config.json")),
+        (OUTSIDE_ROOTFS, bundle.rootfs()),
+    ] {
+        let link = dir.join(name);
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(&target, &link).map_err(|e| io(&link, e))?;
+    }
+    Ok(dir)
 }
 
 /// A bundle arriving at the destination.
@@ -88,6 +114,9 @@ impl ShipmentSink for BundleSink {
         self.unpacker = None;
         let name = self.container.clone();
         let mut b = Bundle::load(&self.staging).map_err(failed)?;
+        if b.rootfs_outside() {
+            b.set_root_path(OUTSIDE_ROOTFS);
+        }
         b.set_netns_path(&netns.display().to_string());
         b.set_cgroups_path(&self.settings.cgroups_path(&name));
         b.set_annotation(
