@@ -127,7 +127,8 @@ async fn check(
     let facts = match dest {
         Some(d) => {
             let ep: Endpoint = d.parse()?;
-            Some(crate::preflight::probe(agent, &ep).await?)
+            let paths = crate::preflight::bind_sources(agent, container).await;
+            Some(crate::preflight::probe(agent, &ep, paths).await?)
         }
         None => None,
     };

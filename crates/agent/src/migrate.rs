@@ -104,7 +104,8 @@ pub async fn migrate(
     }
     // The preflight: nothing is frozen before it has said yes. A destination that
     // cannot be asked is not judged here; the migration itself will say why it fails.
-    let dest_facts = crate::preflight::probe(&agent, &req.dest).await.ok();
+    let paths = subject.inner.bundle().bind_mount_sources();
+    let dest_facts = crate::preflight::probe(&agent, &req.dest, paths).await.ok();
     let pf = crate::preflight::check(&agent, &req.container, dest_facts.as_ref()).await?;
     if let Some(r) = crate::preflight::refusal(&req.container, &pf) {
         return Err(r.into());

@@ -19,8 +19,13 @@ use crate::state::Agent;
 /// How long the destination may take to say what it can take.
 const PROBE_WITHIN: Duration = Duration::from_secs(10);
 
-/// Asks the destination what it can take.
-pub async fn probe(agent: &Agent, dest: &Endpoint) -> Result<HostFacts, Refusal> {
+/// Asks the destination what it can take, and which of `paths` (what the container
+/// bind-mounts) it lacks.
+pub async fn probe(
+    agent: &Agent,
+    dest: &Endpoint,
+    paths: Vec<String>,
+) -> Result<HostFacts, Refusal> {
     let unreachable = |why: String| Refusal::Unreachable {
         dest: dest.to_string(),
         why,
@@ -37,6 +42,7 @@ pub async fn probe(agent: &Agent, dest: &Endpoint) -> Result<HostFacts, Refusal>
             .map_err(|e| unreachable(e.to_string()))?;
         link.send(&PeerRequest::Probe {
             cpuinfo: agent.cpuinfo(),
+            paths,
         })
         .await
         .map_err(|e| unreachable(e.to_string()))?;
@@ -49,6 +55,14 @@ pub async fn probe(agent: &Agent, dest: &Endpoint) -> Result<HostFacts, Refusal>
     tokio::time::timeout(PROBE_WITHIN, ask)
         .await
         .map_err(|_| unreachable(format!("no answer within {PROBE_WITHIN:?}")))?
+}
+
+/// The host paths container `name` bind-mounts, which its destination must have.
+pub async fn bind_sources(agent: &Arc<Agent>, name: &str) -> Vec<String> {
+    match agent.engine.open(name).await {
+        Ok(s) => s.bundle().bind_mount_sources(),
+        Err(_) => Vec::new(),
+    }
 }
 
 /// The preflight of container `name`, towards `dest` when it is known.

@@ -138,6 +138,7 @@ pub fn host(name: &str, criu_version: Option<String>, lazy_pages: bool) -> HostF
         mem_available: kib(&meminfo, "MemAvailable:"),
         swap_total: kib(&meminfo, "SwapTotal:"),
         cpu_check: None,
+        missing_paths: Vec::new(),
     }
 }
 

@@ -70,6 +70,10 @@ pub enum PeerRequest {
     Probe {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         cpuinfo: Option<String>,
+        /// Paths of the source's host the container bind-mounts, for the destination to
+        /// say which it lacks.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        paths: Vec<String>,
     },
 }
 

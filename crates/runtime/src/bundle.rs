@@ -129,18 +129,25 @@ impl Bundle {
         };
         mounts
             .iter()
-            .filter(|m| {
-                m.get("type").and_then(Value::as_str) == Some("bind")
-                    || m.get("options").and_then(Value::as_array).is_some_and(|o| {
-                        o.iter()
-                            .any(|x| matches!(x.as_str(), Some("bind") | Some("rbind")))
-                    })
-            })
+            .filter(|m| is_bind(m))
             .filter_map(|m| {
                 m.get("destination")
                     .and_then(Value::as_str)
                     .map(str::to_string)
             })
+            .collect()
+    }
+
+    /// The host paths it bind-mounts (sources of bind mounts): they must exist wherever
+    /// it runs.
+    pub fn bind_mount_sources(&self) -> Vec<String> {
+        let Some(mounts) = self.config.get("mounts").and_then(Value::as_array) else {
+            return Vec::new();
+        };
+        mounts
+            .iter()
+            .filter(|m| is_bind(m))
+            .filter_map(|m| m.get("source").and_then(Value::as_str).map(str::to_string))
             .collect()
     }
 
@@ -167,6 +174,15 @@ impl Bundle {
         }
         hex::encode(Sha256::digest(c.to_string().as_bytes()))
     }
+}
+
+/// Whether an OCI mount is a bind mount (by its type or its options).
+fn is_bind(m: &Value) -> bool {
+    m.get("type").and_then(Value::as_str) == Some("bind")
+        || m.get("options").and_then(Value::as_array).is_some_and(|o| {
+            o.iter()
+                .any(|x| matches!(x.as_str(), Some("bind") | Some("rbind")))
+        })
 }
 
 /// A container that runs a program of this host, with no image: an empty root file

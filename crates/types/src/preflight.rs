@@ -52,6 +52,10 @@ pub struct HostFacts {
     /// when compatible, else CRIU's reason.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpu_check: Option<String>,
+    /// Of the paths the source asked about (what the container bind-mounts), those this
+    /// host lacks.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing_paths: Vec<String>,
 }
 
 /// What ferry does about a finding.

@@ -149,9 +149,14 @@ impl DestHost for AgentHost {
         self.0.registry.remove(container);
     }
 
-    fn facts(&self, cpuinfo: Option<&str>) -> HostFacts {
+    fn facts(&self, cpuinfo: Option<&str>, paths: &[String]) -> HostFacts {
         let mut f = self.0.host_facts();
         f.cpu_check = cpuinfo.map(|c| self.0.cpu_check(c));
+        f.missing_paths = paths
+            .iter()
+            .filter(|p| p.starts_with('/') && !std::path::Path::new(p).exists())
+            .cloned()
+            .collect();
         f
     }
 }

@@ -62,6 +62,7 @@ pub enum DestAction {
     },
     Probe {
         cpuinfo: Option<String>,
+        paths: Vec<String>,
     },
 }
 
@@ -84,6 +85,9 @@ impl Default for DestMachine {
 }
 
 /// The longest image file name accepted, and what it may contain.
+/// Most paths a probe may ask about.
+const MAX_PROBED_PATHS: usize = 256;
+
 fn valid_image_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 128
@@ -136,8 +140,13 @@ impl DestMachine {
             (S::AwaitPrepare, PeerRequest::Resolve { session }) => {
                 vec![DestAction::Resolve { session }]
             }
-            (S::AwaitPrepare, PeerRequest::Probe { cpuinfo }) => {
-                vec![DestAction::Probe { cpuinfo }]
+            (S::AwaitPrepare, PeerRequest::Probe { cpuinfo, paths }) => {
+                if paths.len() > MAX_PROBED_PATHS || paths.iter().any(|p| p.len() > 4096) {
+                    return Err(ProtoError::BadMessage(format!(
+                        "a probe asks about at most {MAX_PROBED_PATHS} paths of at most 4096 bytes"
+                    )));
+                }
+                vec![DestAction::Probe { cpuinfo, paths }]
             }
             (S::Bundle { file: None }, PeerRequest::BundleFile { entry }) => {
                 let size = entry.content_len();
@@ -275,6 +284,24 @@ mod tests {
 
     fn m(msg: PeerRequest) -> Input {
         Input::Message(msg)
+    }
+
+    #[test]
+    fn a_probe_asks_about_a_bounded_number_of_paths() {
+        let mut d = DestMachine::new();
+        let ok = PeerRequest::Probe {
+            cpuinfo: None,
+            paths: vec!["/srv/data".into()],
+        };
+        assert!(matches!(
+            d.on(m(ok)).unwrap().as_slice(),
+            [DestAction::Probe { paths, .. }] if paths.len() == 1
+        ));
+        let flood = PeerRequest::Probe {
+            cpuinfo: None,
+            paths: vec!["/x".into(); MAX_PROBED_PATHS + 1],
+        };
+        assert!(d.on(m(flood)).is_err());
     }
 
     #[test]

@@ -240,8 +240,8 @@ async fn step(
             }
             now(PeerReply::Aborted)
         }
-        DestAction::Probe { cpuinfo } => now(PeerReply::Probed {
-            host: ports.host.facts(cpuinfo.as_deref()),
+        DestAction::Probe { cpuinfo, paths } => now(PeerReply::Probed {
+            host: ports.host.facts(cpuinfo.as_deref(), &paths),
         }),
         DestAction::Resolve { session: id } => {
             let state = ports.host.session_state(&id);

@@ -77,6 +77,15 @@ fn destination_findings(procs: &[ProcessFacts], dest: &HostFacts, out: &mut Vec<
             ),
         });
     }
+    for p in &dest.missing_paths {
+        out.push(Finding {
+            action: Action::Refuse,
+            subject: host.clone(),
+            sentence: format!(
+                "it lacks {p}, which the container bind-mounts from its host; create it there (with what the container expects in it), or move the container to a host that has it"
+            ),
+        });
+    }
     if dest.criu_version.is_none() {
         out.push(Finding {
             action: Action::Refuse,
@@ -240,6 +249,7 @@ mod tests {
             mem_available: 20 * GB,
             swap_total: 0,
             cpu_check: None,
+            missing_paths: Vec::new(),
         }
     }
 
@@ -375,6 +385,7 @@ mod tests {
         b.mem_available = GB / 4;
         b.lazy_pages = false;
         b.cpu_check = Some("CPU feature avx512f missing".into());
+        b.missing_paths = vec!["/srv/data".into()];
         let p = assess("redis", vec![proc(7, "redis-server")], &host("a"), Some(&b));
         let refusals: Vec<&str> = p
             .findings
@@ -384,6 +395,7 @@ mod tests {
             .collect();
         assert!(refusals.iter().any(|s| s.contains("no usable CRIU")));
         assert!(refusals.iter().any(|s| s.contains("avx512f missing")));
+        assert!(refusals.iter().any(|s| s.contains("lacks /srv/data")));
         assert!(refusals.iter().any(|s| s.contains("do not fit")));
         assert!(!p.fit(Strategy::Postcopy).unwrap().fits);
         let cold = p.fit(Strategy::Cold).unwrap();

@@ -117,5 +117,7 @@ pub trait DestHost: Send + Sync {
     fn forget(&self, container: &str);
     /// What this host can take (the preflight asks); with `cpuinfo` (the source CPU's
     /// description, hex), whether its processes can run on this CPU.
-    fn facts(&self, cpuinfo: Option<&str>) -> HostFacts;
+    /// `paths` are paths of the source's host the container bind-mounts: the answer
+    /// names those this host lacks.
+    fn facts(&self, cpuinfo: Option<&str>, paths: &[String]) -> HostFacts;
 }

@@ -160,7 +160,7 @@ impl DestHost for FakeHost {
     fn forget(&self, _container: &str) {
         self.cfg.log("dst forget");
     }
-    fn facts(&self, _cpuinfo: Option<&str>) -> ferry_types::HostFacts {
+    fn facts(&self, _cpuinfo: Option<&str>, _paths: &[String]) -> ferry_types::HostFacts {
         ferry_types::HostFacts {
             name: "dst".into(),
             lazy_pages: self.cfg.lazy_pages,
