@@ -154,10 +154,10 @@ fn a_runc_container_from_its_owner_s_bundle_moves_and_comes_back_as_ferry_s() {
 }
 
 #[test]
-fn runc_containers_whose_address_ferry_cannot_move_are_refused_in_one_sentence() {
-    let Some(env) =
-        e2e("runc_containers_whose_address_ferry_cannot_move_are_refused_in_one_sentence")
-    else {
+fn runc_containers_ferry_cannot_move_are_refused_and_a_broken_post_copy_resumes_where_it_was() {
+    let Some(env) = e2e(
+        "runc_containers_ferry_cannot_move_are_refused_and_a_broken_post_copy_resumes_where_it_was",
+    ) else {
         return;
     };
     let lab = Lab::up(&env, 2);
@@ -206,4 +206,35 @@ fn runc_containers_whose_address_ferry_cannot_move_are_refused_in_one_sentence()
         "{said}"
     );
     assert_eq!(runc_status(&lab, "a", "astray").as_deref(), Some("running"));
+
+    // Post-copy broken after it ran at b: kept frozen on a, and `ferry resume` finds its
+    // owner's network again.
+    let ip = "10.77.3.43";
+    start_by_hand(&lab, &env, "urest", ip, "02:42:0a:4d:03:2b", true);
+    let mut up = false;
+    for _ in 0..200 {
+        up = lab.redis(ip, &["ping"]) == "PONG";
+        if up {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    assert!(up);
+    lab.redis(ip, &["debug", "populate", "20000", "key", "100"]);
+    let (ok, r) = lab.migrate(
+        "urest",
+        "b",
+        &["--strategy", "postcopy", "--inject-fault", "cut-postcopy"],
+    );
+    assert!(!ok, "{r}");
+    assert_eq!(r["outcome"], "failed", "{r}");
+    assert_eq!(runc_status(&lab, "a", "urest").as_deref(), Some("paused"));
+    let (ok, out) = lab.ferry(&["resume", "urest"]);
+    assert!(ok, "{out}");
+    assert_eq!(runc_status(&lab, "a", "urest").as_deref(), Some("running"));
+    assert_eq!(
+        lab.redis(ip, &["dbsize"]),
+        "20000",
+        "it answers at its address again"
+    );
 }

@@ -33,8 +33,6 @@ pub enum Refusal {
     Unknown { name: String, host: String },
     #[error("container '{0}' is still receiving its memory from its last migration; try again when it is done")]
     StillReceiving(String),
-    #[error("the network of container '{0}' is not managed by this agent; start it with 'ferry lab run' or the agent's Run request so ferry knows its address")]
-    NetworkUnmanaged(String),
     #[error("container '{name}' was not started by ferry, and {why}")]
     Foreign { name: String, why: String },
     #[error("container '{name}' does not join its network namespace {netns}; ferry cannot move its address")]
@@ -54,8 +52,6 @@ pub enum Refusal {
     },
     #[error("container '{name}' is {status}, not frozen; there is nothing to resume")]
     NotFrozen { name: String, status: String },
-    #[error("container '{0}' is not managed by this agent")]
-    Unmanaged(String),
     #[error(transparent)]
     Strategy(#[from] StrategyError),
     #[error(transparent)]

@@ -193,12 +193,11 @@ pub async fn resume(agent: &Arc<Agent>, name: &str) -> Result<(), AgentError> {
         }
         .into());
     }
-    let spec = agent
-        .registry
-        .get(name)
-        .and_then(|r| r.net)
-        .ok_or_else(|| Refusal::Unmanaged(name.to_string()))?;
-    let net = AgentNetwork::of(agent, name, &spec)?;
+    // A container someone else started: its network is found again where it was.
+    let net = match agent.registry.get(name).and_then(|r| r.net) {
+        Some(spec) => AgentNetwork::of(agent, name, &spec)?,
+        None => crate::foreign::network(agent, name, &subject).await?,
+    };
     let errors = undo(
         &net,
         &subject,
