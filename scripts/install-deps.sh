@@ -73,6 +73,25 @@ apt_install() {
 RUNTIME_PKGS=(runc iproute2 nftables iptables redis-server redis-tools iperf3 procps kmod ethtool python3)
 apt_install "${RUNTIME_PKGS[@]}"
 
+# The container engines ferry moves containers of besides plain runc (docs/engines.md).
+# Their packages would start system-wide daemons; nothing here wants those (the lab starts
+# its own per host), so services are kept from starting while they install.
+ENGINE_PKGS=(podman docker.io)
+if [ "${FERRY_SKIP_ENGINES:-0}" != 1 ] && [ -n "$(missing "${ENGINE_PKGS[@]}")" ]; then
+    placed_policy=0
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\n# ferry install-deps: no service starts while packages install\nexit 101\n' >/usr/sbin/policy-rc.d
+        chmod 755 /usr/sbin/policy-rc.d
+        placed_policy=1
+        trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+    fi
+    apt_install "${ENGINE_PKGS[@]}"
+    if [ "$placed_policy" = 1 ]; then
+        rm -f /usr/sbin/policy-rc.d
+        trap - EXIT
+    fi
+fi
+
 # The applications of the compatibility suite (tests/apps.rs, docs/compatibility.md).
 # FERRY_SKIP_APPS=1 leaves them out.
 APP_PKGS=(memcached nginx-light mariadb-server mariadb-client python3-pymysql postgresql
