@@ -70,11 +70,15 @@ fn start_by_hand(lab: &Lab, env: &Env, name: &str, ip: &str, mac: &str, attach: 
         serde_json::from_slice(&std::fs::read(&config).unwrap()).unwrap();
     c["root"]["path"] = elsewhere.to_str().unwrap().into();
     std::fs::write(&config, serde_json::to_vec_pretty(&c).unwrap()).unwrap();
-    let root = lab.dir().join("a/runc");
+    runc_run(lab, b, name);
+}
+
+/// `runc run -d` of `bundle` as `name` in host `a`'s runtime root, as its owner would.
+fn runc_run(lab: &Lab, bundle: &str, name: &str) {
     let ok = Command::new("runc")
         .arg("--root")
-        .arg(&root)
-        .args(["run", "-d", "--bundle", b, name])
+        .arg(lab.dir().join("a/runc"))
+        .args(["run", "-d", "--bundle", bundle, name])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -105,15 +109,7 @@ fn a_runc_container_from_its_owner_s_bundle_moves_and_comes_back_as_ferry_s() {
     let lab = Lab::up(&env, 2);
     let ip = "10.77.3.41";
     start_by_hand(&lab, &env, "uredis", ip, "02:42:0a:4d:03:29", true);
-    let mut ready = false;
-    for _ in 0..200 {
-        if lab.redis(ip, &["ping"]) == "PONG" {
-            ready = true;
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(25));
-    }
-    assert!(ready, "the hand-started Redis answers the lab's client");
+    lab.wait_redis(ip);
     lab.redis(ip, &["debug", "populate", "50000", "key", "100"]);
     let probe = lab.probe(ip);
 
@@ -165,17 +161,7 @@ fn runc_containers_ferry_cannot_move_are_refused_and_a_broken_post_copy_resumes_
     let bundle = env.work.join("bundle-lonely");
     let b = bundle.to_str().unwrap();
     env.ferry_ok(&["bundle", "create", b, "--", "/bin/sleep", "100000"]);
-    let ok = Command::new("runc")
-        .arg("--root")
-        .arg(lab.dir().join("a/runc"))
-        .args(["run", "-d", "--bundle", b, "lonely"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok);
+    runc_run(&lab, b, "lonely");
     let (moved, said) = lab.ferry(&["migrate", "lonely", "--to", "b"]);
     assert!(!moved, "{said}");
     assert!(
@@ -211,15 +197,7 @@ fn runc_containers_ferry_cannot_move_are_refused_and_a_broken_post_copy_resumes_
     // owner's network again.
     let ip = "10.77.3.43";
     start_by_hand(&lab, &env, "urest", ip, "02:42:0a:4d:03:2b", true);
-    let mut up = false;
-    for _ in 0..200 {
-        up = lab.redis(ip, &["ping"]) == "PONG";
-        if up {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(25));
-    }
-    assert!(up);
+    lab.wait_redis(ip);
     lab.redis(ip, &["debug", "populate", "20000", "key", "100"]);
     let (ok, r) = lab.migrate(
         "urest",

@@ -37,13 +37,7 @@ fn run_in(lab: &Lab, host: &str, name: &str, pod: Option<&str>, args: &[&str]) -
     }
     a.push("--");
     a.extend_from_slice(args);
-    let out = lab.ok(&a);
-    out.split(" at ")
-        .nth(1)
-        .and_then(|s| s.split('/').next())
-        .expect("address")
-        .trim()
-        .to_string()
+    common::lab::address_of(&lab.ok(&a))
 }
 
 /// The id of the connection `db` has from `peer`.

@@ -122,13 +122,7 @@ impl Drop for Session {
 pub fn run(lab: &Lab, host: &str, name: &str, args: &[&str]) -> String {
     let mut a = vec!["run", "--host", host, "--name", name, "--"];
     a.extend_from_slice(args);
-    let out = lab.ok(&a);
-    out.split(" at ")
-        .nth(1)
-        .and_then(|s| s.split('/').next())
-        .expect("address")
-        .trim()
-        .to_string()
+    super::lab::address_of(&lab.ok(&a))
 }
 
 /// `python3 -c CODE` in the lab's `client` namespace.

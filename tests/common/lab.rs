@@ -144,21 +144,20 @@ impl Lab {
     pub fn run_redis(&self, host: &str, name: &str) -> String {
         let mut args = vec!["run", "--host", host, "--name", name, "--"];
         args.extend_from_slice(REDIS_ARGS);
-        let out = self.ok(&args);
-        let ip = out
-            .split(" at ")
-            .nth(1)
-            .and_then(|s| s.split('/').next())
-            .expect("address")
-            .trim()
-            .to_string();
+        let ip = address_of(&self.ok(&args));
+        self.wait_redis(&ip);
+        ip
+    }
+
+    /// Waits until the Redis at `ip` answers the lab's client.
+    pub fn wait_redis(&self, ip: &str) {
         for _ in 0..200 {
-            if self.redis(&ip, &["ping"]) == "PONG" {
-                return ip;
+            if self.redis(ip, &["ping"]) == "PONG" {
+                return;
             }
             std::thread::sleep(Duration::from_millis(25));
         }
-        panic!("redis on {host} did not answer");
+        panic!("redis at {ip} did not answer");
     }
 
     /// Starts the INCR probe from `client`; stop it with [`Probe::stop`].
@@ -265,6 +264,16 @@ impl Lab {
     pub fn netns_exists(&self, name: &str) -> bool {
         std::path::Path::new("/run/netns").join(name).exists()
     }
+}
+
+/// The address in `ferry lab run`'s answer (`NAME runs on HOST at IP/PREFIX`).
+pub fn address_of(out: &str) -> String {
+    out.split(" at ")
+        .nth(1)
+        .and_then(|s| s.split('/').next())
+        .expect("address")
+        .trim()
+        .to_string()
 }
 
 impl Drop for Lab {

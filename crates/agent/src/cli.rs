@@ -61,7 +61,7 @@ pub struct Args {
     pub keep_logs: bool,
     /// Memory CRIU's dumps and restores may use, in their own cgroup: `auto` (a quarter
     /// of the host's memory, at least 512M), a size (`512M`, `2G`), or `off`. A dump
-    /// that needs more is killed by the kernel and the container keeps running.
+    /// that needs more is stopped and the container keeps running.
     #[arg(long, env = "FERRY_HELPER_MEMORY", default_value = "auto", value_parser = HelperMemory::parse)]
     pub helper_memory: HelperMemory,
 }

@@ -55,12 +55,12 @@ pub enum HelperMemory {
 impl HelperMemory {
     /// `auto`, `off`, or a size with a binary unit (`512M`, `2G`).
     pub fn parse(s: &str) -> Result<Self, String> {
-        match s.trim() {
+        let t = s.trim();
+        match t {
             "auto" => return Ok(Self::Auto),
             "off" => return Ok(Self::Off),
             _ => {}
         }
-        let t = s.trim();
         let (num, shift) = match t.char_indices().last() {
             Some((i, 'K' | 'k')) => (&t[..i], 10),
             Some((i, 'M' | 'm')) => (&t[..i], 20),

@@ -124,13 +124,19 @@ async fn check(
     container: &str,
     dest: Option<&str>,
 ) -> Result<ferry_types::Preflight, crate::AgentError> {
+    let subject = agent.engine.open(container).await?;
     let facts = match dest {
         Some(d) => {
             let ep: Endpoint = d.parse()?;
-            let paths = crate::preflight::bind_sources(agent, container).await;
+            let paths = subject.bundle().bind_mount_sources();
             Some(crate::preflight::probe(agent, &ep, paths).await?)
         }
         None => None,
     };
-    crate::preflight::check(agent, container, facts.as_ref()).await
+    Ok(crate::preflight::check(
+        agent,
+        container,
+        &subject,
+        facts.as_ref(),
+    ))
 }

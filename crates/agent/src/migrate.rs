@@ -106,7 +106,7 @@ pub async fn migrate(
     // cannot be asked is not judged here; the migration itself will say why it fails.
     let paths = subject.inner.bundle().bind_mount_sources();
     let dest_facts = crate::preflight::probe(&agent, &req.dest, paths).await.ok();
-    let pf = crate::preflight::check(&agent, &req.container, dest_facts.as_ref()).await?;
+    let pf = crate::preflight::check(&agent, &req.container, &subject.inner, dest_facts.as_ref());
     if let Some(r) = crate::preflight::refusal(&req.container, &pf) {
         return Err(r.into());
     }

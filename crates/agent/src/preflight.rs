@@ -2,9 +2,9 @@
 //! anything is frozen (`ferry check`, and every `ferry migrate`). The rules are the
 //! engine's (`ferry_engine::policy::preflight`); this gathers the facts.
 
-use std::sync::Arc;
 use std::time::Duration;
 
+use ferry_containers::runc::RuncSubject;
 use ferry_engine::policy::preflight::assess;
 use ferry_engine::ports::container::Subject;
 use ferry_engine::ports::peer::{Dialer, Frame};
@@ -13,7 +13,7 @@ use ferry_transport::Endpoint;
 use ferry_types::{Action, HostFacts, Preflight};
 
 use crate::adapters::peer::PeerDialer;
-use crate::error::{AgentError, Refusal};
+use crate::error::Refusal;
 use crate::state::Agent;
 
 /// How long the destination may take to say what it can take.
@@ -57,23 +57,15 @@ pub async fn probe(
         .map_err(|_| unreachable(format!("no answer within {PROBE_WITHIN:?}")))?
 }
 
-/// The host paths container `name` bind-mounts, which its destination must have.
-pub async fn bind_sources(agent: &Arc<Agent>, name: &str) -> Vec<String> {
-    match agent.engine.open(name).await {
-        Ok(s) => s.bundle().bind_mount_sources(),
-        Err(_) => Vec::new(),
-    }
-}
-
-/// The preflight of container `name`, towards `dest` when it is known.
-pub async fn check(
-    agent: &Arc<Agent>,
+/// The preflight of container `name` (runc's `subject`), towards `dest` when it is known.
+pub fn check(
+    agent: &Agent,
     name: &str,
+    subject: &RuncSubject,
     dest: Option<&HostFacts>,
-) -> Result<Preflight, AgentError> {
-    let subject = agent.engine.open(name).await?;
+) -> Preflight {
     let procs = ferry_host::procfs::processes(&subject.processes());
-    Ok(assess(name, procs, &agent.host_facts(), dest))
+    assess(name, procs, &agent.host_facts(), dest)
 }
 
 /// The refusal a migration ends with, if the preflight found one.

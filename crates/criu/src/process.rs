@@ -137,8 +137,10 @@ pub async fn spawn_lazy_pages(
 ) -> std::io::Result<LazyPagesDaemon> {
     let socket = work.join("lazy-pages.socket");
     let _ = std::fs::remove_file(&socket);
-    let mut cmd = Command::new(criu);
-    cmd.arg("lazy-pages")
+    // Not the OOM killer's first choice: the restored processes wait on this daemon for
+    // their memory.
+    let mut child = Command::new(criu)
+        .arg("lazy-pages")
         .arg("--images-dir")
         .arg(images)
         .arg("--work-dir")
@@ -147,10 +149,8 @@ pub async fn spawn_lazy_pages(
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
-        .kill_on_drop(true);
-    // Not the OOM killer's first choice: the restored processes wait on this daemon for
-    // their memory.
-    let mut child = cmd.spawn()?;
+        .kill_on_drop(true)
+        .spawn()?;
     let start = Instant::now();
     while !socket.exists() {
         if let Some(status) = child.try_wait()? {

@@ -84,8 +84,8 @@ pub enum DumpError {
     Freeze(ContainerError),
     #[error(transparent)]
     Lock(NetworkError),
-    /// CRIU failed: its error lines, the log, and whether it died without a word (the
-    /// container's connections may then have been reset).
+    /// CRIU failed: its error lines, the log, and whether it died without a word (its
+    /// sockets were then left in repair mode, which the rollback undoes).
     #[error("checkpoint failed: {failure}{}", if *.died { "; CRIU ended without reporting an error (it was probably killed); ferry took the connections it was saving out of repair mode before the thaw" } else { "" })]
     Criu {
         failure: Box<CriuFailure>,

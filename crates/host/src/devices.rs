@@ -5,7 +5,8 @@
 //! in the kernel or hardware that CRIU cannot move, or a node the destination may lack.
 
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
-use std::path::Path;
+
+use crate::fds::Fd;
 
 /// A device number's major and minor parts (Linux's encoding).
 fn split(dev: u64) -> (u64, u64) {
@@ -22,15 +23,12 @@ fn standard(major: u64, minor: u64) -> bool {
     ) || (136..=143).contains(&major)
 }
 
-/// The devices `pid` holds open that are not a container's standard ones, described.
-pub fn unusual_devices(pid: u32) -> Vec<String> {
-    let dir = Path::new("/proc").join(pid.to_string()).join("fd");
-    let Ok(rd) = std::fs::read_dir(&dir) else {
-        return Vec::new();
-    };
+/// The devices among descriptors `fds` that are not a container's standard ones,
+/// described.
+pub fn unusual_devices(fds: &[Fd]) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
-    for e in rd.flatten() {
-        let Ok(m) = std::fs::metadata(e.path()) else {
+    for f in fds {
+        let Some(m) = &f.meta else {
             continue;
         };
         let t = m.file_type();
@@ -41,9 +39,7 @@ pub fn unusual_devices(pid: u32) -> Vec<String> {
         if t.is_char_device() && standard(major, minor) {
             continue;
         }
-        let name = std::fs::read_link(e.path())
-            .map(|p| p.display().to_string())
-            .unwrap_or_else(|_| "a device".into());
+        let name = &f.target;
         let kind = if t.is_block_device() { "block " } else { "" };
         let s = format!("{name} ({kind}device {major}:{minor})");
         if !out.contains(&s) {
@@ -73,7 +69,7 @@ mod tests {
         assert!(!standard(10, 232), "/dev/kvm");
         assert!(!standard(10, 229), "/dev/fuse");
         let null = std::fs::File::open("/dev/null").unwrap();
-        assert!(unusual_devices(std::process::id()).is_empty());
+        assert!(unusual_devices(&crate::fds::of(std::process::id())).is_empty());
         drop(null);
     }
 }

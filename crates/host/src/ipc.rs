@@ -12,7 +12,6 @@
 use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::path::Path;
 
 /// What a descriptor (`/proc/PID/fd/N`) is, when it matters here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -98,23 +97,21 @@ pub fn external(
     out
 }
 
-/// The pipes and sockets of process `pid`, from `/proc`.
-pub fn ends_of(pid: u32) -> Ends {
-    let dir = Path::new("/proc").join(pid.to_string());
-    let comm = std::fs::read_to_string(dir.join("comm"))
+/// The pipes and sockets among process `pid`'s descriptors `fds`.
+pub fn ends_in(pid: u32, fds: &[crate::fds::Fd]) -> Ends {
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm"))
         .map(|s| s.trim().to_string())
         .unwrap_or_default();
-    let ends = std::fs::read_dir(dir.join("fd"))
-        .map(|rd| {
-            rd.flatten()
-                .filter_map(|e| {
-                    let fd = e.file_name().to_str()?.parse().ok()?;
-                    Some((fd, End::of(&std::fs::metadata(e.path()).ok()?)?))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let ends = fds
+        .iter()
+        .filter_map(|f| Some((f.num, End::of(f.meta.as_ref()?)?)))
+        .collect();
     Ends { pid, comm, ends }
+}
+
+/// The pipes and sockets of process `pid`, from `/proc`.
+pub fn ends_of(pid: u32) -> Ends {
+    ends_in(pid, &crate::fds::of(pid))
 }
 
 /// Every process of this host except `skip`.
@@ -130,10 +127,10 @@ pub fn others(skip: &[u32]) -> Vec<Ends> {
         .collect()
 }
 
-/// The sentences for the container of processes `pids` (whose first one's network
-/// namespace is the container's).
-pub fn external_of(pids: &[u32]) -> BTreeMap<u32, Vec<String>> {
-    let inside: Vec<Ends> = pids.iter().map(|&p| ends_of(p)).collect();
+/// The sentences for the container whose processes have the ends `inside` (the lowest
+/// pid's network namespace is the container's).
+pub fn external_of(inside: &[Ends]) -> BTreeMap<u32, Vec<String>> {
+    let pids: Vec<u32> = inside.iter().map(|e| e.pid).collect();
     let has_sockets = inside
         .iter()
         .any(|p| p.ends.iter().any(|(_, e)| matches!(e, End::Socket(_))));
@@ -141,7 +138,7 @@ pub fn external_of(pids: &[u32]) -> BTreeMap<u32, Vec<String>> {
         Some(&pid) if has_sockets => unix_peers(pid).unwrap_or_default(),
         _ => HashMap::new(),
     };
-    external(&inside, &others(pids), &peers)
+    external(inside, &others(&pids), &peers)
 }
 
 const SOCK_DIAG_BY_FAMILY: u16 = 20;

@@ -73,18 +73,14 @@ pub fn locks_of(locks: &str, pid: u32) -> u32 {
         .count() as u32
 }
 
-/// Whether any of the descriptors in `dir` (`/proc/PID/fd`) is an io_uring instance.
-fn has_io_uring(dir: &Path) -> bool {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return false;
-    };
-    rd.filter_map(Result::ok)
-        .filter_map(|e| std::fs::read_link(e.path()).ok())
-        .any(|t| t.to_string_lossy().contains("[io_uring]"))
+/// Whether any of the descriptors `fds` is an io_uring instance.
+fn has_io_uring(fds: &[crate::fds::Fd]) -> bool {
+    fds.iter().any(|f| f.target.contains("[io_uring]"))
 }
 
 /// One process, from its `status` and `smaps` texts and the host's `/proc/locks`.
 pub fn process_from(pid: u32, status: &str, smaps: &str, locks: &str) -> ProcessFacts {
+    let (largest_mapping, largest_reservation) = largest_committed(smaps);
     ProcessFacts {
         pid,
         comm: field(status, "Name:").unwrap_or("?").to_string(),
@@ -94,8 +90,8 @@ pub fn process_from(pid: u32, status: &str, smaps: &str, locks: &str) -> Process
         file_locks: locks_of(locks, pid),
         io_uring: false,
         vm_size: kib(status, "VmSize:"),
-        largest_mapping: largest_committed(smaps).0,
-        largest_reservation: largest_committed(smaps).1,
+        largest_mapping,
+        largest_reservation,
         rss: kib(status, "VmRSS:"),
         external: Vec::new(),
         devices: Vec::new(),
@@ -105,16 +101,24 @@ pub fn process_from(pid: u32, status: &str, smaps: &str, locks: &str) -> Process
 /// The processes `pids`, as `/proc` says now.
 pub fn processes(pids: &[u32]) -> Vec<ProcessFacts> {
     let locks = std::fs::read_to_string("/proc/locks").unwrap_or_default();
-    let mut external = crate::ipc::external_of(pids);
-    pids.iter()
-        .filter_map(|&pid| {
+    // Each process's descriptors, read once for every check that looks at them.
+    let tables: Vec<(u32, Vec<crate::fds::Fd>)> =
+        pids.iter().map(|&p| (p, crate::fds::of(p))).collect();
+    let inside: Vec<crate::ipc::Ends> = tables
+        .iter()
+        .map(|(pid, fds)| crate::ipc::ends_in(*pid, fds))
+        .collect();
+    let mut external = crate::ipc::external_of(&inside);
+    tables
+        .iter()
+        .filter_map(|(pid, fds)| {
             let dir = Path::new("/proc").join(pid.to_string());
             let status = std::fs::read_to_string(dir.join("status")).ok()?;
             let smaps = std::fs::read_to_string(dir.join("smaps")).unwrap_or_default();
-            let mut p = process_from(pid, &status, &smaps, &locks);
-            p.io_uring = has_io_uring(&dir.join("fd"));
-            p.external = external.remove(&pid).unwrap_or_default();
-            p.devices = crate::devices::unusual_devices(pid);
+            let mut p = process_from(*pid, &status, &smaps, &locks);
+            p.io_uring = has_io_uring(fds);
+            p.external = external.remove(pid).unwrap_or_default();
+            p.devices = crate::devices::unusual_devices(fds);
             Some(p)
         })
         .collect()

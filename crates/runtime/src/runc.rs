@@ -118,7 +118,7 @@ impl Runc {
 
     /// A dump or restore that runs short of memory is stopped, never the container: it
     /// runs in the memory bound (when there is one) and is the OOM killer's first
-    /// choice. Returns the bound's kills so far.
+    /// choice. Returns how often helpers reached the bound so far.
     fn bind(&self, cmd: &mut Command) -> Option<u64> {
         ferry_criu::process::prefer_for_oom_killer(cmd);
         let bound = self.bound.as_ref()?;
@@ -167,9 +167,9 @@ impl Runc {
 
     /// The error of a CRIU that failed at its memory bound (stopped, killed, or refused
     /// memory there), if it did.
-    fn out_of_memory(&self, kills_before: Option<u64>, what: &str) -> Option<RuntimeError> {
+    fn out_of_memory(&self, hits_before: Option<u64>, what: &str) -> Option<RuntimeError> {
         let bound = self.bound.as_ref()?;
-        (bound.hits() > kills_before?).then(|| RuntimeError::HelperOutOfMemory {
+        (bound.hits() > hits_before?).then(|| RuntimeError::HelperOutOfMemory {
             what: what.to_string(),
             limit: bound.limit(),
         })
@@ -398,14 +398,14 @@ impl Runtime for Runc {
         Self::add_plan_flags(&mut cmd, args.plan);
         cmd.arg(id);
         ferry_criu::process::inherit_fds(&mut cmd, &args.fds);
-        let kills = self.bind(&mut cmd);
+        let hits = self.bind(&mut cmd);
         let result = self
             .watched(self.output(cmd, "checkpoint"), args.hold)
             .await
             .map(drop);
         drop(args.fds);
         result.map_err(|e| {
-            self.out_of_memory(kills, "dump")
+            self.out_of_memory(hits, "dump")
                 .unwrap_or_else(|| self.map_missing(id, e))
         })
     }
@@ -430,11 +430,11 @@ impl Runtime for Runc {
             .arg(args.work);
         Self::add_plan_flags(&mut cmd, args.plan);
         cmd.arg(id);
-        let kills = self.bind(&mut cmd);
+        let hits = self.bind(&mut cmd);
         let result = self
             .watched(self.detached(cmd, &log, "restore"), None)
             .await;
-        result.map_err(|e| self.out_of_memory(kills, "restore").unwrap_or(e))
+        result.map_err(|e| self.out_of_memory(hits, "restore").unwrap_or(e))
     }
 
     async fn kill(&self, id: &str, signal: &str) -> Result<(), RuntimeError> {

@@ -108,14 +108,6 @@ fn parse_fault(s: &str) -> Result<Fault, String> {
 }
 
 /// The destination's peer address and, in a lab, its control socket.
-fn resolve_dest(
-    a: &Args,
-    lab: Option<&ferry_lab::LabState>,
-) -> anyhow::Result<(String, Option<Endpoint>)> {
-    dest_of(&a.to, lab)
-}
-
-/// The destination's peer address and, in a lab, its control socket.
 pub(super) fn dest_of(
     to: &str,
     lab: Option<&ferry_lab::LabState>,
@@ -156,7 +148,7 @@ async fn run_group(a: &Args, file: &std::path::Path) -> anyhow::Result<i32> {
     use ferry_controller::group::{GroupRun, Placement};
     let group = ferry_controller::group::load(file)?;
     let lab = ferry_lab::LabState::load(&a.lab).ok();
-    let (dest, dest_control) = resolve_dest(a, lab.as_ref())?;
+    let (dest, dest_control) = dest_of(&a.to, lab.as_ref())?;
     let creds = a.creds.load()?;
     let mut placements = Vec::new();
     for m in &group.members {
@@ -237,7 +229,7 @@ async fn run_group(a: &Args, file: &std::path::Path) -> anyhow::Result<i32> {
 /// Where to reach the source agent, and the destination's address.
 async fn resolve(a: &Args, container: &str) -> anyhow::Result<(Endpoint, Credentials, String)> {
     let lab = ferry_lab::LabState::load(&a.lab).ok();
-    let (dest, _) = resolve_dest(a, lab.as_ref())?;
+    let (dest, _) = dest_of(&a.to, lab.as_ref())?;
     let creds = a.creds.load()?;
     let source = super::agent_of(a.agent.as_deref(), lab.as_ref(), container, "running").await?;
     Ok((source, creds, dest))

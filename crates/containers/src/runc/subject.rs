@@ -2,20 +2,19 @@
 
 use std::io::Read;
 use std::os::fd::{FromRawFd, OwnedFd};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use ferry_criu::plan::{CriuConfigTarget, CriuOptionPlan};
 use ferry_criu::process::HELPER_SOCKET_FD;
-use ferry_engine::ports::container::{ContainerError, DumpPlan, LazyDump, Shipment, Subject};
+use ferry_engine::ports::container::{
+    ContainerError, DumpPlan, LazyDump, Shipment, ShipmentChanges, Subject,
+};
 use ferry_runtime::bundle::Bundle;
+use ferry_runtime::delta::{snapshot, write_delta, Snapshot};
 use ferry_runtime::freezer::Freezer;
 use ferry_runtime::{CheckpointArgs, ContainerState, Runc, Runtime};
-
-use std::path::Path;
-use std::sync::{Arc, Mutex};
-
-use ferry_engine::ports::container::ShipmentChanges;
-use ferry_runtime::delta::{snapshot, write_delta, Snapshot};
 use ferry_types::FileEntry;
 
 use super::failed;

@@ -84,10 +84,10 @@ impl Default for DestMachine {
     }
 }
 
-/// The longest image file name accepted, and what it may contain.
 /// Most paths a probe may ask about.
 const MAX_PROBED_PATHS: usize = 256;
 
+/// The longest image file name accepted, and what it may contain.
 fn valid_image_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 128
