@@ -69,7 +69,7 @@ pub enum Refusal {
         strategy: ferry_types::Strategy,
         why: String,
     },
-    #[error("cannot ask {dest} what it can take: {why}")]
+    #[error("cannot ask {dest} what it can take: {why}; check that its agent runs and listens at that address")]
     Unreachable { dest: String, why: String },
 }
 

@@ -53,7 +53,7 @@ pub enum PrepareError {
     Strategy(#[from] StrategyError),
     #[error(transparent)]
     Compress(#[from] ferry_types::UnknownCompression),
-    #[error("destination unreachable: {0}")]
+    #[error("destination unreachable: {0}; check that its agent runs and listens at that address")]
     Unreachable(LinkError),
     #[error(transparent)]
     Peer(#[from] PeerError),
