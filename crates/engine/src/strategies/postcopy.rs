@@ -23,6 +23,10 @@ use crate::ports::container::{ContainerError, LazyDump, RestorePlan};
 use crate::ports::pages::{LazyDaemon, LazyPages, PagesError, Pump};
 use crate::source::SourceRun;
 
+/// How long the source waits, after its page pump broke, for the destination to say it
+/// stopped its copy.
+const DEST_STOPS_WITHIN: Duration = Duration::from_secs(10);
+
 /// How long a lazy dump may take to get ready.
 const READY_WITHIN: Duration = Duration::from_secs(120);
 /// How long the engine's tool may take to exit once CRIU let go.
@@ -111,7 +115,18 @@ async fn after_dump(
     let pumped = p.wait().await;
     ticker.abort();
     run.pages_sent = counters.bytes.load(Ordering::Relaxed);
-    let stats = pumped.map_err(PostcopyError::Pump)?;
+    let stats = match pumped {
+        Ok(s) => s,
+        Err(e) => {
+            // The destination stops its copy once its pages stop coming, then says so.
+            // Hear it first (or its silence), so that nobody resumes the frozen copy
+            // here while the other still runs there.
+            let _ = run
+                .expect_within("postcopy_failed", DEST_STOPS_WITHIN)
+                .await;
+            return Err(PostcopyError::Pump(e).into());
+        }
+    };
     run.pages_sent = stats.bytes_sent;
     if let Some(pc) = run.report.precopy.as_mut() {
         pc.final_pages_referenced = stats.pages_referenced;
