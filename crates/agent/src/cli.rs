@@ -45,6 +45,15 @@ pub struct Args {
     /// runc binary.
     #[arg(long, default_value = "runc")]
     pub runc: PathBuf,
+    /// Podman binary; containers Podman runs move too when it is found (`none`: never).
+    #[arg(long, default_value = "podman")]
+    pub podman: PathBuf,
+    /// The runc root Podman's containers live in (Podman's runtime root).
+    #[arg(long, default_value = "/run/runc")]
+    pub podman_runc_root: PathBuf,
+    /// The cgroup parent of Podman containers arriving here (default: the one they had).
+    #[arg(long)]
+    pub podman_cgroup_parent: Option<String>,
     /// Most migrations this agent takes part in at once (the last one given counts).
     #[arg(long, default_value_t = 4, overrides_with = "max_sessions")]
     pub max_sessions: usize,
@@ -109,6 +118,9 @@ pub async fn run(a: Args) -> anyhow::Result<i32> {
         runtime_root: a.runtime_root,
         criu: criu.path,
         runc: a.runc,
+        podman: (a.podman != std::path::Path::new("none")).then_some(a.podman),
+        podman_runc_root: a.podman_runc_root,
+        podman_cgroup_parent: a.podman_cgroup_parent,
         creds,
         net: match a.net_hook {
             Some(h) => NetMode::Hook(h),

@@ -27,6 +27,12 @@ pub struct AgentConfig {
     pub runtime_root: PathBuf,
     pub criu: PathBuf,
     pub runc: PathBuf,
+    /// Podman, if containers it runs may move.
+    pub podman: Option<PathBuf>,
+    /// The runc root of Podman's containers.
+    pub podman_runc_root: PathBuf,
+    /// The cgroup parent of Podman containers arriving here.
+    pub podman_cgroup_parent: Option<String>,
     /// What this host proves itself with over TCP, and trusts peers by.
     pub creds: Credentials,
     pub net: NetMode,
@@ -172,6 +178,29 @@ impl AgentConfig {
     }
 }
 
+impl AgentConfig {
+    /// What the Podman engine needs, if Podman is to be used.
+    pub fn podman_settings(&self) -> Option<ferry_containers::podman::PodmanSettings> {
+        let program = self.podman.clone()?;
+        Some(ferry_containers::podman::PodmanSettings {
+            podman: ferry_containers::podman::Podman {
+                program,
+                env: Vec::new(),
+            },
+            runc: ferry_runtime::Runc {
+                binary: self.runc.clone(),
+                root: self.podman_runc_root.clone(),
+                criu: self.criu.clone(),
+                bound: None,
+            },
+            host: self.name.clone(),
+            staging: self.state_dir.join("podman"),
+            criu_conf_dir: self.state_dir.join("criu"),
+            cgroup_parent: self.podman_cgroup_parent.clone(),
+        })
+    }
+}
+
 fn check_dir(dir: &Path) -> Result<(), String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create it: {e}"))?;
     let probe = dir.join(".ferry-write-test");
@@ -193,6 +222,9 @@ mod tests {
             runtime_root: dir.join("runc"),
             criu: "/usr/local/sbin/criu".into(),
             runc: "runc".into(),
+            podman: None,
+            podman_runc_root: "/run/runc".into(),
+            podman_cgroup_parent: None,
             creds: Credentials::default(),
             net: NetMode::Bridge("br0".into()),
             netns_prefix: "ferry-a".into(),

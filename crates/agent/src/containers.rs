@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use ferry_runtime::bundle::{create_host_program_bundle, HostProgramSpec, CRIU_CONFIG_ANNOTATION};
 use ferry_runtime::{Runtime, RuntimeError};
-use ferry_types::{ContainerInfo, NetSpec};
+use ferry_types::{ContainerInfo, EngineKind, NetSpec};
 
 use crate::adapters::network::release_net;
 use crate::config::valid_name;
@@ -110,6 +110,7 @@ pub async fn info(agent: &Agent, name: &str) -> Result<ContainerInfo, AgentError
             pid: Some(s.pid),
             bundle: s.bundle.display().to_string(),
             net: rec.and_then(|r| r.net),
+            engine: EngineKind::Runc,
         }),
         Err(RuntimeError::NotFound { .. }) | Err(RuntimeError::RootMissing(_)) => match rec {
             Some(r) => Ok(ContainerInfo {
@@ -118,6 +119,7 @@ pub async fn info(agent: &Agent, name: &str) -> Result<ContainerInfo, AgentError
                 pid: None,
                 bundle: r.bundle.display().to_string(),
                 net: r.net,
+                engine: EngineKind::Runc,
             }),
             None => Err(Refusal::Unknown {
                 name: name.to_string(),
@@ -146,7 +148,40 @@ pub async fn list(agent: &Agent) -> Vec<ContainerInfo> {
             out.push(i);
         }
     }
+    if let Some(p) = &agent.podman {
+        out.extend(podman_list(p.podman()).await);
+    }
     out
+}
+
+/// The containers Podman runs here, as `podman ps --all` lists them.
+async fn podman_list(podman: &ferry_containers::podman::Podman) -> Vec<ContainerInfo> {
+    #[derive(serde::Deserialize)]
+    struct Listed {
+        #[serde(rename = "Names", default)]
+        names: Vec<String>,
+        #[serde(rename = "State", default)]
+        state: String,
+        #[serde(rename = "Pid", default)]
+        pid: u32,
+    }
+    let Ok(out) = podman.run(&["ps", "--all", "--format", "json"]).await else {
+        return Vec::new();
+    };
+    let listed: Vec<Listed> = serde_json::from_str(&out).unwrap_or_default();
+    listed
+        .into_iter()
+        .filter_map(|l| {
+            Some(ContainerInfo {
+                name: l.names.into_iter().next()?,
+                pid: (l.pid > 0).then_some(l.pid),
+                status: l.state,
+                bundle: String::new(),
+                net: None,
+                engine: EngineKind::Podman,
+            })
+        })
+        .collect()
 }
 
 /// Stops and deletes a container and everything the agent made for it.

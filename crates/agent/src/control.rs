@@ -124,11 +124,11 @@ async fn check(
     container: &str,
     dest: Option<&str>,
 ) -> Result<ferry_types::Preflight, crate::AgentError> {
-    let subject = agent.engine.open(container).await?;
+    let subject = crate::engines::find(agent, container, false).await?;
     let facts = match dest {
         Some(d) => {
             let ep: Endpoint = d.parse()?;
-            let paths = subject.bundle().bind_mount_sources();
+            let paths = subject.bind_mount_sources();
             Some(crate::preflight::probe(agent, &ep, paths).await?)
         }
         None => None,

@@ -17,6 +17,7 @@ pub mod config;
 pub mod containers;
 pub mod control;
 pub mod daemon;
+pub mod engines;
 mod error;
 pub mod foreign;
 pub mod migrate;

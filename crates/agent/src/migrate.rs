@@ -45,20 +45,23 @@ pub fn check_group(
     }
 }
 
-/// The container, found and checked: runc's, on the network the agent manages.
+/// The container, found and checked: runc's, on the network the agent manages, or one
+/// this agent did not start (by hand, or by Podman) on the hosts' shared segment.
 async fn subject(agent: &Arc<Agent>, name: &str) -> Result<(Managed, AgentNetwork), AgentError> {
-    let inner = agent.engine.running(name).await?;
-    let Some(spec) = agent.registry.get(name).and_then(|r| r.net) else {
-        let net = crate::foreign::network(agent, name, &inner).await?;
+    let found = crate::engines::find(agent, name, true).await?;
+    let record = agent.registry.get(name).and_then(|r| r.net);
+    let Some(spec) = record.filter(|_| found.podman.is_none()) else {
+        let net = crate::foreign::network(agent, name, &found.runc).await?;
         let subject = Managed {
-            inner,
+            inner: found.runc,
+            podman: found.podman,
             agent: agent.clone(),
         };
         return Ok((subject, net));
     };
     let net = AgentNetwork::of(agent, name, &spec)?;
     let netns = net.net.netns_path();
-    if inner.bundle().netns_path().as_deref() != Some(netns.to_string_lossy().as_ref()) {
+    if found.runc.bundle().netns_path().as_deref() != Some(netns.to_string_lossy().as_ref()) {
         return Err(Refusal::OutsideNetns {
             name: name.to_string(),
             netns,
@@ -67,7 +70,8 @@ async fn subject(agent: &Arc<Agent>, name: &str) -> Result<(Managed, AgentNetwor
     }
     Ok((
         Managed {
-            inner,
+            inner: found.runc,
+            podman: None,
             agent: agent.clone(),
         },
         net,
@@ -104,9 +108,13 @@ pub async fn migrate(
     }
     // The preflight: nothing is frozen before it has said yes. A destination that
     // cannot be asked is not judged here; the migration itself will say why it fails.
-    let paths = subject.inner.bundle().bind_mount_sources();
+    let found = crate::engines::Found {
+        runc: subject.inner.clone(),
+        podman: subject.podman.clone(),
+    };
+    let paths = found.bind_mount_sources();
     let dest_facts = crate::preflight::probe(&agent, &req.dest, paths).await.ok();
-    let pf = crate::preflight::check(&agent, &req.container, &subject.inner, dest_facts.as_ref());
+    let pf = crate::preflight::check(&agent, &req.container, &found, dest_facts.as_ref());
     if let Some(r) = crate::preflight::refusal(&req.container, &pf) {
         return Err(r.into());
     }
@@ -185,7 +193,8 @@ fn fitting(pf: &ferry_types::Preflight, picked: Strategy) -> Option<Strategy> {
 /// Resumes a container this agent keeps frozen after a failed post-copy migration.
 pub async fn resume(agent: &Arc<Agent>, name: &str) -> Result<(), AgentError> {
     let _claim = agent.claim(name)?;
-    let subject = agent.engine.open(name).await?;
+    let found = crate::engines::find(agent, name, false).await?;
+    let subject = found.runc;
     if subject.state().status != "paused" {
         return Err(Refusal::NotFrozen {
             name: name.to_string(),
@@ -194,7 +203,8 @@ pub async fn resume(agent: &Arc<Agent>, name: &str) -> Result<(), AgentError> {
         .into());
     }
     // A container someone else started: its network is found again where it was.
-    let net = match agent.registry.get(name).and_then(|r| r.net) {
+    let record = agent.registry.get(name).and_then(|r| r.net);
+    let net = match record.filter(|_| found.podman.is_none()) {
         Some(spec) => AgentNetwork::of(agent, name, &spec)?,
         None => crate::foreign::network(agent, name, &subject).await?,
     };

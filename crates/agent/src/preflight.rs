@@ -4,7 +4,6 @@
 
 use std::time::Duration;
 
-use ferry_containers::runc::RuncSubject;
 use ferry_engine::policy::preflight::assess;
 use ferry_engine::ports::container::Subject;
 use ferry_engine::ports::peer::{Dialer, Frame};
@@ -13,6 +12,7 @@ use ferry_transport::Endpoint;
 use ferry_types::{Action, HostFacts, Preflight};
 
 use crate::adapters::peer::PeerDialer;
+use crate::engines::Found;
 use crate::error::Refusal;
 use crate::state::Agent;
 
@@ -57,15 +57,12 @@ pub async fn probe(
         .map_err(|_| unreachable(format!("no answer within {PROBE_WITHIN:?}")))?
 }
 
-/// The preflight of container `name` (runc's `subject`), towards `dest` when it is known.
-pub fn check(
-    agent: &Agent,
-    name: &str,
-    subject: &RuncSubject,
-    dest: Option<&HostFacts>,
-) -> Preflight {
-    let procs = ferry_host::procfs::processes(&subject.processes());
-    assess(name, procs, &agent.host_facts(), dest)
+/// The preflight of container `name`, towards `dest` when it is known.
+pub fn check(agent: &Agent, name: &str, found: &Found, dest: Option<&HostFacts>) -> Preflight {
+    let procs = ferry_host::procfs::processes(&found.runc.processes());
+    let mut pf = assess(name, procs, &agent.host_facts(), dest);
+    crate::engines::limit(&mut pf, found.kind());
+    pf
 }
 
 /// The refusal a migration ends with, if the preflight found one.

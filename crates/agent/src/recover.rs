@@ -60,9 +60,10 @@ pub async fn recover(agent: &Arc<Agent>) {
 /// Removes the frozen copy of a container that runs elsewhere now.
 async fn remove_frozen_copy(agent: &Arc<Agent>, name: &str) {
     let spec = agent.registry.get(name).and_then(|r| r.net);
-    if let Ok(inner) = agent.engine.open(name).await {
+    if let Ok(found) = crate::engines::find(agent, name, false).await {
         let subject = Managed {
-            inner,
+            inner: found.runc,
+            podman: found.podman,
             agent: agent.clone(),
         };
         subject.kill_frozen();

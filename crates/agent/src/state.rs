@@ -5,6 +5,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
+use ferry_containers::podman::PodmanEngine;
 use ferry_containers::RuncEngine;
 use ferry_criu::bound::MemoryBound;
 use ferry_engine::ports::host::HostSettings;
@@ -43,6 +44,8 @@ pub struct SessionEntry {
 pub struct Agent {
     pub cfg: AgentConfig,
     pub engine: Arc<RuncEngine>,
+    /// Podman, when this host has it.
+    pub podman: Option<Arc<PodmanEngine>>,
     pub registry: Registry,
     /// Whether lazy restores work here (userfaultfd).
     pub lazy_pages: bool,
@@ -103,10 +106,16 @@ impl Agent {
         let mut settings = cfg.runc_settings();
         settings.runc.bound = can.bound.clone();
         let engine = Arc::new(RuncEngine::new(settings));
+        let podman = cfg.podman_settings().and_then(|mut p| {
+            p.runc.bound = can.bound.clone();
+            let e = PodmanEngine::new(p);
+            e.podman().available().then(|| Arc::new(e))
+        });
         let slots = Arc::new(Semaphore::new(cfg.max_sessions.max(1)));
         Self {
             cfg,
             engine,
+            podman,
             registry,
             lazy_pages: can.lazy_pages,
             criu_version: can.criu_version,

@@ -9,6 +9,7 @@
 
 mod error;
 pub mod local;
+pub mod podman;
 pub mod runc;
 
 pub use error::OpError;

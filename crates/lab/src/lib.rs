@@ -12,7 +12,9 @@
 //! Everything is one layer-2 domain, so a container's address and MAC can move from one
 //! host's bridge to another's, as in the thesis's Figure 4.3.
 
+pub mod engines;
 mod error;
+mod image;
 pub mod resources;
 mod state;
 mod topology;

@@ -121,6 +121,7 @@ async fn build(spec: &LabSpec, state: &mut LabState, prefix: &str) -> Result<(),
         if let Some(tls) = &state.tls_dir {
             ferry_transport::certs::issue(tls, &host.name, &[host.address.into()])?;
         }
+        crate::engines::setup_podman(&host)?;
         let pid = start_agent(spec, &host, state, prefix, &AgentExtras::default())?;
         state.hosts.push(LabHost {
             agent_pid: Some(pid),
@@ -307,6 +308,18 @@ pub fn start_agent(
     if spec.faults {
         cmd.arg("--allow-fault-injection");
     }
+    // The host's own Podman, if the lab gave it one.
+    let podman = crate::engines::podman_env(host);
+    match podman.is_empty() {
+        true => cmd.args(["--podman", "none"]),
+        false => cmd
+            .envs(podman)
+            .arg("--podman-runc-root")
+            .arg(crate::engines::podman_runc_root(host))
+            // Hosts share this machine's cgroups: each its own parent, as for its agent.
+            .arg("--podman-cgroup-parent")
+            .arg(format!("/ferry/{prefix}-{}/podman", host.name)),
+    };
     cmd.args(&extra.args);
     // SAFETY: setsid in the child before exec; async-signal-safe, no allocation.
     unsafe {
@@ -416,7 +429,10 @@ pub async fn down(name: &str) -> Result<(), LabError> {
             }
         }
     }
-    // Containers in every host's runtime root.
+    // Containers of the hosts' engines, then those in every host's runtime root.
+    for h in state.iter().flat_map(|s| &s.hosts) {
+        crate::engines::remove_podman_containers(h);
+    }
     if let Ok(rd) = std::fs::read_dir(&dir) {
         for e in rd.filter_map(Result::ok) {
             let root = e.path().join("runc");

@@ -3,7 +3,8 @@
 //! accepts only the requests valid in its state.
 
 use ferry_types::{
-    DestStats, Fault, FileEntry, HostFacts, NetSpec, PostcopyStats, SessionState, Strategy,
+    DestStats, EngineKind, Fault, FileEntry, HostFacts, NetSpec, PostcopyStats, SessionState,
+    Strategy,
 };
 use serde::{Deserialize, Serialize};
 
@@ -31,6 +32,9 @@ pub struct Prepare {
     /// The destination reports it restored once all of them are.
     #[serde(default)]
     pub pod_members: Vec<String>,
+    /// The engine that restores it at the destination (and makes it its own).
+    #[serde(default)]
+    pub engine: EngineKind,
 }
 
 /// Source agent → destination agent.

@@ -57,6 +57,7 @@ fn peer_messages_round_trip() {
         inject_fault: None,
         group: None,
         pod_members: Vec::new(),
+        engine: Default::default(),
     }));
     round_trip(PeerRequest::BundleFile {
         entry: FileEntry {

@@ -13,6 +13,9 @@ pub struct ContainerInfo {
     pub bundle: String,
     #[serde(default)]
     pub net: Option<NetSpec>,
+    /// The engine that runs it.
+    #[serde(default)]
+    pub engine: EngineKind,
 }
 
 /// Where the destination's copy of a migration stands, as it answers the source.
@@ -27,4 +30,34 @@ pub enum SessionState {
     Pending,
     /// The destination does not know this session.
     Unknown,
+}
+
+/// The container engine that runs a container, and that the destination restores it
+/// with.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EngineKind {
+    /// runc: ferry's own containers, and any other in the agent's runc root.
+    #[default]
+    Runc,
+    /// Podman (rootful, with runc).
+    Podman,
+    /// Docker (its daemon, with containerd and runc).
+    Docker,
+}
+
+impl EngineKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Runc => "runc",
+            Self::Podman => "podman",
+            Self::Docker => "docker",
+        }
+    }
+}
+
+impl std::fmt::Display for EngineKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }

@@ -17,7 +17,7 @@ pub mod stats;
 pub mod strategy;
 pub mod usage;
 
-pub use container::{ContainerInfo, SessionState};
+pub use container::{ContainerInfo, EngineKind, SessionState};
 pub use criu::{DumpStats, ImageSizes, RestoreStats};
 pub use files::{FileEntry, FileKind};
 pub use net::NetSpec;

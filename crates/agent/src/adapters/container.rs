@@ -9,17 +9,31 @@ use ferry_engine::ports::container::{ContainerError, DumpPlan, LazyDump, Shipmen
 
 use crate::state::Agent;
 
-/// A container being moved: runc's, and the agent's record of it, which goes with it.
+/// A container being moved: runc's (or Podman's, when Podman runs it), and the agent's
+/// record of it, which goes with it.
 #[derive(Debug)]
 pub struct Managed {
     pub inner: ferry_containers::runc::RuncSubject,
+    pub podman: Option<ferry_containers::podman::PodmanSubject>,
     pub agent: Arc<Agent>,
+}
+
+impl Managed {
+    fn engine_subject(&self) -> &dyn Subject {
+        match &self.podman {
+            Some(p) => p,
+            None => &self.inner,
+        }
+    }
 }
 
 #[async_trait]
 impl Subject for Managed {
     fn name(&self) -> &str {
-        self.inner.name()
+        self.engine_subject().name()
+    }
+    fn engine(&self) -> ferry_types::EngineKind {
+        self.engine_subject().engine()
     }
     fn processes(&self) -> Vec<u32> {
         self.inner.processes()
@@ -43,16 +57,16 @@ impl Subject for Managed {
         self.inner.alive()
     }
     fn shipment(&self) -> Result<Shipment, ContainerError> {
-        self.inner.shipment()
+        self.engine_subject().shipment()
     }
     fn shipped(&self, digest: &str) {
-        self.inner.shipped(digest)
+        self.engine_subject().shipped(digest)
     }
     fn shipment_changes(
         &self,
         images: &std::path::Path,
     ) -> Result<ferry_engine::ports::container::ShipmentChanges, ContainerError> {
-        self.inner.shipment_changes(images)
+        self.engine_subject().shipment_changes(images)
     }
     async fn checkpoint(&self, plan: &DumpPlan) -> Result<(), ContainerError> {
         self.inner.checkpoint(plan).await
@@ -61,8 +75,8 @@ impl Subject for Managed {
         self.inner.checkpoint_lazy(plan, page_socket)
     }
     async fn remove(&self) -> Result<(), ContainerError> {
-        let r = self.inner.remove().await;
-        self.agent.registry.remove(self.inner.name());
+        let r = self.engine_subject().remove().await;
+        self.agent.registry.remove(self.name());
         r
     }
 }

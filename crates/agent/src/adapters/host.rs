@@ -69,7 +69,14 @@ impl DestHost for AgentHost {
         let claim = agent
             .claim(&p.container)
             .map_err(|e| AdmitError::Refused(e.to_string()))?;
-        if agent.engine.exists(&p.container).await || agent.registry.get(&p.container).is_some() {
+        let podman_has = match &agent.podman {
+            Some(podman) => podman.exists(&p.container).await,
+            None => false,
+        };
+        if podman_has
+            || agent.engine.exists(&p.container).await
+            || agent.registry.get(&p.container).is_some()
+        {
             return Err(AdmitError::Exists {
                 name: p.container.clone(),
                 host,

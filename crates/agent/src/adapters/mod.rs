@@ -3,6 +3,7 @@
 //! | port | adapter |
 //! |---|---|
 //! | container engine | [`container`]: runc (`ferry-containers`) and the agent's records |
+//! | container engine | [`ferry_containers::podman`], with [`podman_net`] for its network |
 //! | network | [`network`]: network namespaces on the host's bridge, or a hook script |
 //! | peer | [`peer`]: transport connections between agents |
 //! | page channel | [`pages_source`], [`pages_dest`]: ferry's data plane (`ferry-pages`) |
@@ -14,10 +15,12 @@ pub mod network;
 pub mod pages_dest;
 pub mod pages_source;
 pub mod peer;
+pub mod podman_net;
 
 use std::sync::Arc;
 
-use ferry_engine::dest::DestPorts;
+use ferry_engine::dest::{DestPorts, EnginePorts};
+use ferry_types::EngineKind;
 
 use crate::state::Agent;
 
@@ -27,5 +30,14 @@ pub fn dest_ports(agent: &Arc<Agent>) -> DestPorts {
         engine: agent.engine.clone(),
         network: Arc::new(network::AgentNetworks(agent.clone())),
         host: Arc::new(host::AgentHost(agent.clone())),
+        others: agent
+            .podman
+            .iter()
+            .map(|p| EnginePorts {
+                kind: EngineKind::Podman,
+                engine: p.clone(),
+                network: Arc::new(podman_net::PodmanNetworks(p.clone())),
+            })
+            .collect(),
     }
 }

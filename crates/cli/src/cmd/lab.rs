@@ -75,6 +75,18 @@ enum Command {
         #[arg(last = true)]
         agent_args: Vec<String>,
     },
+    /// Build an image from this machine's programs (and the libraries they load) and
+    /// import it into the engines of lab hosts: there is no registry.
+    Image {
+        /// The image's name, e.g. localhost/redis:1.
+        name: String,
+        /// The hosts that get it (default: every host).
+        #[arg(long = "host")]
+        hosts: Vec<String>,
+        /// Absolute paths of the programs it holds.
+        #[arg(last = true, required = true)]
+        programs: Vec<PathBuf>,
+    },
     /// Run a command in a host's namespace or in `client`.
     Exec {
         host: String,
@@ -163,23 +175,42 @@ pub async fn run(a: Args) -> anyhow::Result<i32> {
             println!("agent of host {host} restarted");
             Ok(0)
         }
+        Command::Image {
+            name,
+            hosts,
+            programs,
+        } => image(&a.lab, &name, &hosts, &programs),
         Command::Exec { host, command } => {
             let lab = LabState::load(&a.lab)?;
             let ns = lab.netns_of(&host)?;
-            exec_in(&ns, &command)
+            let env = lab
+                .hosts
+                .iter()
+                .find(|h| h.name == host)
+                .map(ferry_lab::engines::podman_env)
+                .unwrap_or_default();
+            exec_in(&ns, &command, env)
         }
     }
 }
 
+/// `ferry lab image`: an image of this machine's programs, into the hosts' engines.
+fn image(lab: &str, name: &str, hosts: &[String], programs: &[PathBuf]) -> anyhow::Result<i32> {
+    let lab = LabState::load(lab)?;
+    let imported = ferry_lab::engines::import_image(&lab, name, hosts, programs)?;
+    println!("image {name} imported on {}", imported.join(", "));
+    Ok(0)
+}
+
 /// Replaces this process with `command`, inside the namespace `ns`: signals and the exit
 /// status are the command's own.
-fn exec_in(ns: &str, command: &[String]) -> anyhow::Result<i32> {
+fn exec_in(ns: &str, command: &[String], env: Vec<(String, String)>) -> anyhow::Result<i32> {
     use std::os::unix::process::CommandExt;
     let path: PathBuf = ferry_netns::netns_path(ns);
     let f = std::fs::File::open(&path)?;
     let fd = std::os::fd::AsRawFd::as_raw_fd(&f);
     let mut cmd = std::process::Command::new(&command[0]);
-    cmd.args(&command[1..]);
+    cmd.args(&command[1..]).envs(env);
     // SAFETY: runs right before execvp in this process; setns is async-signal-safe and
     // the descriptor is open.
     unsafe {
@@ -242,7 +273,7 @@ async fn status(name: &str, json: bool) -> anyhow::Result<i32> {
         if let Ok(items) = c {
             for i in items {
                 let addr = i.net.as_ref().map(|n| n.address.as_str()).unwrap_or("-");
-                println!("  {:<16} {:<8} {}", i.name, i.status, addr);
+                println!("  {:<16} {:<8} {:<7} {}", i.name, i.status, i.engine, addr);
             }
         }
     }

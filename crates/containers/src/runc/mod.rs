@@ -20,6 +20,7 @@ use ferry_runtime::freezer::Freezer;
 use ferry_runtime::{RestoreArgs, Runc, Runtime, RuntimeError};
 
 pub use shipment::{bundle_shipment, DIGEST_FILE};
+pub(crate) use subject::kill_all;
 pub use subject::RuncSubject;
 
 /// Where this host keeps what runc needs.
@@ -170,7 +171,7 @@ impl ContainerEngine for RuncEngine {
 /// container's uncommitted reservations `MAP_NORESERVE` so that the restore is charged
 /// what the source was ([`ferry_criu::images::reserve`]). Under `1` nothing is charged
 /// anyway; under `2` the kernel ignores the flag.
-fn unreserve(name: &str, images: &std::path::Path) -> Result<(), ContainerError> {
+pub(crate) fn unreserve(name: &str, images: &std::path::Path) -> Result<(), ContainerError> {
     let mode = std::fs::read_to_string("/proc/sys/vm/overcommit_memory").unwrap_or_default();
     if mode.trim() != "0" {
         return Ok(());

@@ -158,6 +158,7 @@ fn member(name: &str, pod: Option<&str>) -> ContainerInfo {
             gateway: None,
             pod: pod.map(Into::into),
         }),
+        engine: Default::default(),
     }
 }
 

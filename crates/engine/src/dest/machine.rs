@@ -279,6 +279,7 @@ mod tests {
             inject_fault: None,
             group: None,
             pod_members: Vec::new(),
+            engine: Default::default(),
         })
     }
 

@@ -9,11 +9,11 @@ pub mod session;
 use std::sync::Arc;
 
 use ferry_proto::PeerReply;
-use ferry_types::NetSpec;
+use ferry_types::{EngineKind, NetSpec};
 
 use crate::error::IncomingError;
 use crate::ports::container::ContainerEngine;
-use crate::ports::host::{DestHost, HostSettings};
+use crate::ports::host::{AdmitError, DestHost, HostSettings};
 use crate::ports::network::{ContainerNetwork, Network};
 use crate::ports::pages::LazyDaemon;
 use crate::ports::peer::{Frame, ToSource};
@@ -23,9 +23,48 @@ pub use session::{DestSession, InJournal};
 /// Everything the destination half touches.
 #[derive(Clone)]
 pub struct DestPorts {
+    /// runc's, for the containers ferry restores as its own.
     pub engine: Arc<dyn ContainerEngine>,
     pub network: Arc<dyn Network>,
     pub host: Arc<dyn DestHost>,
+    /// The other engines of this host (Podman, Docker), each with its own network.
+    pub others: Vec<EnginePorts>,
+}
+
+/// An engine of this host besides runc, and the network its containers get.
+#[derive(Clone)]
+pub struct EnginePorts {
+    pub kind: EngineKind,
+    pub engine: Arc<dyn ContainerEngine>,
+    pub network: Arc<dyn Network>,
+}
+
+impl std::fmt::Debug for EnginePorts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EnginePorts")
+            .field("kind", &self.kind)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DestPorts {
+    /// The ports that restore a container of `kind`.
+    pub fn for_engine(&self, kind: EngineKind) -> Result<DestPorts, AdmitError> {
+        if kind == EngineKind::Runc {
+            return Ok(self.clone());
+        }
+        let e = self
+            .others
+            .iter()
+            .find(|e| e.kind == kind)
+            .ok_or(AdmitError::NoEngine(kind))?;
+        Ok(DestPorts {
+            engine: e.engine.clone(),
+            network: e.network.clone(),
+            host: self.host.clone(),
+            others: Vec::new(),
+        })
+    }
 }
 
 impl std::fmt::Debug for DestPorts {

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use ferry_proto::Prepare;
-use ferry_types::{DestStats, Fault, FileEntry, NetSpec, SessionState};
+use ferry_types::{DestStats, EngineKind, Fault, FileEntry, NetSpec, SessionState};
 use serde::{Deserialize, Serialize};
 
 use super::arrival::{AfterCommit, Arrival};
@@ -54,6 +54,8 @@ pub struct DestSession {
     half: Option<Box<dyn DestHalf>>,
     fault: Option<Fault>,
     group: Option<String>,
+    /// The engine that restores it.
+    engine: EngineKind,
     pod: Option<Box<dyn PodArrival>>,
     meter: UsageMeter,
     _guard: Box<dyn Send + Sync>,
@@ -84,6 +86,7 @@ impl DestSession {
         settings: &HostSettings,
         p: Prepare,
     ) -> Result<(Self, bool), IncomingError> {
+        let ports = &ports.for_engine(p.engine)?;
         let admission = ports.host.admit(&p).await?;
         let mut tl = Timeline::new();
         let t = Instant::now();
@@ -131,6 +134,7 @@ impl DestSession {
             half: None,
             fault: p.inject_fault.filter(|_| settings.allow_fault_injection),
             group: p.group.clone(),
+            engine: p.engine,
             pod: admission.pod,
             meter: UsageMeter::start(),
             _guard: admission.guard,
@@ -293,7 +297,10 @@ impl DestSession {
             p.leave();
         }
         let host = self.ports.host.clone();
-        host.adopt(&self.a.container, self.net.spec(), self.group.as_deref());
+        // Another engine's container is that engine's own; ferry keeps no record of it.
+        if self.engine == EngineKind::Runc {
+            host.adopt(&self.a.container, self.net.spec(), self.group.as_deref());
+        }
         host.set_session(&self.a.session, SessionState::Committed);
         self.mark("committed");
         let after = match self.half.take() {

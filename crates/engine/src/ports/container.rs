@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use super::BoxFuture;
 use async_trait::async_trait;
 use ferry_criu::plan::{CheckpointSpec, RestoreSpec};
-use ferry_types::FileEntry;
+use ferry_types::{EngineKind, FileEntry};
 use thiserror::Error;
 
 /// Why the container engine could not do what was asked.
@@ -128,6 +128,10 @@ pub trait ShipmentSink: Send {
 #[async_trait]
 pub trait Subject: Send + Sync {
     fn name(&self) -> &str;
+    /// The engine that runs it, and that restores it at the destination.
+    fn engine(&self) -> EngineKind {
+        EngineKind::Runc
+    }
     /// Its processes now; empty once it exited.
     fn processes(&self) -> Vec<u32>;
     /// The resident memory of its processes: about what a dump sends.

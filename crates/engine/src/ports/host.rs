@@ -19,6 +19,8 @@ use super::pages::SessionPages;
 pub enum AdmitError {
     #[error("invalid session or container name")]
     InvalidName,
+    #[error("the destination has no {0} to restore the container with; install it there ('ferry doctor' lists the engines an agent found)")]
+    NoEngine(ferry_types::EngineKind),
     #[error("{host} cannot take a post-copy migration: it lacks userfaultfd or fs.pipe-max-size (see 'ferry doctor' there); use --strategy cold")]
     NoLazyPages { host: String },
     #[error("{host} already takes part in {max} migrations, its limit; try again later")]

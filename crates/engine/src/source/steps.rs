@@ -97,6 +97,7 @@ impl SourceRun {
                 None => Vec::new(),
             },
             net: spec,
+            engine: self.ports.subject.engine(),
         });
         self.send(&prepare).await?;
         let need_bundle = match self.expect("prepared").await? {

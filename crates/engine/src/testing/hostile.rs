@@ -22,6 +22,7 @@ fn prepare(strategy: Strategy) -> PeerRequest {
         inject_fault: None,
         group: None,
         pod_members: Vec::new(),
+        engine: Default::default(),
     })
 }
 

@@ -175,6 +175,7 @@ pub fn dest_ports(cfg: &Arc<Config>) -> DestPorts {
         engine: Arc::new(dest::FakeEngine(cfg.clone())),
         network: Arc::new(dest::FakeNetworks(cfg.clone())),
         host: Arc::new(dest::FakeHost::new(cfg.clone())),
+        others: Vec::new(),
     }
 }
 

@@ -1,0 +1,175 @@
+//! The network of a Podman container arriving here. Podman makes its namespace when it
+//! restores the container (on the network the container's definition names, with its
+//! address and MAC), and its network plugins may announce the address as soon as the
+//! link is up, before CRIU restored a socket: a client's packets would then meet a
+//! namespace without the connection and be reset. So from before the restore until the
+//! commit, this host's bridge drops every frame from or to the container's MAC; CRIU's
+//! action script also puts ferry's hold lock on the namespace before any socket is
+//! restored ([`ferry_containers::podman`]). At the commit both locks go and the address
+//! is announced.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use ferry_containers::podman::PodmanEngine;
+use ferry_engine::ports::network::{ContainerNetwork, Network, NetworkError};
+use ferry_netns::{NetLock, RealRunner};
+use ferry_types::NetSpec;
+
+/// Podman's networks, for containers arriving.
+#[derive(Debug, Clone)]
+pub struct PodmanNetworks(pub Arc<PodmanEngine>);
+
+#[async_trait]
+impl Network for PodmanNetworks {
+    async fn prepare(
+        &self,
+        container: &str,
+        spec: &NetSpec,
+        _join: bool,
+    ) -> Result<Box<dyn ContainerNetwork>, NetworkError> {
+        if spec.pod.is_some() {
+            return Err(NetworkError(format!(
+                "container '{container}' arrives as a member of a ferry pod; a Podman container keeps Podman's own network"
+            )));
+        }
+        let net = PodmanNet {
+            engine: self.0.clone(),
+            name: container.to_string(),
+            spec: spec.clone(),
+        };
+        net.bridge_lock(true).await?;
+        Ok(Box::new(net))
+    }
+
+    async fn destroy(&self, _container: &str, _spec: &NetSpec) -> Result<(), NetworkError> {
+        Ok(())
+    }
+}
+
+/// One arriving Podman container's network.
+#[derive(Debug)]
+struct PodmanNet {
+    engine: Arc<PodmanEngine>,
+    name: String,
+    spec: NetSpec,
+}
+
+impl PodmanNet {
+    /// The namespace Podman made for it, once it did.
+    async fn sandbox(&self) -> Option<PathBuf> {
+        let out = self
+            .engine
+            .podman()
+            .run(&[
+                "container",
+                "inspect",
+                "--format",
+                "{{.NetworkSettings.SandboxKey}}",
+                "--",
+                &self.name,
+            ])
+            .await
+            .ok()?;
+        let p = PathBuf::from(out.trim());
+        (p.is_absolute() && p.exists()).then_some(p)
+    }
+
+    /// The bridge lock's table: frames from or to the container's MAC are dropped.
+    fn bridge_table(&self) -> String {
+        format!("ferry-hold-{}", self.name)
+    }
+
+    async fn bridge_lock(&self, on: bool) -> Result<(), NetworkError> {
+        let table = self.bridge_table();
+        let mac = ferry_netns::parse_mac(&self.spec.mac).map_err(net_err)?;
+        let mac = mac
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(":");
+        let script = match on {
+            true => format!(
+                "table bridge {table} {{\n\tchain forward {{ type filter hook forward priority -10; policy accept; ether saddr {mac} drop; ether daddr {mac} drop; }}\n}}\n"
+            ),
+            false => format!("delete table bridge {table}\n"),
+        };
+        let cmd = ferry_netns::Cmd::new("nft", &["-f", "-"]).with_stdin(script);
+        match ferry_netns::Runner::run(&RealRunner, &cmd).await {
+            Ok(_) => Ok(()),
+            Err(ferry_netns::NetError::Failed { stderr, .. })
+                if !on && stderr.contains("No such file") =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(net_err(e)),
+        }
+    }
+
+    async fn netns(&self) -> Result<PathBuf, NetworkError> {
+        self.sandbox().await.ok_or_else(|| {
+            NetworkError(format!(
+                "Podman has no network namespace for container '{}'",
+                self.name
+            ))
+        })
+    }
+}
+
+fn net_err(e: ferry_netns::NetError) -> NetworkError {
+    NetworkError(e.to_string())
+}
+
+#[async_trait]
+impl ContainerNetwork for PodmanNet {
+    fn spec(&self) -> &NetSpec {
+        &self.spec
+    }
+    fn netns_path(&self) -> PathBuf {
+        PathBuf::new()
+    }
+    async fn lock(&self) -> Result<(), NetworkError> {
+        let ns = self.netns().await?;
+        NetLock::ferry_hold(ns)
+            .install(&RealRunner)
+            .await
+            .map_err(net_err)
+    }
+    /// Lifts the locks, and announces the address.
+    async fn unlock(&self) -> Result<(), NetworkError> {
+        let ns = self.netns().await?;
+        NetLock::ferry_hold(ns.clone())
+            .remove(&RealRunner)
+            .await
+            .map_err(net_err)?;
+        self.bridge_lock(false).await?;
+        announce(&ns, &self.spec).await
+    }
+    /// Podman attaches it when it restores it.
+    async fn attach(&self) -> Result<(), NetworkError> {
+        Ok(())
+    }
+    async fn detach(&self) -> Result<(), NetworkError> {
+        Ok(())
+    }
+    async fn announce(&self) -> Result<(), NetworkError> {
+        match self.sandbox().await {
+            Some(ns) => announce(&ns, &self.spec).await,
+            None => Ok(()),
+        }
+    }
+    /// Removing the container (the engine's delete) removes its namespace; the bridge
+    /// forgets its MAC here.
+    async fn release(&self) -> Result<(), NetworkError> {
+        self.bridge_lock(false).await
+    }
+}
+
+async fn announce(ns: &std::path::Path, spec: &NetSpec) -> Result<(), NetworkError> {
+    let (ip, _) = ferry_netns::parse_cidr(&spec.address).map_err(net_err)?;
+    let mac = ferry_netns::parse_mac(&spec.mac).map_err(net_err)?;
+    ferry_netns::send_gratuitous_arp(ns, "eth0", mac, ip)
+        .await
+        .map_err(net_err)
+}

@@ -1,0 +1,80 @@
+//! The engines a container may run under on this host: the agent's runc root (its own
+//! containers and any other there), and Podman. A container is looked up by name in
+//! that order.
+
+use std::sync::Arc;
+
+use ferry_containers::podman::{PodmanSubject, NO_LAZY};
+use ferry_containers::runc::RuncSubject;
+use ferry_engine::policy::auto::needs_lazy_pages;
+use ferry_engine::ports::container::ContainerError;
+use ferry_types::{EngineKind, Preflight};
+
+use crate::error::AgentError;
+use crate::state::Agent;
+
+/// A container found on this host.
+#[derive(Debug)]
+pub struct Found {
+    /// runc's view of it: processes, bundle, network namespace.
+    pub runc: RuncSubject,
+    /// Podman's, when Podman runs it.
+    pub podman: Option<PodmanSubject>,
+}
+
+impl Found {
+    pub fn kind(&self) -> EngineKind {
+        match self.podman {
+            Some(_) => EngineKind::Podman,
+            None => EngineKind::Runc,
+        }
+    }
+
+    /// The host paths it bind-mounts that the destination must hold; Podman makes its
+    /// own (`/etc/hosts`, `resolv.conf`, `/dev/shm`, …) when it restores.
+    pub fn bind_mount_sources(&self) -> Vec<String> {
+        let all = self.runc.bundle().bind_mount_sources();
+        let Some(p) = &self.podman else { return all };
+        let store = p.store();
+        all.into_iter()
+            .filter(|s| {
+                let s = std::path::Path::new(s);
+                !s.starts_with(&store.graph_root) && !s.starts_with(&store.run_root)
+            })
+            .collect()
+    }
+}
+
+/// Container `name`: running, or (`running` false) in any state runc knows.
+pub async fn find(agent: &Arc<Agent>, name: &str, running: bool) -> Result<Found, AgentError> {
+    let own = match running {
+        true => agent.engine.running(name).await,
+        false => agent.engine.open(name).await,
+    };
+    match (own, &agent.podman) {
+        (Ok(runc), _) => Ok(Found { runc, podman: None }),
+        (Err(ContainerError::NotFound { .. }), Some(podman)) => {
+            let p = podman.open(name, running).await?;
+            Ok(Found {
+                runc: p.runc().clone(),
+                podman: Some(p),
+            })
+        }
+        (Err(e), _) => Err(e.into()),
+    }
+}
+
+/// What an engine adds to the preflight: Podman restores only from complete images.
+pub fn limit(pf: &mut Preflight, kind: EngineKind) {
+    if kind != EngineKind::Podman {
+        return;
+    }
+    for fit in pf
+        .strategies
+        .iter_mut()
+        .filter(|f| needs_lazy_pages(f.strategy))
+    {
+        fit.fits = false;
+        fit.why = NO_LAZY.to_string();
+    }
+}
