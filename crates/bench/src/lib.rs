@@ -5,6 +5,7 @@
 pub mod apps;
 pub mod cold;
 pub mod criu_lazy;
+pub mod engines;
 pub mod group;
 pub mod labctl;
 pub mod load;

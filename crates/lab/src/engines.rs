@@ -164,6 +164,7 @@ fn conflist() -> String {
                 "isGateway": false,
                 "ipMasq": false,
                 "hairpinMode": true,
+                "capabilities": { "mac": true },
                 "ipam": { "type": IPAM_PLUGIN }
             }
         ]

@@ -59,6 +59,9 @@ struct PodmanNet {
 impl PodmanNet {
     /// The namespace Podman made for it, once it did.
     async fn sandbox(&self) -> Option<PathBuf> {
+        if let Some(p) = self.engine.netns_of(&self.name) {
+            return Some(p);
+        }
         let out = self
             .engine
             .podman()
@@ -153,11 +156,10 @@ impl ContainerNetwork for PodmanNet {
     async fn detach(&self) -> Result<(), NetworkError> {
         Ok(())
     }
+    /// Before the restore there is nothing to announce, and until the commit the
+    /// bridge drops what it would send: the address is announced at the commit.
     async fn announce(&self) -> Result<(), NetworkError> {
-        match self.sandbox().await {
-            Some(ns) => announce(&ns, &self.spec).await,
-            None => Ok(()),
-        }
+        Ok(())
     }
     /// Removing the container (the engine's delete) removes its namespace; the bridge
     /// forgets its MAC here.

@@ -23,6 +23,22 @@ pub enum Command {
     /// The compatibility matrix: real applications (databases, web servers, runtimes) each
     /// moved by each strategy under a live client, or refused by the preflight.
     Apps(AppsArgs),
+    /// A container engine's own checkpoint, copy and restore against `ferry migrate` of
+    /// that engine's container (Podman), on a Redis under a live client.
+    Engines(EnginesArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct EnginesArgs {
+    /// Redis sizes, comma-separated.
+    #[arg(long, default_value = "1G")]
+    sizes: String,
+    /// Measured runs per method and size (after one warm-up run).
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Write the rows as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -154,6 +170,7 @@ pub async fn run(c: Command) -> anyhow::Result<i32> {
         Command::Precopy(a) => precopy(a).await,
         Command::Postcopy(a) => postcopy(a).await,
         Command::Apps(a) => apps(a).await,
+        Command::Engines(a) => engines(a).await,
     }
 }
 
@@ -246,6 +263,17 @@ async fn local(a: LocalArgs) -> anyhow::Result<i32> {
     let rows = ferry_bench::local::run_bench(&b).await?;
     let extra = ["checkpoint_ms", "restore_ms", "criu_frozen_ms", "image_mb"];
     output(&[], &rows, &extra, a.json.as_deref())
+}
+
+async fn engines(a: EnginesArgs) -> anyhow::Result<i32> {
+    let b = ferry_bench::engines::EnginesBench {
+        sizes: sizes(&a.sizes)?,
+        runs: a.runs,
+        ferry: std::env::current_exe()?,
+    };
+    let rows = ferry_bench::engines::run_bench(&b).await?;
+    let legend = [CLIENT_DOWNTIME.to_string()];
+    output(&legend, &rows, &[], a.json.as_deref())
 }
 
 async fn cold(a: ColdArgs) -> anyhow::Result<i32> {

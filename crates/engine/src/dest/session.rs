@@ -13,7 +13,7 @@ use super::DestPorts;
 use crate::error::IncomingError;
 use crate::logs::{keep_logs, remove_session_dir};
 use crate::ports::container::ShipmentSink;
-use crate::ports::host::{HostSettings, PodArrival};
+use crate::ports::host::{AdmitError, HostSettings, PodArrival};
 use crate::ports::network::ContainerNetwork;
 use crate::strategies::DestHalf;
 use crate::timeline::Timeline;
@@ -87,6 +87,9 @@ impl DestSession {
         p: Prepare,
     ) -> Result<(Self, bool), IncomingError> {
         let ports = &ports.for_engine(p.engine)?;
+        if crate::policy::auto::needs_lazy_pages(p.strategy) && !ports.engine.restores_lazily() {
+            return Err(AdmitError::EngineNotLazy(p.engine).into());
+        }
         let admission = ports.host.admit(&p).await?;
         let mut tl = Timeline::new();
         let t = Instant::now();

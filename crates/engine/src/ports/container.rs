@@ -175,6 +175,11 @@ pub trait ContainerEngine: Send + Sync {
     fn has_shipment(&self, name: &str, digest: &str) -> bool;
     /// Starts receiving the shipment of `name`.
     fn receive(&self, name: &str, digest: &str) -> Result<Box<dyn ShipmentSink>, ContainerError>;
+    /// Whether it can restore memory lazily (a plan with `lazy_pages`); when it cannot,
+    /// strategies restore from complete images and refuse post-copy.
+    fn restores_lazily(&self) -> bool {
+        true
+    }
     /// Restores `name` from its shipment and images by `plan`; on success it runs.
     async fn restore(&self, name: &str, plan: &RestorePlan) -> Result<(), ContainerError>;
     /// Kills every process of `name` at once (blocking; a process waiting for a missing

@@ -21,6 +21,8 @@ pub enum AdmitError {
     InvalidName,
     #[error("the destination has no {0} to restore the container with; install it there ('ferry doctor' lists the engines an agent found)")]
     NoEngine(ferry_types::EngineKind),
+    #[error("{0} restores containers only from complete images here: post-copy and hybrid cannot move its containers; use --strategy precopy or cold")]
+    EngineNotLazy(ferry_types::EngineKind),
     #[error("{host} cannot take a post-copy migration: it lacks userfaultfd or fs.pipe-max-size (see 'ferry doctor' there); use --strategy cold")]
     NoLazyPages { host: String },
     #[error("{host} already takes part in {max} migrations, its limit; try again later")]

@@ -108,7 +108,8 @@ impl DestHalf for FilesDest {
     async fn restore(&mut self, s: &mut Arrival) -> Result<(), IncomingError> {
         // Restoring memory lazily from the local images lets the container run before
         // its pages are in place.
-        if s.settings.lazy_pages && s.pages_bytes >= LAZY_RESTORE_MIN {
+        if s.settings.lazy_pages && s.engine.restores_lazily() && s.pages_bytes >= LAZY_RESTORE_MIN
+        {
             let t = Instant::now();
             self.lazy = s.pages.lazy_from_images(&s.images, &s.work).await?;
             if self.lazy.is_some() {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferry_proto::{PeerReply, PeerRequest, Prepare};
-use ferry_types::Strategy;
+use ferry_types::{EngineKind, Strategy};
 
 use super::{dest_ports, link, settings, spec, Config};
 use crate::ports::peer::{Frame, ToDest};
@@ -160,4 +160,95 @@ async fn an_abort_after_the_restore_deletes_the_copy() {
     assert!(matches!(reply(&mut *l).await, PeerReply::Aborted));
     assert!(cfg.log.before("dst restore lazy=false", "dst delete"));
     assert!(cfg.log.has("dst release") && !cfg.log.has("dst adopt"));
+}
+
+/// A destination with a second engine that restores only from complete images.
+fn destination_with_other_engine(cfg: &Arc<Config>, dir: &std::path::Path) -> Box<ToDest> {
+    let (src, dst) = link::pair(None);
+    let mut ports = dest_ports(cfg);
+    ports.others.push(crate::dest::EnginePorts {
+        kind: EngineKind::Podman,
+        engine: Arc::new(CompleteImagesOnly(super::dest::FakeEngine(cfg.clone()))),
+        network: ports.network.clone(),
+    });
+    tokio::spawn(crate::dest::serve(ports, settings("dst", dir, true), dst));
+    src
+}
+
+/// The fake engine, but without lazy restores.
+struct CompleteImagesOnly(super::dest::FakeEngine);
+
+#[async_trait::async_trait]
+impl crate::ports::container::ContainerEngine for CompleteImagesOnly {
+    async fn inspect(
+        &self,
+        name: &str,
+    ) -> Result<Box<dyn crate::ports::container::Subject>, crate::ports::container::ContainerError>
+    {
+        self.0.inspect(name).await
+    }
+    async fn exists(&self, name: &str) -> bool {
+        self.0.exists(name).await
+    }
+    fn has_shipment(&self, name: &str, digest: &str) -> bool {
+        self.0.has_shipment(name, digest)
+    }
+    fn receive(
+        &self,
+        name: &str,
+        digest: &str,
+    ) -> Result<
+        Box<dyn crate::ports::container::ShipmentSink>,
+        crate::ports::container::ContainerError,
+    > {
+        self.0.receive(name, digest)
+    }
+    fn restores_lazily(&self) -> bool {
+        false
+    }
+    async fn restore(
+        &self,
+        name: &str,
+        plan: &crate::ports::container::RestorePlan,
+    ) -> Result<(), crate::ports::container::ContainerError> {
+        self.0.restore(name, plan).await
+    }
+    fn kill(&self, name: &str) {
+        self.0.kill(name)
+    }
+    async fn delete(&self, name: &str) -> Result<(), crate::ports::container::ContainerError> {
+        self.0.delete(name).await
+    }
+}
+
+fn prepare_for(engine: EngineKind, strategy: Strategy) -> PeerRequest {
+    match prepare(strategy) {
+        PeerRequest::Prepare(p) => PeerRequest::Prepare(Prepare { engine, ..p }),
+        other => other,
+    }
+}
+
+#[tokio::test]
+async fn a_container_goes_to_the_engine_it_names_and_only_one_the_host_has() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = Arc::new(Config::default());
+    let mut l = destination_with_other_engine(&cfg, dir.path());
+    l.send(&prepare_for(EngineKind::Podman, Strategy::Cold))
+        .await
+        .unwrap();
+    assert!(matches!(reply(&mut *l).await, PeerReply::Prepared { .. }));
+
+    let mut l = destination_with_other_engine(&cfg, dir.path());
+    l.send(&prepare_for(EngineKind::Docker, Strategy::Cold))
+        .await
+        .unwrap();
+    let said = refused(&mut *l).await;
+    assert!(said.contains("the destination has no docker"), "{said}");
+
+    let mut l = destination_with_other_engine(&cfg, dir.path());
+    l.send(&prepare_for(EngineKind::Podman, Strategy::Postcopy))
+        .await
+        .unwrap();
+    let said = refused(&mut *l).await;
+    assert!(said.contains("only from complete images"), "{said}");
 }

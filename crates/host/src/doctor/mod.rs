@@ -23,6 +23,8 @@ pub struct DoctorReport {
     pub kernel: KernelInfo,
     pub features: Features,
     pub network_lock: NetworkLockInfo,
+    /// The container engines found, and what ferry does with each.
+    pub engines: Vec<EngineInfo>,
     /// Strategies this host supports.
     pub strategies: Vec<String>,
     /// Every strategy, with why it is or is not available.
@@ -42,6 +44,17 @@ pub struct ToolInfo {
     pub path: Option<String>,
     pub version: Option<String>,
     pub ok: bool,
+}
+
+/// A container engine: whether it is here, and which strategies move its containers.
+#[derive(Debug, Clone, Serialize)]
+pub struct EngineInfo {
+    pub name: String,
+    pub version: Option<String>,
+    pub found: bool,
+    /// The strategies that move its containers on this host.
+    pub strategies: Vec<String>,
+    pub note: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -151,6 +164,7 @@ pub fn run() -> DoctorReport {
         ));
     }
     let ok = !problems.iter().any(|p| p.severity == "error");
+    let engines = probe::engines(&runc, &details);
     DoctorReport {
         ok,
         criu: criu.info,
@@ -158,6 +172,7 @@ pub fn run() -> DoctorReport {
         kernel,
         features,
         network_lock,
+        engines,
         strategies,
         strategy_details: details,
         problems,

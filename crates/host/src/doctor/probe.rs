@@ -229,6 +229,49 @@ pub(super) fn network_lock(
     }
 }
 
+/// The container engines ferry moves containers of, and what it does with each.
+pub(super) fn engines(runc: &ToolInfo, details: &[super::StrategyInfo]) -> Vec<super::EngineInfo> {
+    let supported = |except: &[&str]| -> Vec<String> {
+        details
+            .iter()
+            .filter(|d| d.supported && d.implemented && !except.contains(&d.name.as_str()))
+            .map(|d| d.name.clone())
+            .collect()
+    };
+    let podman = which("podman");
+    let podman_version = podman
+        .as_ref()
+        .and_then(|p| first_line(p, &["version", "--format", "{{.Client.Version}}"]));
+    let docker = which("dockerd");
+    let docker_version = docker.as_ref().and_then(|p| first_line(p, &["--version"]));
+    vec![
+        super::EngineInfo {
+            name: "runc".into(),
+            version: runc.version.clone(),
+            found: runc.ok,
+            strategies: supported(&[]),
+            note: "ferry's own containers, and any other in the agent's runc root (docs/engines.md)".into(),
+        },
+        super::EngineInfo {
+            name: "podman".into(),
+            found: podman.is_some(),
+            strategies: match podman {
+                Some(_) => supported(&["postcopy", "hybrid"]),
+                None => Vec::new(),
+            },
+            version: podman_version,
+            note: "rootful, with runc; restored by 'podman container restore --import', which takes complete images only: no post-copy or hybrid".into(),
+        },
+        super::EngineInfo {
+            name: "docker".into(),
+            found: docker.is_some(),
+            strategies: Vec::new(),
+            version: docker_version,
+            note: "found, not moved yet: ferry refuses Docker's containers (docs/engines.md)".into(),
+        },
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -55,6 +55,20 @@ pub fn render(r: &DoctorReport) -> String {
         "checkpoint non-root processes {}",
         yn(r.features.checkpoint_non_root)
     );
+    let _ = writeln!(s, "engines:");
+    for e in &r.engines {
+        let moves = match (e.found, e.strategies.is_empty()) {
+            (false, _) => "not installed".to_string(),
+            (true, true) => "not moved".to_string(),
+            (true, false) => format!("moved by {}", e.strategies.join(", ")),
+        };
+        let _ = writeln!(
+            s,
+            "  {:<9} {:<12} {moves}",
+            e.name,
+            e.version.as_deref().unwrap_or("-")
+        );
+    }
     let _ = writeln!(s, "strategies:");
     for d in &r.strategy_details {
         let _ = writeln!(
@@ -114,6 +128,13 @@ mod tests {
                 checkpoint_non_root: true,
                 process_memory_read: true,
             },
+            engines: vec![crate::doctor::EngineInfo {
+                name: "podman".into(),
+                version: Some("4.3.1".into()),
+                found: true,
+                strategies: vec!["cold".into(), "precopy".into()],
+                note: String::new(),
+            }],
             network_lock: NetworkLockInfo {
                 iptables: true,
                 nftables: false,
@@ -142,6 +163,8 @@ mod tests {
              TCP repair                    yes\n\
              network lock                  iptables yes, nftables no\n\
              checkpoint non-root processes yes\n\
+             engines:\n  \
+             podman    4.3.1        moved by cold, precopy\n\
              strategies:\n  \
              cold      no   CRIU, runc or TCP repair is missing (see problems)\n\
              error: CRIU is missing\n  \
