@@ -76,7 +76,7 @@ apt_install "${RUNTIME_PKGS[@]}"
 # The container engines ferry moves containers of besides plain runc (docs/engines.md).
 # Their packages would start system-wide daemons; nothing here wants those (the lab starts
 # its own per host), so services are kept from starting while they install.
-ENGINE_PKGS=(podman docker.io)
+ENGINE_PKGS=(podman containernetworking-plugins docker.io)
 if [ "${FERRY_SKIP_ENGINES:-0}" != 1 ] && [ -n "$(missing "${ENGINE_PKGS[@]}")" ]; then
     placed_policy=0
     if [ ! -e /usr/sbin/policy-rc.d ]; then

@@ -47,6 +47,9 @@ fn podman(h: &LabHost, args: &[&str]) -> anyhow::Result<String> {
 fn start(lab: &BenchLab, host: &str, name: &str, size: u64) -> anyhow::Result<RedisTarget> {
     let h = lab.lab.host(host)?;
     let args = server_args(6379);
+    // Every run's container has the same address and MAC: no client waits for a stale
+    // neighbour entry to expire.
+    let mac = ferry_types::net::mac_for(IP.parse()?);
     let mut run = vec![
         "run",
         "-d",
@@ -56,6 +59,8 @@ fn start(lab: &BenchLab, host: &str, name: &str, size: u64) -> anyhow::Result<Re
         "lab",
         "--ip",
         IP,
+        "--mac-address",
+        &mac,
         IMAGE,
     ];
     run.extend(args.iter().map(String::as_str));

@@ -233,3 +233,51 @@ pub fn import_image(
     let _ = std::fs::remove_dir_all(&work);
     Ok(done)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ipam(command: &str, args: &str) -> (bool, String) {
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(IPAM)
+            .env("CNI_COMMAND", command)
+            .env("CNI_ARGS", args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    }
+
+    #[test]
+    fn the_lab_address_plugin_gives_the_address_asked_for_and_nothing_else() {
+        let (ok, out) = ipam("ADD", "IgnoreUnknown=1;K8S_POD_NAME=r;IP=10.77.3.41");
+        assert!(ok, "{out}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["ips"][0]["address"], "10.77.3.41/16");
+        let (ok, out) = ipam("ADD", "IgnoreUnknown=1;K8S_POD_NAME=r");
+        assert!(!ok);
+        assert!(out.contains("--ip 10.77.3.N"), "{out}");
+        let (ok, _) = ipam("ADD", "IP=192.168.1.1");
+        assert!(!ok, "outside the lab's range");
+        assert!(ipam("DEL", "IP=10.77.3.41").0);
+        let (ok, out) = ipam("VERSION", "");
+        assert!(ok && out.contains("0.4.0"), "{out}");
+    }
+
+    #[test]
+    fn the_lab_network_is_the_host_bridge_without_nat_and_keeps_macs() {
+        let v: serde_json::Value = serde_json::from_str(&conflist()).unwrap();
+        let bridge = &v["plugins"][0];
+        assert_eq!(v["name"], NETWORK);
+        assert_eq!(bridge["bridge"], "br0");
+        assert_eq!(bridge["isGateway"], false);
+        assert_eq!(bridge["ipMasq"], false);
+        assert_eq!(bridge["capabilities"]["mac"], true);
+        assert_eq!(bridge["ipam"]["type"], IPAM_PLUGIN);
+    }
+}
