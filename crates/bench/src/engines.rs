@@ -81,8 +81,8 @@ fn remove_everywhere(lab: &BenchLab, name: &str) {
     }
 }
 
-/// Podman's own way: export, copy, import.
-fn export_import(lab: &BenchLab, name: &str, work: &Path) -> anyhow::Result<(f64, f64)> {
+/// Podman's own way: export, copy, import; (total ms, bytes, freeze to run ms).
+fn export_import(lab: &BenchLab, name: &str, work: &Path) -> anyhow::Result<(f64, f64, f64)> {
     let (a, b) = (lab.lab.host("a")?, lab.lab.host("b")?);
     let (out, arrived) = (work.join("out.tar"), work.join("in.tar"));
     let t0 = Instant::now();
@@ -115,7 +115,9 @@ fn export_import(lab: &BenchLab, name: &str, work: &Path) -> anyhow::Result<(f64
     let _ = podman(a, &["rm", "--force", name]);
     let _ = std::fs::remove_file(&out);
     let _ = std::fs::remove_file(&arrived);
-    Ok((total, bytes))
+    // Podman freezes the container as its checkpoint starts and it runs again when the
+    // restore ends: its freeze to run is the whole.
+    Ok((total, bytes, total))
 }
 
 /// One move of a fresh container holding `size` bytes, by `method`.
@@ -140,7 +142,11 @@ async fn one(lab: &BenchLab, size: u64, name: &str, method: &str) -> anyhow::Res
                 if !r.outcome.is_success() {
                     bail!("ferry did not move it: {}", r.reason.unwrap_or_default());
                 }
-                Ok((r.total_ms, r.bytes_sent as f64))
+                Ok((
+                    r.total_ms,
+                    r.bytes_sent as f64,
+                    r.downtime_ms.unwrap_or(0.0),
+                ))
             })
         }
     };
@@ -150,19 +156,21 @@ async fn one(lab: &BenchLab, size: u64, name: &str, method: &str) -> anyhow::Res
     tokio::time::sleep(Duration::from_millis(300)).await;
     let seen = probe.stop()?;
     remove_everywhere(lab, name);
-    let (total_ms, bytes) = moved?;
+    let (total_ms, bytes, freeze_to_run) = moved?;
     if !seen.errors.is_empty() || seen.lost_or_repeated > 0 {
         bail!(
             "{method}: the client saw errors or lost increments: {:?}",
             seen.errors
         );
     }
-    Ok(Sample {
+    let mut s = Sample {
         downtime_ms: seen.max_latency_ms,
         total_ms,
         bytes_sent: bytes,
         ..Default::default()
-    })
+    };
+    s.extra.insert("freeze_to_run_ms".into(), freeze_to_run);
+    Ok(s)
 }
 
 /// The methods, in the order each run tries them.

@@ -43,8 +43,14 @@ impl Network for PodmanNetworks {
         Ok(Box::new(net))
     }
 
-    async fn destroy(&self, _container: &str, _spec: &NetSpec) -> Result<(), NetworkError> {
-        Ok(())
+    /// What an interrupted arrival left: the bridge's lock on the container's MAC.
+    async fn destroy(&self, container: &str, spec: &NetSpec) -> Result<(), NetworkError> {
+        let net = PodmanNet {
+            engine: self.0.clone(),
+            name: container.to_string(),
+            spec: spec.clone(),
+        };
+        net.bridge_lock(false).await
     }
 }
 

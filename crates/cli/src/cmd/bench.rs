@@ -273,7 +273,7 @@ async fn engines(a: EnginesArgs) -> anyhow::Result<i32> {
     };
     let rows = ferry_bench::engines::run_bench(&b).await?;
     let legend = [CLIENT_DOWNTIME.to_string()];
-    output(&legend, &rows, &[], a.json.as_deref())
+    output(&legend, &rows, &["freeze_to_run_ms"], a.json.as_deref())
 }
 
 async fn cold(a: ColdArgs) -> anyhow::Result<i32> {

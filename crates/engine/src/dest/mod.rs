@@ -296,8 +296,15 @@ pub async fn recover(ports: &DestPorts, journal: &InJournal, adopted: bool) {
         return;
     }
     tracing::warn!(container = %journal.container, "removing what an interrupted incoming migration left");
+    let ports = match ports.for_engine(journal.engine) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!(container = %journal.container, "cannot remove what an interrupted incoming migration left: {e}");
+            return;
+        }
+    };
     let _ = ports.engine.delete(&journal.container).await;
-    destroy_net(ports, &journal.container, &journal.net).await;
+    destroy_net(&ports, &journal.container, &journal.net).await;
 }
 
 async fn destroy_net(ports: &DestPorts, container: &str, spec: &NetSpec) {

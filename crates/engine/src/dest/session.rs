@@ -29,6 +29,9 @@ pub struct InJournal {
     pub net: NetSpec,
     /// `prepared`, `images`, `restored` or `committed`.
     pub phase: String,
+    /// The engine that restores it.
+    #[serde(default)]
+    pub engine: EngineKind,
 }
 
 /// The file a data frame belongs to.
@@ -157,6 +160,7 @@ impl DestSession {
             container: self.a.container.clone(),
             net: net.clone(),
             phase: phase.into(),
+            engine: self.engine,
         };
         let _ = std::fs::write(
             self.dir.join(crate::source::journal::JOURNAL),
