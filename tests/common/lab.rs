@@ -41,6 +41,23 @@ impl Lab {
         lab
     }
 
+    /// Brings a lab up with more arguments to `ferry lab up` (`--docker`).
+    pub fn up_args(env: &Env, hosts: usize, args: &[&str]) -> Lab {
+        let name = super::unique("t").replace('x', "");
+        let lab = Lab {
+            name: name.chars().take(12).collect(),
+            ferry: env.ferry.clone(),
+            work: env.work.clone(),
+        };
+        let mut all = vec!["up", "--hosts"];
+        let n = hosts.to_string();
+        all.push(&n);
+        all.push("--faults");
+        all.extend_from_slice(args);
+        lab.ok(&all);
+        lab
+    }
+
     /// Brings a lab up whose agents start with `vars` in their environment.
     pub fn up_with_env(env: &Env, hosts: usize, vars: &[(&str, &str)]) -> Lab {
         let name = super::unique("t").replace('x', "");

@@ -189,7 +189,7 @@ pub async fn run_bench(b: &EnginesBench) -> anyhow::Result<Vec<Row>> {
     let result = async {
         let programs =
             ["/usr/bin/redis-server", "/usr/bin/redis-cli", "/bin/sh"].map(PathBuf::from);
-        ferry_lab::engines::import_image(&lab.lab, IMAGE, &[], &programs)?;
+        ferry_lab::image::import_image(&lab.lab, IMAGE, &[], &programs)?;
         let mut rows = Vec::new();
         let mut n = 0;
         for &size in &b.sizes {

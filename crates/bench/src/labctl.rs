@@ -40,6 +40,7 @@ impl BenchLab {
             ferry,
             faults: false,
             tls: std::env::var_os("FERRY_BENCH_NO_TLS").is_none(),
+            docker: false,
         })
         .await?;
         Ok(Self { lab })

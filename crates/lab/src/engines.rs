@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
-use crate::state::{LabHost, LabState};
+use crate::state::LabHost;
 use crate::LabError;
 
 /// The lab's network name, in every engine.
@@ -192,46 +192,6 @@ pub fn remove_podman_containers(host: &LabHost) {
         return;
     }
     let _ = podman(host, &["rm", "--all", "--force", "--time", "0"]);
-}
-
-/// Builds an image of `programs` and imports it as `name` into the Podman of `hosts`
-/// (every host when empty); returns the hosts that got it.
-pub fn import_image(
-    lab: &LabState,
-    name: &str,
-    hosts: &[String],
-    programs: &[PathBuf],
-) -> Result<Vec<String>, LabError> {
-    let chosen: Vec<&LabHost> = match hosts.is_empty() {
-        true => lab.hosts.iter().collect(),
-        false => hosts
-            .iter()
-            .map(|h| lab.host(h))
-            .collect::<Result<_, _>>()?,
-    };
-    if chosen.iter().all(|h| podman_env(h).is_empty()) {
-        return Err(LabError::Invalid(
-            "no lab host has an engine to import into: install Podman ('bash scripts/install-deps.sh') and make the lab again".into(),
-        ));
-    }
-    let work = crate::state::lab_dir(&lab.name).join("image-build");
-    std::fs::create_dir_all(&work).map_err(|e| LabError::io(work.display().to_string(), e))?;
-    let tar = crate::image::tarball(&work, programs)?;
-    let mut done = Vec::new();
-    for h in chosen.into_iter().filter(|h| !podman_env(h).is_empty()) {
-        let out = podman(h, &["import", "--quiet", &tar.to_string_lossy(), name])
-            .map_err(|e| LabError::io("podman import", e))?;
-        if !out.status.success() {
-            return Err(LabError::Invalid(format!(
-                "podman import on host {} failed: {}",
-                h.name,
-                String::from_utf8_lossy(&out.stderr).trim()
-            )));
-        }
-        done.push(h.name.clone());
-    }
-    let _ = std::fs::remove_dir_all(&work);
-    Ok(done)
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::state::{LabHost, LabState};
 use crate::LabError;
 
 /// The libraries `program` loads, as `ldd` names them.
@@ -84,6 +85,62 @@ pub fn tarball(work: &Path, programs: &[PathBuf]) -> Result<PathBuf, LabError> {
         ));
     }
     Ok(out)
+}
+
+/// Builds an image of `programs` and imports it as `name` into the Podman of `hosts`
+/// (every host when empty); returns the hosts that got it.
+pub fn import_image(
+    lab: &LabState,
+    name: &str,
+    hosts: &[String],
+    programs: &[PathBuf],
+) -> Result<Vec<String>, LabError> {
+    let chosen: Vec<&LabHost> = match hosts.is_empty() {
+        true => lab.hosts.iter().collect(),
+        false => hosts
+            .iter()
+            .map(|h| lab.host(h))
+            .collect::<Result<_, _>>()?,
+    };
+    let has_docker = |h: &LabHost| !crate::docker::docker_env(h).is_empty();
+    if chosen
+        .iter()
+        .all(|h| crate::engines::podman_env(h).is_empty() && !has_docker(h))
+    {
+        return Err(LabError::Invalid(
+            "no lab host has an engine to import into: install Podman ('bash scripts/install-deps.sh') and make the lab again".into(),
+        ));
+    }
+    let work = crate::state::lab_dir(&lab.name).join("image-build");
+    std::fs::create_dir_all(&work).map_err(|e| LabError::io(work.display().to_string(), e))?;
+    let tar = crate::image::tarball(&work, programs)?;
+    let mut done = Vec::new();
+    let tar = tar.to_string_lossy();
+    for h in chosen {
+        let mut imports = Vec::new();
+        if !crate::engines::podman_env(h).is_empty() {
+            imports.push((
+                "podman",
+                crate::engines::podman(h, &["import", "--quiet", &tar, name]),
+            ));
+        }
+        if has_docker(h) {
+            imports.push(("docker", crate::docker::docker(h, &["import", &tar, name])));
+        }
+        for (engine, out) in imports {
+            let out = out.map_err(|e| LabError::io(format!("{engine} import"), e))?;
+            if !out.status.success() {
+                return Err(LabError::Invalid(format!(
+                    "{engine} import on host {} failed: {}",
+                    h.name,
+                    String::from_utf8_lossy(&out.stderr).trim()
+                )));
+            }
+        }
+        done.push(h.name.clone());
+    }
+    let _ = std::fs::remove_dir_all(&work);
+    Ok(done)
 }
 
 #[cfg(test)]

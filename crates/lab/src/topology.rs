@@ -30,6 +30,8 @@ pub struct LabSpec {
     /// Mutual TLS between the agents (the default). Without it they authenticate with
     /// the shared secret only and send pages in the clear, to measure what TLS costs.
     pub tls: bool,
+    /// Give each host its own Docker daemon.
+    pub docker: bool,
 }
 
 fn host_names(n: usize) -> Vec<String> {
@@ -131,6 +133,19 @@ async fn build(spec: &LabSpec, state: &mut LabState, prefix: &str) -> Result<(),
     }
     for h in &state.hosts {
         wait_agent(h).await?;
+    }
+    if spec.docker {
+        if crate::engines::which("dockerd").is_none() {
+            return Err(LabError::Invalid(
+                "--docker needs Docker's daemon, and dockerd is not installed: run scripts/install-deps.sh".into(),
+            ));
+        }
+        for h in &state.hosts {
+            crate::docker::start(h)?;
+        }
+        for h in &state.hosts {
+            crate::docker::ready(h).await?;
+        }
     }
     Ok(())
 }
@@ -363,6 +378,7 @@ pub async fn restart_agent(
         ferry: ferry.to_path_buf(),
         faults,
         tls: lab.tls_dir.is_some(),
+        docker: false,
     };
     let pid = start_agent(&spec, &h, lab, &format!("ferry-{}", lab.name), extra)?;
     if let Some(x) = lab.hosts.iter_mut().find(|x| x.name == host) {
@@ -432,6 +448,7 @@ pub async fn down(name: &str) -> Result<(), LabError> {
     // Containers of the hosts' engines, then those in every host's runtime root.
     for h in state.iter().flat_map(|s| &s.hosts) {
         crate::engines::remove_podman_containers(h);
+        crate::docker::stop(h).await;
     }
     if let Ok(rd) = std::fs::read_dir(&dir) {
         for e in rd.filter_map(Result::ok) {

@@ -34,6 +34,9 @@ enum Command {
         /// (to measure what TLS costs; see docs/security.md).
         #[arg(long)]
         no_tls: bool,
+        /// Give each host its own Docker daemon (and a Docker network `lab`).
+        #[arg(long)]
+        docker: bool,
     },
     /// Remove everything the lab made.
     Down,
@@ -103,6 +106,7 @@ pub async fn run(a: Args) -> anyhow::Result<i32> {
             delay,
             faults,
             no_tls,
+            docker,
         } => {
             let ferry = std::env::current_exe()?;
             let spec = LabSpec {
@@ -113,6 +117,7 @@ pub async fn run(a: Args) -> anyhow::Result<i32> {
                 ferry,
                 faults,
                 tls: !no_tls,
+                docker,
             };
             let lab = ferry_lab::up(&spec).await?;
             for h in &lab.hosts {
@@ -183,21 +188,25 @@ pub async fn run(a: Args) -> anyhow::Result<i32> {
         Command::Exec { host, command } => {
             let lab = LabState::load(&a.lab)?;
             let ns = lab.netns_of(&host)?;
-            let env = lab
-                .hosts
-                .iter()
-                .find(|h| h.name == host)
-                .map(ferry_lab::engines::podman_env)
-                .unwrap_or_default();
-            exec_in(&ns, &command, env)
+            exec_in(&ns, &command, engines_env(&lab, &host))
         }
     }
+}
+
+/// What points Podman and Docker at a host's own (nothing for `client`).
+fn engines_env(lab: &LabState, host: &str) -> Vec<(String, String)> {
+    let Some(h) = lab.hosts.iter().find(|h| h.name == host) else {
+        return Vec::new();
+    };
+    let mut env = ferry_lab::engines::podman_env(h);
+    env.extend(ferry_lab::docker::docker_env(h));
+    env
 }
 
 /// `ferry lab image`: an image of this machine's programs, into the hosts' engines.
 fn image(lab: &str, name: &str, hosts: &[String], programs: &[PathBuf]) -> anyhow::Result<i32> {
     let lab = LabState::load(lab)?;
-    let imported = ferry_lab::engines::import_image(&lab, name, hosts, programs)?;
+    let imported = ferry_lab::image::import_image(&lab, name, hosts, programs)?;
     println!("image {name} imported on {}", imported.join(", "));
     Ok(0)
 }
