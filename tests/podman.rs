@@ -142,3 +142,57 @@ fn a_podman_container_moves_with_its_connection_and_is_podman_s_on_the_other_hos
     assert!(ok, "{out}");
     assert!(listed(&lab, "a").is_empty());
 }
+
+#[test]
+fn a_group_moves_a_podman_container_and_one_of_ferry_s_together() {
+    let Some(env) = e2e("a_group_moves_a_podman_container_and_one_of_ferry_s_together") else {
+        return;
+    };
+    if !podman_present() {
+        return;
+    }
+    let lab = Lab::up(&env, 2);
+    lab.ok(&[
+        "image",
+        "localhost/ferry-redis:1",
+        "--",
+        "/usr/bin/redis-server",
+    ]);
+    let db = "10.77.3.52";
+    let mut run = vec![
+        "run",
+        "-d",
+        "--name",
+        "pdb",
+        "--network",
+        "lab",
+        "--ip",
+        db,
+        "localhost/ferry-redis:1",
+    ];
+    run.extend_from_slice(REDIS_ARGS);
+    let (ok, out) = podman(&lab, "a", &run);
+    assert!(ok, "{out}");
+    let front = lab.run_redis("a", "front");
+    lab.wait_redis(db);
+    lab.wait_redis(&front);
+    lab.redis(db, &["set", "k", "v"]);
+    let group = env.work.join("shop.toml");
+    std::fs::write(
+        &group,
+        "name = \"shop\"\n[[container]]\nname = \"pdb\"\n[[container]]\nname = \"front\"\nafter = [\"pdb\"]\n",
+    )
+    .unwrap();
+    let g = group.to_str().unwrap();
+    for (to, from) in [("b", "a"), ("a", "b")] {
+        let (ok, out) = lab.ferry(&["migrate", "--group", g, "--to", to]);
+        assert!(ok, "{out}");
+        assert_eq!(listed(&lab, to), vec!["pdb running"], "{out}");
+        assert!(listed(&lab, from).is_empty(), "{out}");
+        assert_eq!(
+            lab.container_status(to, "front").as_deref(),
+            Some("running")
+        );
+    }
+    assert_eq!(lab.redis(db, &["get", "k"]), "v");
+}
