@@ -11,18 +11,6 @@ mod common;
 use common::lab::{Lab, REDIS_ARGS};
 use common::*;
 
-fn docker_present() -> bool {
-    if which("dockerd") && which("docker") {
-        return true;
-    }
-    assert!(
-        std::env::var("FERRY_SKIP_ENGINES").is_ok_and(|v| v == "1"),
-        "Docker is missing: run scripts/install-deps.sh (or set FERRY_SKIP_ENGINES=1 to leave the engine tests out)"
-    );
-    eprintln!("skipping: Docker was not installed (FERRY_SKIP_ENGINES=1)");
-    false
-}
-
 fn docker(lab: &Lab, host: &str, args: &[&str]) -> (bool, String) {
     let mut all = vec!["lab", "exec", host, "--", "docker"];
     all.extend_from_slice(args);
@@ -46,7 +34,7 @@ fn each_lab_host_has_its_own_docker_with_a_lab_network_the_client_reaches() {
     else {
         return;
     };
-    if !docker_present() {
+    if !engine_present("Docker", &["dockerd", "docker"]) {
         return;
     }
     let lab = Lab::up_args(&env, 2, &["--docker"]);

@@ -13,20 +13,6 @@ mod common;
 use common::lab::{assert_unbroken, Lab, REDIS_ARGS};
 use common::*;
 
-/// Whether the engine tests may be left out: the installer was told not to install the
-/// engines. Otherwise a missing Podman is a failure.
-fn podman_present() -> bool {
-    if which("podman") {
-        return true;
-    }
-    assert!(
-        std::env::var("FERRY_SKIP_ENGINES").is_ok_and(|v| v == "1"),
-        "Podman is missing: run scripts/install-deps.sh (or set FERRY_SKIP_ENGINES=1 to leave the engine tests out)"
-    );
-    eprintln!("skipping: Podman was not installed (FERRY_SKIP_ENGINES=1)");
-    false
-}
-
 /// `podman ARGS` as lab host `host`'s; returns whether it succeeded and its output.
 fn podman(lab: &Lab, host: &str, args: &[&str]) -> (bool, String) {
     let mut all = vec!["lab", "exec", host, "--", "podman"];
@@ -57,7 +43,7 @@ fn a_podman_container_moves_with_its_connection_and_is_podman_s_on_the_other_hos
     else {
         return;
     };
-    if !podman_present() {
+    if !engine_present("Podman", &["podman"]) {
         return;
     }
     let lab = Lab::up(&env, 2);
@@ -148,7 +134,7 @@ fn a_group_moves_a_podman_container_and_one_of_ferry_s_together() {
     let Some(env) = e2e("a_group_moves_a_podman_container_and_one_of_ferry_s_together") else {
         return;
     };
-    if !podman_present() {
+    if !engine_present("Podman", &["podman"]) {
         return;
     }
     let lab = Lab::up(&env, 2);

@@ -355,3 +355,18 @@ pub fn holds_a_lock(pid: u32) -> bool {
         .lines()
         .any(|l| l.split_whitespace().nth(4) == Some(&pid.to_string()))
 }
+
+/// Whether an engine's tests may run: its `tools` are installed. Missing, they are a
+/// failure unless the installer was told to leave the engines out
+/// (`FERRY_SKIP_ENGINES=1`), which the test then says.
+pub fn engine_present(engine: &str, tools: &[&str]) -> bool {
+    if tools.iter().all(|t| which(t)) {
+        return true;
+    }
+    assert!(
+        std::env::var("FERRY_SKIP_ENGINES").is_ok_and(|v| v == "1"),
+        "{engine} is missing: run scripts/install-deps.sh (or set FERRY_SKIP_ENGINES=1 to leave the engine tests out)"
+    );
+    eprintln!("skipping: {engine} was not installed (FERRY_SKIP_ENGINES=1)");
+    false
+}

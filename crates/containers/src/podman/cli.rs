@@ -178,9 +178,9 @@ impl Podman {
     }
 
     /// Writes image `id` into an archive at `to`.
-    pub async fn save(&self, id: &str, to: &Path) -> Result<(), ContainerError> {
+    pub fn save(&self, id: &str, to: &Path) -> Result<(), ContainerError> {
         let to = to.to_string_lossy();
-        self.run(&[
+        let args = [
             "image",
             "save",
             "--quiet",
@@ -189,9 +189,8 @@ impl Podman {
             "-o",
             &to,
             id,
-        ])
-        .await
-        .map(drop)
+        ];
+        self.run_blocking(&args).map(drop)
     }
 
     /// Loads the images of an archive.

@@ -105,16 +105,7 @@ impl Subject for PodmanSubject {
             std::fs::create_dir_all(&dir).map_err(|e| ContainerError::io(&dir, e))?;
             let part = dir.join("image.part");
             let _ = std::fs::remove_file(&part);
-            self.settings.podman.run_blocking(&[
-                "image",
-                "save",
-                "--quiet",
-                "--format",
-                "oci-archive",
-                "-o",
-                &part.to_string_lossy(),
-                &self.image,
-            ])?;
+            self.settings.podman.save(&self.image, &part)?;
             std::fs::rename(&part, &file).map_err(|e| ContainerError::io(&file, e))?;
         }
         let meta = std::fs::metadata(&file).map_err(|e| ContainerError::io(&file, e))?;
