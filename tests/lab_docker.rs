@@ -80,6 +80,12 @@ fn each_lab_host_has_its_own_docker_with_a_lab_network_the_client_reaches() {
     );
     let status = lab.ok(&["status"]);
     assert!(status.contains("docker"), "{status}");
+    // Not moved yet, and said so in one sentence; it keeps running.
+    let (moved, said) = lab.ferry(&["migrate", "dredis", "--to", "b"]);
+    assert!(!moved, "{said}");
+    assert!(said.contains("runs under Docker"), "{said}");
+    assert_eq!(said.trim().lines().count(), 1, "{said}");
+    assert_eq!(lab.redis(ip, &["incr", "n"]), "2");
 
     let dir = lab.dir();
     let name = lab.name.clone();

@@ -54,13 +54,35 @@ pub async fn find(agent: &Arc<Agent>, name: &str, running: bool) -> Result<Found
     match (own, &agent.podman) {
         (Ok(runc), _) => Ok(Found { runc, podman: None }),
         (Err(ContainerError::NotFound { .. }), Some(podman)) => {
-            let p = podman.open(name, running).await?;
-            Ok(Found {
-                runc: p.runc().clone(),
-                podman: Some(p),
-            })
+            match podman.open(name, running).await {
+                Ok(p) => Ok(Found {
+                    runc: p.runc().clone(),
+                    podman: Some(p),
+                }),
+                Err(ContainerError::NotFound { name, host }) => Err(not_found(name, host).into()),
+                Err(e) => Err(e.into()),
+            }
         }
+        (Err(ContainerError::NotFound { name, host }), _) => Err(not_found(name, host).into()),
         (Err(e), _) => Err(e.into()),
+    }
+}
+
+/// A container no engine ferry moves has by that name; if Docker has one, the sentence
+/// says so.
+fn not_found(name: String, host: String) -> ContainerError {
+    let docker_has = std::process::Command::new("docker")
+        .args(["container", "inspect", "--format", "{{.Id}}", "--", &name])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    match docker_has {
+        true => ContainerError::Refused(format!(
+            "container '{name}' on {host} runs under Docker, whose containers ferry does not move yet (docs/engines.md); Podman's and runc's it does"
+        )),
+        false => ContainerError::NotFound { name, host },
     }
 }
 

@@ -22,7 +22,8 @@ pub fn docker_dir(host: &LabHost) -> PathBuf {
     host.state_dir.join("docker")
 }
 
-fn socket(host: &LabHost) -> PathBuf {
+/// The socket of `host`'s daemon.
+pub fn socket(host: &LabHost) -> PathBuf {
     docker_dir(host).join("docker.sock")
 }
 

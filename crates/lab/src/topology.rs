@@ -335,6 +335,11 @@ pub fn start_agent(
             .arg("--podman-cgroup-parent")
             .arg(format!("/ferry/{prefix}-{}/podman", host.name)),
     };
+    // The host's own Docker, whether it runs yet or not.
+    cmd.env(
+        "DOCKER_HOST",
+        format!("unix://{}", crate::docker::socket(host).display()),
+    );
     cmd.args(&extra.args);
     // SAFETY: setsid in the child before exec; async-signal-safe, no allocation.
     unsafe {
