@@ -3,9 +3,11 @@
 //!
 //! - [`runc`]: containers in a runc root, their OCI bundles shipped between hosts, CRIU's
 //!   options passed through runc's flags and a per-container CRIU configuration file;
+//! - [`podman`]: Podman's containers (rootful, with runc), restored by Podman from the
+//!   definition ferry takes at the freeze, so that Podman knows them as its own;
 //! - [`local`]: `ferry checkpoint` and `ferry restore`, on one host.
 //!
-//! Podman and Docker plug in here as adapters of their own (docs/engines.md).
+//! Docker plugs in here as an adapter of its own (docs/engines.md).
 
 mod error;
 pub mod local;
