@@ -83,6 +83,27 @@ fn a_podman_container_moves_with_its_connection_and_is_podman_s_on_the_other_hos
     assert_eq!(listed(&lab, "a"), vec!["predis running"], "{r}");
     assert!(listed(&lab, "b").is_empty(), "{r}");
 
+    // The destination's agent dies right after Podman restored it: the copy there is
+    // held behind the bridge's lock, the source resumes, and the restarted agent
+    // removes the copy.
+    let (ok, r) = lab.migrate(
+        "predis",
+        "b",
+        &["--inject-fault", "dest-dies-after-restore"],
+    );
+    assert!(!ok, "{r}");
+    assert_eq!(r["outcome"], "rolled_back", "{r}");
+    assert_eq!(listed(&lab, "a"), vec!["predis running"], "{r}");
+    lab.ok(&["restart", "b"]);
+    let start = std::time::Instant::now();
+    while !listed(&lab, "b").is_empty() && start.elapsed() < std::time::Duration::from_secs(20) {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert!(
+        listed(&lab, "b").is_empty(),
+        "the restarted agent removed its copy"
+    );
+
     // Post-copy is refused before anything is frozen, in one sentence.
     let (moved, said) = lab.ferry(&["migrate", "predis", "--to", "b", "--strategy", "postcopy"]);
     assert!(!moved, "{said}");
