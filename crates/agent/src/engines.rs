@@ -7,7 +7,7 @@ use std::sync::Arc;
 use ferry_containers::podman::{PodmanSubject, NO_LAZY};
 use ferry_containers::runc::RuncSubject;
 use ferry_engine::policy::auto::needs_lazy_pages;
-use ferry_engine::ports::container::ContainerError;
+use ferry_engine::ports::container::{ContainerError, Subject};
 use ferry_types::{EngineKind, Preflight};
 
 use crate::error::AgentError;
@@ -27,6 +27,14 @@ impl Found {
         match self.podman {
             Some(_) => EngineKind::Podman,
             None => EngineKind::Runc,
+        }
+    }
+
+    /// The engine's own view of it: Podman's, or runc's.
+    pub fn subject(&self) -> &dyn Subject {
+        match &self.podman {
+            Some(p) => p,
+            None => &self.runc,
         }
     }
 
@@ -59,24 +67,29 @@ pub async fn find(agent: &Arc<Agent>, name: &str, running: bool) -> Result<Found
                     runc: p.runc().clone(),
                     podman: Some(p),
                 }),
-                Err(ContainerError::NotFound { name, host }) => Err(not_found(name, host).into()),
+                Err(ContainerError::NotFound { name, host }) => {
+                    Err(not_found(name, host).await.into())
+                }
                 Err(e) => Err(e.into()),
             }
         }
-        (Err(ContainerError::NotFound { name, host }), _) => Err(not_found(name, host).into()),
+        (Err(ContainerError::NotFound { name, host }), _) => {
+            Err(not_found(name, host).await.into())
+        }
         (Err(e), _) => Err(e.into()),
     }
 }
 
 /// A container no engine ferry moves has by that name; if Docker has one, the sentence
 /// says so.
-fn not_found(name: String, host: String) -> ContainerError {
-    let docker_has = std::process::Command::new("docker")
+async fn not_found(name: String, host: String) -> ContainerError {
+    let docker_has = tokio::process::Command::new("docker")
         .args(["container", "inspect", "--format", "{{.Id}}", "--", &name])
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .status()
+        .await
         .is_ok_and(|s| s.success());
     match docker_has {
         true => ContainerError::Refused(format!(

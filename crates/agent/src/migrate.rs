@@ -53,8 +53,7 @@ async fn subject(agent: &Arc<Agent>, name: &str) -> Result<(Managed, AgentNetwor
     let Some(spec) = record.filter(|_| found.podman.is_none()) else {
         let net = crate::foreign::network(agent, name, &found.runc).await?;
         let subject = Managed {
-            inner: found.runc,
-            podman: found.podman,
+            found,
             agent: agent.clone(),
         };
         return Ok((subject, net));
@@ -70,8 +69,7 @@ async fn subject(agent: &Arc<Agent>, name: &str) -> Result<(Managed, AgentNetwor
     }
     Ok((
         Managed {
-            inner: found.runc,
-            podman: None,
+            found,
             agent: agent.clone(),
         },
         net,
@@ -108,13 +106,9 @@ pub async fn migrate(
     }
     // The preflight: nothing is frozen before it has said yes. A destination that
     // cannot be asked is not judged here; the migration itself will say why it fails.
-    let found = crate::engines::Found {
-        runc: subject.inner.clone(),
-        podman: subject.podman.clone(),
-    };
-    let paths = found.bind_mount_sources();
+    let paths = subject.found.bind_mount_sources();
     let dest_facts = crate::preflight::probe(&agent, &req.dest, paths).await.ok();
-    let pf = crate::preflight::check(&agent, &req.container, &found, dest_facts.as_ref());
+    let pf = crate::preflight::check(&agent, &req.container, &subject.found, dest_facts.as_ref());
     if let Some(r) = crate::preflight::refusal(&req.container, &pf) {
         return Err(r.into());
     }

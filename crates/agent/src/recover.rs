@@ -62,8 +62,7 @@ async fn remove_frozen_copy(agent: &Arc<Agent>, name: &str) {
     let spec = agent.registry.get(name).and_then(|r| r.net);
     if let Ok(found) = crate::engines::find(agent, name, false).await {
         let subject = Managed {
-            inner: found.runc,
-            podman: found.podman,
+            found,
             agent: agent.clone(),
         };
         subject.kill_frozen();

@@ -109,7 +109,7 @@ impl Agent {
         let podman = cfg.podman_settings().and_then(|mut p| {
             p.runc.bound = can.bound.clone();
             let e = PodmanEngine::new(p);
-            e.podman().available().then(|| Arc::new(e))
+            e.podman().installed().then(|| Arc::new(e))
         });
         let slots = Arc::new(Semaphore::new(cfg.max_sessions.max(1)));
         Self {

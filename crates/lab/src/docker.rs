@@ -49,11 +49,6 @@ pub fn start(host: &LabHost) -> Result<u32, LabError> {
         let p = dir.join(d);
         std::fs::create_dir_all(&p).map_err(|e| LabError::io(p.display().to_string(), e))?;
     }
-    let log = std::fs::File::create(dir.join("dockerd.log"))
-        .map_err(|e| LabError::io("dockerd log", e))?;
-    let log2 = log
-        .try_clone()
-        .map_err(|e| LabError::io("dockerd log", e))?;
     let mut cmd = std::process::Command::new("nsenter");
     cmd.arg(format!(
         "--net={}",
@@ -73,21 +68,8 @@ pub fn start(host: &LabHost) -> Result<u32, LabError> {
         "--ip-masq=false",
         "--bridge=none",
         "--userland-proxy=false",
-    ])
-    .stdin(Stdio::null())
-    .stdout(log)
-    .stderr(log2);
-    // SAFETY: setsid in the child before exec; async-signal-safe, no allocation.
-    unsafe {
-        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
-            libc::setsid();
-            Ok(())
-        });
-    }
-    let child = cmd
-        .spawn()
-        .map_err(|e| LabError::io("starting dockerd", e))?;
-    Ok(child.id())
+    ]);
+    crate::spawn::daemon(cmd, &dir.join("dockerd.log"), "dockerd")
 }
 
 /// `docker ARGS` against `host`'s daemon.

@@ -17,6 +17,7 @@ pub mod engines;
 mod error;
 pub mod image;
 pub mod resources;
+mod spawn;
 mod state;
 mod topology;
 

@@ -2,7 +2,6 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use ferry_netns::{shape, Cmd, RealRunner, Runner};
@@ -275,9 +274,6 @@ pub fn start_agent(
 ) -> Result<u32, LabError> {
     std::fs::create_dir_all(&host.state_dir)
         .map_err(|e| LabError::io(host.state_dir.display().to_string(), e))?;
-    let log = std::fs::File::create(host.state_dir.join("agent.log"))
-        .map_err(|e| LabError::io("agent log", e))?;
-    let log2 = log.try_clone().map_err(|e| LabError::io("agent log", e))?;
     let mut cmd = std::process::Command::new(&spec.ferry);
     cmd.args([
         "--log",
@@ -307,10 +303,7 @@ pub fn start_agent(
         "br0",
         "--netns-prefix",
         &format!("{prefix}-{}", host.name),
-    ])
-    .stdin(Stdio::null())
-    .stdout(log)
-    .stderr(log2);
+    ]);
     if let Some(tls) = extra.tls_dir.as_ref().or(lab.tls_dir.as_ref()) {
         let f = ferry_transport::TlsFiles::in_dir(tls, &host.name);
         cmd.arg("--tls-ca")
@@ -341,17 +334,7 @@ pub fn start_agent(
         format!("unix://{}", crate::docker::socket(host).display()),
     );
     cmd.args(&extra.args);
-    // SAFETY: setsid in the child before exec; async-signal-safe, no allocation.
-    unsafe {
-        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
-            libc::setsid();
-            Ok(())
-        });
-    }
-    let child = cmd
-        .spawn()
-        .map_err(|e| LabError::io(format!("starting {}", spec.ferry.display()), e))?;
-    Ok(child.id())
+    crate::spawn::daemon(cmd, &host.state_dir.join("agent.log"), "agent")
 }
 
 /// Restarts a host's agent (after a crash, or to test recovery).

@@ -7,23 +7,20 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use ferry_engine::ports::container::{ContainerError, DumpPlan, LazyDump, Shipment, Subject};
 
+use crate::engines::Found;
 use crate::state::Agent;
 
 /// A container being moved: runc's (or Podman's, when Podman runs it), and the agent's
 /// record of it, which goes with it.
 #[derive(Debug)]
 pub struct Managed {
-    pub inner: ferry_containers::runc::RuncSubject,
-    pub podman: Option<ferry_containers::podman::PodmanSubject>,
+    pub found: Found,
     pub agent: Arc<Agent>,
 }
 
 impl Managed {
     fn engine_subject(&self) -> &dyn Subject {
-        match &self.podman {
-            Some(p) => p,
-            None => &self.inner,
-        }
+        self.found.subject()
     }
 }
 
@@ -36,25 +33,25 @@ impl Subject for Managed {
         self.engine_subject().engine()
     }
     fn processes(&self) -> Vec<u32> {
-        self.inner.processes()
+        self.found.runc.processes()
     }
     fn resident_bytes(&self) -> u64 {
-        self.inner.resident_bytes()
+        self.found.runc.resident_bytes()
     }
     fn freeze(&self) -> Result<(), ContainerError> {
-        self.inner.freeze()
+        self.found.runc.freeze()
     }
     fn thaw(&self) -> Result<(), ContainerError> {
-        self.inner.thaw()
+        self.found.runc.thaw()
     }
     fn release_sockets(&self) -> Result<u32, ContainerError> {
-        self.inner.release_sockets()
+        self.found.runc.release_sockets()
     }
     fn kill_frozen(&self) {
-        self.inner.kill_frozen()
+        self.found.runc.kill_frozen()
     }
     fn alive(&self) -> Result<(), ContainerError> {
-        self.inner.alive()
+        self.found.runc.alive()
     }
     fn shipment(&self) -> Result<Shipment, ContainerError> {
         self.engine_subject().shipment()
@@ -69,10 +66,10 @@ impl Subject for Managed {
         self.engine_subject().shipment_changes(images)
     }
     async fn checkpoint(&self, plan: &DumpPlan) -> Result<(), ContainerError> {
-        self.inner.checkpoint(plan).await
+        self.found.runc.checkpoint(plan).await
     }
     fn checkpoint_lazy(&self, plan: DumpPlan, page_socket: OwnedFd) -> LazyDump {
-        self.inner.checkpoint_lazy(plan, page_socket)
+        self.found.runc.checkpoint_lazy(plan, page_socket)
     }
     async fn remove(&self) -> Result<(), ContainerError> {
         let r = self.engine_subject().remove().await;

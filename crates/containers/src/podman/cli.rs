@@ -113,17 +113,16 @@ impl Podman {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
-    /// Whether Podman answers at all.
-    pub fn available(&self) -> bool {
-        self.run_blocking(&["version", "--format", "{{.Client.Version}}"])
-            .is_ok()
-    }
-
-    pub async fn version(&self) -> Option<String> {
-        self.run(&["version", "--format", "{{.Client.Version}}"])
-            .await
-            .ok()
-            .map(|v| v.trim().to_string())
+    /// Whether the program is installed: a path that is a file, or a name found on
+    /// `PATH` (checked without running it, so that an agent starts without waiting for
+    /// Podman).
+    pub fn installed(&self) -> bool {
+        if self.program.components().count() > 1 {
+            return self.program.is_file();
+        }
+        std::env::var_os("PATH").is_some_and(|path| {
+            std::env::split_paths(&path).any(|d| d.join(&self.program).is_file())
+        })
     }
 
     /// The container named `name`, if Podman has one.
@@ -142,9 +141,8 @@ impl Podman {
     }
 
     /// Whether a container of this name exists.
-    pub fn exists(&self, name: &str) -> bool {
-        self.run_blocking(&["container", "exists", "--", name])
-            .is_ok()
+    pub async fn exists(&self, name: &str) -> bool {
+        self.run(&["container", "exists", "--", name]).await.is_ok()
     }
 
     /// The storage's roots.

@@ -235,10 +235,7 @@ impl ContainerEngine for PodmanEngine {
     }
 
     async fn exists(&self, name: &str) -> bool {
-        self.podman()
-            .run(&["container", "exists", "--", name])
-            .await
-            .is_ok()
+        self.podman().exists(name).await
     }
 
     fn restores_lazily(&self) -> bool {
