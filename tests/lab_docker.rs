@@ -1,7 +1,8 @@
 //! End-to-end: the lab's Docker. With `ferry lab up --docker` each host runs its own
 //! Docker daemon inside its namespace, with a network `lab` on the host's bridge: a
 //! container started there with `--ip` answers the lab's `client`, only its own host's
-//! Docker lists it, and `ferry lab down` removes the containers and stops the daemons.
+//! Docker lists it, one that publishes ports is refused before the freeze, and
+//! `ferry lab down` removes the containers and stops the daemons.
 
 // Test code: a panic is a test failure with its message.
 #![allow(clippy::unwrap_used)]
@@ -80,10 +81,25 @@ fn each_lab_host_has_its_own_docker_with_a_lab_network_the_client_reaches() {
     );
     let status = lab.ok(&["status"]);
     assert!(status.contains("docker"), "{status}");
-    // Not moved yet, and said so in one sentence; it keeps running.
-    let (moved, said) = lab.ferry(&["migrate", "dredis", "--to", "b"]);
+    // A container reached through a port published on its host's address cannot take
+    // its connections along: refused before anything is frozen, in one sentence.
+    let mut run = vec![
+        "run",
+        "-d",
+        "--name",
+        "published",
+        "--network",
+        "lab",
+        "--publish",
+        "16379:6379",
+        "localhost/ferry-redis:1",
+    ];
+    run.extend_from_slice(REDIS_ARGS);
+    let (ok, out) = docker(&lab, "a", &run);
+    assert!(ok, "{out}");
+    let (moved, said) = lab.ferry(&["migrate", "published", "--to", "b"]);
     assert!(!moved, "{said}");
-    assert!(said.contains("runs under Docker"), "{said}");
+    assert!(said.contains("publishes ports"), "{said}");
     assert_eq!(said.trim().lines().count(), 1, "{said}");
     assert_eq!(lab.redis(ip, &["incr", "n"]), "2");
 

@@ -54,6 +54,16 @@ pub struct Args {
     /// The cgroup parent of Podman containers arriving here (default: the one they had).
     #[arg(long)]
     pub podman_cgroup_parent: Option<String>,
+    /// Docker client; containers Docker runs move too when it and the daemon's socket
+    /// are found (`none`: never).
+    #[arg(long, default_value = "docker")]
+    pub docker: PathBuf,
+    /// The Docker daemon's socket (default: the one `DOCKER_HOST` names, or Docker's own).
+    #[arg(long)]
+    pub docker_socket: Option<PathBuf>,
+    /// The runc root Docker's containers live in (`EXEC_ROOT/runtime-runc/moby`).
+    #[arg(long, default_value = "/run/docker/runtime-runc/moby")]
+    pub docker_runc_root: PathBuf,
     /// Most migrations this agent takes part in at once (the last one given counts).
     #[arg(long, default_value_t = 4, overrides_with = "max_sessions")]
     pub max_sessions: usize,
@@ -121,6 +131,9 @@ pub async fn run(a: Args) -> anyhow::Result<i32> {
         podman: (a.podman != std::path::Path::new("none")).then_some(a.podman),
         podman_runc_root: a.podman_runc_root,
         podman_cgroup_parent: a.podman_cgroup_parent,
+        docker: (a.docker != std::path::Path::new("none")).then_some(a.docker),
+        docker_socket: a.docker_socket.unwrap_or_else(default_docker_socket),
+        docker_runc_root: a.docker_runc_root,
         creds,
         net: match a.net_hook {
             Some(h) => NetMode::Hook(h),
@@ -133,4 +146,12 @@ pub async fn run(a: Args) -> anyhow::Result<i32> {
     };
     crate::daemon::run(cfg).await?;
     Ok(0)
+}
+
+/// The socket `DOCKER_HOST` names (`unix://PATH`), or Docker's own.
+fn default_docker_socket() -> PathBuf {
+    std::env::var("DOCKER_HOST")
+        .ok()
+        .and_then(|h| h.strip_prefix("unix://").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("/var/run/docker.sock"))
 }

@@ -33,6 +33,12 @@ pub struct AgentConfig {
     pub podman_runc_root: PathBuf,
     /// The cgroup parent of Podman containers arriving here.
     pub podman_cgroup_parent: Option<String>,
+    /// Docker's client, if containers Docker runs may move.
+    pub docker: Option<PathBuf>,
+    /// The Docker daemon's socket.
+    pub docker_socket: PathBuf,
+    /// The runc root of Docker's containers.
+    pub docker_runc_root: PathBuf,
     /// What this host proves itself with over TCP, and trusts peers by.
     pub creds: Credentials,
     pub net: NetMode,
@@ -199,6 +205,25 @@ impl AgentConfig {
             cgroup_parent: self.podman_cgroup_parent.clone(),
         })
     }
+
+    /// What the Docker engine needs, if Docker is to be used.
+    pub fn docker_settings(&self) -> Option<ferry_containers::docker::DockerSettings> {
+        let program = self.docker.clone()?;
+        Some(ferry_containers::docker::DockerSettings {
+            docker: ferry_containers::docker::Docker {
+                program,
+                socket: self.docker_socket.clone(),
+            },
+            runc: ferry_runtime::Runc {
+                binary: self.runc.clone(),
+                root: self.docker_runc_root.clone(),
+                criu: self.criu.clone(),
+                bound: None,
+            },
+            host: self.name.clone(),
+            staging: self.state_dir.join("docker"),
+        })
+    }
 }
 
 fn check_dir(dir: &Path) -> Result<(), String> {
@@ -225,6 +250,9 @@ mod tests {
             podman: None,
             podman_runc_root: "/run/runc".into(),
             podman_cgroup_parent: None,
+            docker: None,
+            docker_socket: "/var/run/docker.sock".into(),
+            docker_runc_root: "/run/docker/runtime-runc/moby".into(),
             creds: Credentials::default(),
             net: NetMode::Bridge("br0".into()),
             netns_prefix: "ferry-a".into(),

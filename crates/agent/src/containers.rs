@@ -151,7 +151,31 @@ pub async fn list(agent: &Agent) -> Vec<ContainerInfo> {
     if let Some(p) = &agent.podman {
         out.extend(podman_list(p.podman()).await);
     }
+    if let Some(d) = &agent.docker {
+        out.extend(docker_list(d.docker()).await);
+    }
     out
+}
+
+/// The containers Docker runs here, as `docker ps --all` lists them.
+async fn docker_list(docker: &ferry_containers::docker::Docker) -> Vec<ContainerInfo> {
+    let Ok(out) = docker
+        .run(&["ps", "--all", "--format", "{{.Names}}\t{{.State}}"])
+        .await
+    else {
+        return Vec::new();
+    };
+    out.lines()
+        .filter_map(|l| l.split_once('\t'))
+        .map(|(name, state)| ContainerInfo {
+            name: name.to_string(),
+            pid: None,
+            status: state.to_string(),
+            bundle: String::new(),
+            net: None,
+            engine: EngineKind::Docker,
+        })
+        .collect()
 }
 
 /// The containers Podman runs here, as `podman ps --all` lists them.

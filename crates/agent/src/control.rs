@@ -128,7 +128,7 @@ async fn check(
     let facts = match dest {
         Some(d) => {
             let ep: Endpoint = d.parse()?;
-            let paths = subject.bind_mount_sources();
+            let paths = subject.bind_mount_sources(agent);
             Some(crate::preflight::probe(agent, &ep, paths).await?)
         }
         None => None,

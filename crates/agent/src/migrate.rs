@@ -10,7 +10,7 @@ use ferry_engine::source::rollback::{undo, Undo};
 use ferry_engine::source::{Events, SourcePorts, SourceRequest};
 use ferry_proto::ControlReply;
 use ferry_transport::Endpoint;
-use ferry_types::{MigrateOptions, Report, Strategy, StrategyChoice};
+use ferry_types::{EngineKind, MigrateOptions, Report, Strategy, StrategyChoice};
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::adapters::container::Managed;
@@ -50,7 +50,7 @@ pub fn check_group(
 async fn subject(agent: &Arc<Agent>, name: &str) -> Result<(Managed, AgentNetwork), AgentError> {
     let found = crate::engines::find(agent, name, true).await?;
     let record = agent.registry.get(name).and_then(|r| r.net);
-    let Some(spec) = record.filter(|_| found.podman.is_none()) else {
+    let Some(spec) = record.filter(|_| found.kind() == EngineKind::Runc) else {
         let net = crate::foreign::network(agent, name, &found.runc).await?;
         let subject = Managed {
             found,
@@ -106,7 +106,7 @@ pub async fn migrate(
     }
     // The preflight: nothing is frozen before it has said yes. A destination that
     // cannot be asked is not judged here; the migration itself will say why it fails.
-    let paths = subject.found.bind_mount_sources();
+    let paths = subject.found.bind_mount_sources(&agent);
     let dest_facts = crate::preflight::probe(&agent, &req.dest, paths).await.ok();
     let pf = crate::preflight::check(&agent, &req.container, &subject.found, dest_facts.as_ref());
     if let Some(r) = crate::preflight::refusal(&req.container, &pf) {
@@ -188,6 +188,7 @@ fn fitting(pf: &ferry_types::Preflight, picked: Strategy) -> Option<Strategy> {
 pub async fn resume(agent: &Arc<Agent>, name: &str) -> Result<(), AgentError> {
     let _claim = agent.claim(name)?;
     let found = crate::engines::find(agent, name, false).await?;
+    let kind = found.kind();
     let subject = found.runc;
     if subject.state().status != "paused" {
         return Err(Refusal::NotFrozen {
@@ -198,7 +199,7 @@ pub async fn resume(agent: &Arc<Agent>, name: &str) -> Result<(), AgentError> {
     }
     // A container someone else started: its network is found again where it was.
     let record = agent.registry.get(name).and_then(|r| r.net);
-    let net = match record.filter(|_| found.podman.is_none()) {
+    let net = match record.filter(|_| kind == EngineKind::Runc) {
         Some(spec) => AgentNetwork::of(agent, name, &spec)?,
         None => crate::foreign::network(agent, name, &subject).await?,
     };

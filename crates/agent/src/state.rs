@@ -5,6 +5,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
+use ferry_containers::docker::DockerEngine;
 use ferry_containers::podman::PodmanEngine;
 use ferry_containers::RuncEngine;
 use ferry_criu::bound::MemoryBound;
@@ -46,6 +47,8 @@ pub struct Agent {
     pub engine: Arc<RuncEngine>,
     /// Podman, when this host has it.
     pub podman: Option<Arc<PodmanEngine>>,
+    /// Docker, when this host has it.
+    pub docker: Option<Arc<DockerEngine>>,
     pub registry: Registry,
     /// Whether lazy restores work here (userfaultfd).
     pub lazy_pages: bool,
@@ -111,11 +114,17 @@ impl Agent {
             let e = PodmanEngine::new(p);
             e.podman().installed().then(|| Arc::new(e))
         });
+        let docker = cfg.docker_settings().and_then(|mut d| {
+            d.runc.bound = can.bound.clone();
+            let e = DockerEngine::new(d);
+            e.docker().installed().then(|| Arc::new(e))
+        });
         let slots = Arc::new(Semaphore::new(cfg.max_sessions.max(1)));
         Self {
             cfg,
             engine,
             podman,
+            docker,
             registry,
             lazy_pages: can.lazy_pages,
             criu_version: can.criu_version,

@@ -9,7 +9,12 @@
 //!
 //! Docker plugs in here as an adapter of its own (docs/engines.md).
 
+mod cli;
+pub mod docker;
 mod error;
+mod hold;
+pub mod image;
+pub mod layer;
 pub mod local;
 pub mod podman;
 pub mod runc;

@@ -133,28 +133,6 @@ pub async fn ready(host: &LabHost) -> Result<(), LabError> {
     Ok(())
 }
 
-/// The containers `host`'s Docker has, running or not.
-pub fn containers(host: &LabHost) -> Vec<ferry_types::ContainerInfo> {
-    if !socket(host).exists() {
-        return Vec::new();
-    }
-    let Ok(out) = docker(host, &["ps", "--all", "--format", "{{.Names}}\t{{.State}}"]) else {
-        return Vec::new();
-    };
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.split_once('\t'))
-        .map(|(name, state)| ferry_types::ContainerInfo {
-            name: name.to_string(),
-            status: state.to_string(),
-            pid: None,
-            bundle: String::new(),
-            net: None,
-            engine: ferry_types::EngineKind::Docker,
-        })
-        .collect()
-}
-
 /// Removes `host`'s Docker containers and stops its daemon (`ferry lab down`).
 pub async fn stop(host: &LabHost) {
     if !socket(host).exists() {

@@ -106,11 +106,6 @@ pub async fn containers(lab: &LabState) -> Vec<(String, Result<Vec<ContainerInfo
             Ok(other) => Err(format!("unexpected {}", other.name())),
             Err(e) => Err(e.to_string()),
         };
-        // The agents do not move Docker's containers yet: the lab lists them itself.
-        let r = r.map(|mut items| {
-            items.extend(docker::containers(h));
-            items
-        });
         out.push((h.name.clone(), r));
     }
     out

@@ -332,7 +332,11 @@ pub fn start_agent(
     cmd.env(
         "DOCKER_HOST",
         format!("unix://{}", crate::docker::socket(host).display()),
-    );
+    )
+    .arg("--docker-socket")
+    .arg(crate::docker::socket(host))
+    .arg("--docker-runc-root")
+    .arg(crate::docker::docker_dir(host).join("exec/runtime-runc/moby"));
     cmd.args(&extra.args);
     crate::spawn::daemon(cmd, &host.state_dir.join("agent.log"), "agent")
 }

@@ -15,4 +15,7 @@ pub mod manifest;
 mod runc;
 
 pub use error::RuntimeError;
-pub use runc::{CheckpointArgs, ContainerState, RestoreArgs, Runc, Runtime, DEFAULT_ROOT};
+pub use runc::{
+    lock_global_config, CheckpointArgs, ContainerState, GlobalConfig, GlobalConfigLock,
+    RestoreArgs, Runc, Runtime, DEFAULT_ROOT,
+};

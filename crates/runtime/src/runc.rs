@@ -103,8 +103,70 @@ pub struct Runc {
     pub bound: Option<std::sync::Arc<ferry_criu::bound::MemoryBound>>,
 }
 
-/// Serialises operations that write the host-wide CRIU configuration file.
+/// Serialises operations that write the host-wide CRIU configuration file, in this
+/// process (the lock below serialises processes).
 static GLOBAL_CONFIG: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// The file whose lock serialises the processes that write the host-wide CRIU
+/// configuration file (several agents may run on one machine).
+const GLOBAL_CONFIG_LOCK: &str = "/run/ferry-criu-runc-conf.lock";
+
+/// Holds the host-wide CRIU configuration file for one operation.
+pub struct GlobalConfigLock {
+    _file: std::fs::File,
+    _guard: tokio::sync::MutexGuard<'static, ()>,
+}
+
+impl std::fmt::Debug for GlobalConfigLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("GlobalConfigLock")
+    }
+}
+
+/// Waits until this process may write the host-wide CRIU configuration file.
+pub async fn lock_global_config() -> Result<GlobalConfigLock, RuntimeError> {
+    let guard = GLOBAL_CONFIG.lock().await;
+    let file = tokio::task::spawn_blocking(|| {
+        use std::os::fd::AsRawFd;
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(GLOBAL_CONFIG_LOCK)?;
+        // SAFETY: flock(2) on a descriptor this closure owns.
+        match unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } {
+            0 => Ok(f),
+            _ => Err(std::io::Error::last_os_error()),
+        }
+    })
+    .await
+    .map_err(|e| RuntimeError::io(Path::new(GLOBAL_CONFIG_LOCK), std::io::Error::other(e)))?
+    .map_err(|e| RuntimeError::io(Path::new(GLOBAL_CONFIG_LOCK), e))?;
+    Ok(GlobalConfigLock {
+        _file: file,
+        _guard: guard,
+    })
+}
+
+/// The host-wide CRIU configuration file (`/etc/criu/runc.conf`) holding ferry's lines
+/// for one operation of an engine that gives its containers no file of their own
+/// (Docker's); what was there before comes back when it is dropped.
+#[derive(Debug)]
+pub struct GlobalConfig {
+    _config: ConfigFile,
+    _lock: GlobalConfigLock,
+}
+
+impl GlobalConfig {
+    pub async fn hold(plan: &CriuOptionPlan) -> Result<Self, RuntimeError> {
+        let lock = lock_global_config().await?;
+        let config = ConfigFile::write(&CriuConfigTarget::Global, plan)?;
+        Ok(Self {
+            _config: config,
+            _lock: lock,
+        })
+    }
+}
 
 impl Runc {
     pub fn new(root: impl Into<PathBuf>, criu: impl Into<PathBuf>) -> Self {
@@ -292,6 +354,7 @@ fn clean_runc_stderr(stderr: &str) -> String {
 
 /// Writes a CRIU configuration file for one operation, and puts back what was there
 /// before when dropped.
+#[derive(Debug)]
 struct ConfigFile {
     path: Option<PathBuf>,
     previous: Option<Vec<u8>>,
@@ -378,7 +441,7 @@ impl Runtime for Runc {
     async fn checkpoint(&self, id: &str, args: CheckpointArgs<'_>) -> Result<(), RuntimeError> {
         self.check_root()?;
         let _global = if *args.config_target == CriuConfigTarget::Global {
-            Some(GLOBAL_CONFIG.lock().await)
+            Some(lock_global_config().await?)
         } else {
             None
         };
@@ -413,7 +476,7 @@ impl Runtime for Runc {
     async fn restore(&self, id: &str, args: RestoreArgs<'_>) -> Result<(), RuntimeError> {
         std::fs::create_dir_all(&self.root).map_err(|e| RuntimeError::io(&self.root, e))?;
         let _global = if *args.config_target == CriuConfigTarget::Global {
-            Some(GLOBAL_CONFIG.lock().await)
+            Some(lock_global_config().await?)
         } else {
             None
         };

@@ -73,7 +73,12 @@ impl DestHost for AgentHost {
             Some(podman) => podman.exists(&p.container).await,
             None => false,
         };
+        let docker_has = match &agent.docker {
+            Some(docker) => docker.exists(&p.container).await,
+            None => false,
+        };
         if podman_has
+            || docker_has
             || agent.engine.exists(&p.container).await
             || agent.registry.get(&p.container).is_some()
         {

@@ -2,7 +2,6 @@
 //! (`CONTAINERS_CONF`, `CONTAINERS_STORAGE_CONF`, as a lab host sets them).
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 
 use ferry_engine::ports::container::ContainerError;
 use serde::Deserialize;
@@ -62,67 +61,29 @@ impl Store {
     }
 }
 
-fn podman_failed(args: &[&str], out: &std::process::Output) -> ContainerError {
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let line = stderr
-        .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("no message")
-        .trim()
-        .trim_start_matches("Error: ");
-    ContainerError::Failed(format!(
-        "podman {} failed: {line}",
-        args.first().copied().unwrap_or_default()
-    ))
-}
-
 impl Podman {
-    fn command(&self, args: &[&str]) -> std::process::Command {
-        let mut c = std::process::Command::new(&self.program);
-        c.args(args).stdin(Stdio::null());
-        for (k, v) in &self.env {
-            c.env(k, v);
+    fn cli(&self) -> crate::cli::Cli<'_> {
+        crate::cli::Cli {
+            program: &self.program,
+            env: &self.env,
+            label: "podman",
         }
-        c
     }
 
     /// Runs Podman to the end; its standard output, or its last line of error.
     pub async fn run(&self, args: &[&str]) -> Result<String, ContainerError> {
-        let mut c = tokio::process::Command::from(self.command(args));
-        c.kill_on_drop(true);
-        let out = c
-            .output()
-            .await
-            .map_err(|e| ContainerError::io(&self.program, e))?;
-        if !out.status.success() {
-            return Err(podman_failed(args, &out));
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        self.cli().run(args).await
     }
 
     /// The same, blocking: for the port's synchronous questions.
     pub fn run_blocking(&self, args: &[&str]) -> Result<String, ContainerError> {
-        let out = self
-            .command(args)
-            .output()
-            .map_err(|e| ContainerError::io(&self.program, e))?;
-        if !out.status.success() {
-            return Err(podman_failed(args, &out));
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        self.cli().run_blocking(args)
     }
 
-    /// Whether the program is installed: a path that is a file, or a name found on
-    /// `PATH` (checked without running it, so that an agent starts without waiting for
-    /// Podman).
+    /// Whether the program is installed (checked without running it, so that an agent
+    /// starts without waiting for Podman).
     pub fn installed(&self) -> bool {
-        if self.program.components().count() > 1 {
-            return self.program.is_file();
-        }
-        std::env::var_os("PATH").is_some_and(|path| {
-            std::env::split_paths(&path).any(|d| d.join(&self.program).is_file())
-        })
+        crate::cli::installed(&self.program)
     }
 
     /// The container named `name`, if Podman has one.

@@ -5,8 +5,6 @@
 //! the archive `podman container restore --import` reads, with CRIU's images linked, not
 //! copied.
 
-use std::collections::BTreeSet;
-use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 
 use ferry_engine::ports::container::ContainerError;
@@ -122,7 +120,7 @@ pub fn capture(src: &Source<'_>, images: &Path) -> Result<(), ContainerError> {
     if let Some(shm) = config.get("ShmDir").and_then(Value::as_str) {
         let shm = Path::new(shm);
         if std::fs::read_dir(shm).is_ok_and(|mut d| d.next().is_some()) {
-            tar_create(
+            crate::layer::tar_create(
                 shm,
                 &[".".into()],
                 &images.join(shipped("devshm-checkpoint.tar")),
@@ -135,80 +133,11 @@ pub fn capture(src: &Source<'_>, images: &Path) -> Result<(), ContainerError> {
 /// What the container wrote: the upper layer's files as a tar, and the paths it
 /// deleted (overlay's whiteouts) as the list Podman's import removes.
 fn rootfs_diff(upper: &Path, images: &Path) -> Result<(), ContainerError> {
-    let mut files = Vec::new();
-    let mut deleted = BTreeSet::new();
-    walk(upper, upper, &mut files, &mut deleted)?;
-    if !files.is_empty() {
-        tar_create(upper, &files, &images.join(shipped("rootfs-diff.tar")))?;
-    }
-    if !deleted.is_empty() {
-        let list: Vec<&String> = deleted.iter().collect();
-        write_json(
-            &images.join(shipped("deleted.files")),
-            &serde_json::json!(list),
-        )?;
-    }
-    Ok(())
-}
-
-fn walk(
-    root: &Path,
-    dir: &Path,
-    files: &mut Vec<String>,
-    deleted: &mut BTreeSet<String>,
-) -> Result<(), ContainerError> {
-    for entry in std::fs::read_dir(dir)
-        .map_err(io(dir))?
-        .filter_map(Result::ok)
-    {
-        let path = entry.path();
-        let rel = path
-            .strip_prefix(root)
-            .unwrap_or(&path)
-            .to_string_lossy()
-            .into_owned();
-        let Ok(ft) = entry.file_type() else { continue };
-        if ft.is_char_device() {
-            use std::os::unix::fs::MetadataExt;
-            if entry.metadata().is_ok_and(|m| m.rdev() == 0) {
-                deleted.insert(format!("/{rel}"));
-                continue;
-            }
-        }
-        files.push(rel);
-        if ft.is_dir() {
-            walk(root, &path, files, deleted)?;
-        }
-    }
-    Ok(())
-}
-
-fn tar_create(dir: &Path, members: &[String], out: &Path) -> Result<(), ContainerError> {
-    let list = out.with_extension("list");
-    std::fs::write(&list, members.join("\0")).map_err(io(&list))?;
-    let status = std::process::Command::new("tar")
-        .arg("-C")
-        .arg(dir)
-        .args([
-            "--no-recursion",
-            "--numeric-owner",
-            "--xattrs",
-            "--null",
-            "-cf",
-        ])
-        .arg(out)
-        .arg("-T")
-        .arg(&list)
-        .status()
-        .map_err(io(Path::new("tar")));
-    let _ = std::fs::remove_file(&list);
-    match status? {
-        s if s.success() => Ok(()),
-        s => Err(ContainerError::Failed(format!(
-            "tar of {} failed ({s})",
-            dir.display()
-        ))),
-    }
+    crate::layer::capture(
+        upper,
+        &images.join(shipped("rootfs-diff.tar")),
+        &images.join(shipped("deleted.files")),
+    )
 }
 
 /// Where the destination's Podman keeps its state, and the CRIU configuration file the
@@ -324,7 +253,7 @@ pub fn assemble(
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
     let out = work.join("podman-import.tar");
-    tar_create(&dir, &members, &out)?;
+    crate::layer::tar_create(&dir, &members, &out)?;
     Ok(out)
 }
 

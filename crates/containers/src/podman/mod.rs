@@ -169,7 +169,7 @@ impl PodmanEngine {
         let target = CriuConfigTarget::Annotation(conf.clone());
         let options = CriuOptionPlan::restore(&spec, &target)
             .map_err(|e| ContainerError::Refused(e.to_string()))?;
-        let hook = write_lock_hook(&plan.work)?;
+        let hook = crate::hold::write_lock_hook(&plan.work, LOCKED)?;
         let mut lines = options.config_lines;
         lines.push(format!("action-script {}", hook.display()));
         std::fs::create_dir_all(&self.settings.criu_conf_dir)
@@ -205,29 +205,6 @@ impl PodmanEngine {
 /// What the action script leaves once the hold lock is on.
 const LOCKED: &str = "hold.locked";
 
-/// Writes the hold lock's rules and the action script that installs them in the
-/// restored container's namespace once CRIU made its processes' namespaces, before any
-/// socket is restored.
-fn write_lock_hook(work: &Path) -> Result<PathBuf, ContainerError> {
-    let rules = ferry_netns::NetLock::ferry_hold(PathBuf::new())
-        .plan_install()
-        .stdin
-        .unwrap_or_default();
-    let nft = work.join("hold.nft");
-    std::fs::write(&nft, rules).map_err(|e| ContainerError::io(&nft, e))?;
-    let hook = work.join("lock-hook.sh");
-    let script = format!(
-        "#!/bin/sh\n[ \"$CRTOOLS_SCRIPT_ACTION\" = setup-namespaces ] || exit 0\nnsenter --net=/proc/\"$CRTOOLS_INIT_PID\"/ns/net nft -f '{}' && : > '{}'\n",
-        nft.display(),
-        work.join(LOCKED).display()
-    );
-    std::fs::write(&hook, script).map_err(|e| ContainerError::io(&hook, e))?;
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o700))
-        .map_err(|e| ContainerError::io(&hook, e))?;
-    Ok(hook)
-}
-
 #[async_trait]
 impl ContainerEngine for PodmanEngine {
     async fn inspect(&self, name: &str) -> Result<Box<dyn Subject>, ContainerError> {
@@ -250,7 +227,7 @@ impl ContainerEngine for PodmanEngine {
         let image = digest_image(digest).ok_or_else(|| {
             ContainerError::Refused(format!("'{digest}' does not name a Podman image"))
         })?;
-        Ok(Box::new(sink::ImageSink::new(
+        Ok(Box::new(crate::image::ImageSink::new(
             self.podman().clone(),
             &self.settings.staging.join("in").join(name),
             image,

@@ -10,33 +10,24 @@ use async_trait::async_trait;
 use ferry_engine::ports::container::{
     ContainerError, DumpPlan, LazyDump, Shipment, ShipmentChanges, Subject,
 };
-use ferry_types::{EngineKind, FileEntry, FileKind};
+use ferry_types::EngineKind;
 
 use super::cli::Store;
 use super::definition::{capture, Source};
 use super::PodmanSettings;
 use crate::runc::RuncSubject;
 
-/// The shipment's one file: the container's image, as Podman saves it.
-pub const IMAGE_FILE: &str = "image.tar";
+/// What Podman's image digests start with.
+pub const DIGEST: &str = "podman-image";
 
 /// The digest of a shipment that carries image `id`, known as `name`.
 pub fn image_digest(id: &str, name: &str) -> String {
-    format!("podman-image:{id}:{name}")
+    crate::image::digest(DIGEST, id, name)
 }
 
-/// The image (id, name) a digest names, if it is one: a hex id, and a name of the
-/// characters image references are made of.
+/// The image (id, name) a digest names, if it is one of Podman's.
 pub fn digest_image(digest: &str) -> Option<(&str, &str)> {
-    let (id, name) = digest.strip_prefix("podman-image:")?.split_once(':')?;
-    let id_ok = (12..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_hexdigit());
-    let name_ok = !name.is_empty()
-        && name.len() <= 255
-        && !name.starts_with('-')
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._/:@-".contains(&b));
-    (id_ok && name_ok).then_some((id, name))
+    crate::image::parse(DIGEST, digest)
 }
 
 /// A running Podman container.
@@ -99,28 +90,11 @@ impl Subject for PodmanSubject {
 
     /// The image, saved once per image and kept for the next container of it.
     fn shipment(&self) -> Result<Shipment, ContainerError> {
-        let dir = self.image_dir();
-        let file = dir.join(IMAGE_FILE);
-        if !file.exists() {
-            std::fs::create_dir_all(&dir).map_err(|e| ContainerError::io(&dir, e))?;
-            let part = dir.join("image.part");
-            let _ = std::fs::remove_file(&part);
-            self.settings.podman.save(&self.image, &part)?;
-            std::fs::rename(&part, &file).map_err(|e| ContainerError::io(&file, e))?;
-        }
-        let meta = std::fs::metadata(&file).map_err(|e| ContainerError::io(&file, e))?;
-        Ok(Shipment {
-            digest: image_digest(&self.image, &self.image_name),
-            root: dir,
-            entries: vec![FileEntry {
-                path: IMAGE_FILE.into(),
-                kind: FileKind::File,
-                mode: 0o600,
-                size: meta.len(),
-                target: None,
-                mtime: 0,
-            }],
-        })
+        crate::image::shipment(
+            &self.image_dir(),
+            image_digest(&self.image, &self.image_name),
+            |to| self.settings.podman.save(&self.image, to),
+        )
     }
 
     fn shipped(&self, _digest: &str) {}
@@ -150,28 +124,5 @@ impl Subject for PodmanSubject {
     /// Podman forgets it: its processes are gone already.
     async fn remove(&self) -> Result<(), ContainerError> {
         self.settings.podman.remove(&self.name).await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_digest_names_an_image_id_and_nothing_else() {
-        let id = "2e8edea146ac064578cfbccf80687dee033bbccaea3f9570360d0b61a9d1ed01";
-        let d = image_digest(id, "localhost/redis:1");
-        assert_eq!(digest_image(&d), Some((id, "localhost/redis:1")));
-        for bad in [
-            "podman-image:../../etc",
-            "podman-image:",
-            "abc",
-            "podman-image:zz12345678901:x",
-            "podman-image:2e8edea146ac:",
-            "podman-image:2e8edea146ac:--all",
-            "podman-image:2e8edea146ac:a b",
-        ] {
-            assert_eq!(digest_image(bad), None, "{bad}");
-        }
     }
 }

@@ -1,28 +1,74 @@
-//! The network of a Podman container arriving here. Podman makes its namespace when it
-//! restores the container (on the network the container's definition names, with its
-//! address and MAC), and its network plugins may announce the address as soon as the
-//! link is up, before CRIU restored a socket: a client's packets would then meet a
-//! namespace without the connection and be reset. So from before the restore until the
-//! commit, this host's bridge drops every frame from or to the container's MAC; CRIU's
-//! action script also puts ferry's hold lock on the namespace before any socket is
-//! restored ([`ferry_containers::podman`]). At the commit both locks go and the address
+//! The network of a Podman or Docker container arriving here. The engine makes its
+//! namespace when it restores the container (on the network the container's definition
+//! names, with its address and MAC), and may configure and announce the address as soon
+//! as the link is up, before CRIU restored a socket: a client's packets would then meet
+//! a namespace without the connection and be reset. So from before the restore until
+//! the commit, this host's bridge drops every frame from or to the container's MAC;
+//! CRIU's action script also puts ferry's hold lock on the namespace before any socket
+//! is restored (`ferry_containers::hold`). At the commit both locks go and the address
 //! is announced.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use ferry_containers::docker::DockerEngine;
 use ferry_containers::podman::PodmanEngine;
 use ferry_engine::ports::network::{ContainerNetwork, Network, NetworkError};
 use ferry_netns::{NetLock, RealRunner};
 use ferry_types::NetSpec;
 
-/// Podman's networks, for containers arriving.
+/// The engine that makes an arriving container's namespace.
 #[derive(Debug, Clone)]
-pub struct PodmanNetworks(pub Arc<PodmanEngine>);
+pub enum Maker {
+    Podman(Arc<PodmanEngine>),
+    Docker(Arc<DockerEngine>),
+}
+
+impl Maker {
+    fn engine(&self) -> &'static str {
+        match self {
+            Maker::Podman(_) => "Podman",
+            Maker::Docker(_) => "Docker",
+        }
+    }
+
+    /// The namespace the engine made for container `name`, once it did.
+    async fn sandbox(&self, name: &str) -> Option<PathBuf> {
+        match self {
+            Maker::Podman(p) => podman_sandbox(p, name).await,
+            Maker::Docker(d) => d.netns_of(name).await,
+        }
+    }
+}
+
+/// The namespace Podman made: from its database, else from Podman.
+async fn podman_sandbox(engine: &PodmanEngine, name: &str) -> Option<PathBuf> {
+    if let Some(p) = engine.netns_of(name) {
+        return Some(p);
+    }
+    let out = engine
+        .podman()
+        .run(&[
+            "container",
+            "inspect",
+            "--format",
+            "{{.NetworkSettings.SandboxKey}}",
+            "--",
+            name,
+        ])
+        .await
+        .ok()?;
+    let p = PathBuf::from(out.trim());
+    (p.is_absolute() && p.exists()).then_some(p)
+}
+
+/// An engine's networks, for containers arriving.
+#[derive(Debug, Clone)]
+pub struct EngineNetworks(pub Maker);
 
 #[async_trait]
-impl Network for PodmanNetworks {
+impl Network for EngineNetworks {
     async fn prepare(
         &self,
         container: &str,
@@ -31,10 +77,11 @@ impl Network for PodmanNetworks {
     ) -> Result<Box<dyn ContainerNetwork>, NetworkError> {
         if spec.pod.is_some() {
             return Err(NetworkError(format!(
-                "container '{container}' arrives as a member of a ferry pod; a Podman container keeps Podman's own network"
+                "container '{container}' arrives as a member of a ferry pod; a {} container keeps its engine's own network",
+                self.0.engine()
             )));
         }
-        let net = PodmanNet {
+        let net = EngineNet {
             engine: self.0.clone(),
             name: container.to_string(),
             spec: spec.clone(),
@@ -45,7 +92,7 @@ impl Network for PodmanNetworks {
 
     /// What an interrupted arrival left: the bridge's lock on the container's MAC.
     async fn destroy(&self, container: &str, spec: &NetSpec) -> Result<(), NetworkError> {
-        let net = PodmanNet {
+        let net = EngineNet {
             engine: self.0.clone(),
             name: container.to_string(),
             spec: spec.clone(),
@@ -54,37 +101,15 @@ impl Network for PodmanNetworks {
     }
 }
 
-/// One arriving Podman container's network.
+/// One arriving container's network.
 #[derive(Debug)]
-struct PodmanNet {
-    engine: Arc<PodmanEngine>,
+struct EngineNet {
+    engine: Maker,
     name: String,
     spec: NetSpec,
 }
 
-impl PodmanNet {
-    /// The namespace Podman made for it, once it did.
-    async fn sandbox(&self) -> Option<PathBuf> {
-        if let Some(p) = self.engine.netns_of(&self.name) {
-            return Some(p);
-        }
-        let out = self
-            .engine
-            .podman()
-            .run(&[
-                "container",
-                "inspect",
-                "--format",
-                "{{.NetworkSettings.SandboxKey}}",
-                "--",
-                &self.name,
-            ])
-            .await
-            .ok()?;
-        let p = PathBuf::from(out.trim());
-        (p.is_absolute() && p.exists()).then_some(p)
-    }
-
+impl EngineNet {
     /// The bridge lock's table: frames from or to the container's MAC are dropped.
     fn bridge_table(&self) -> String {
         format!("ferry-hold-{}", self.name)
@@ -117,9 +142,10 @@ impl PodmanNet {
     }
 
     async fn netns(&self) -> Result<PathBuf, NetworkError> {
-        self.sandbox().await.ok_or_else(|| {
+        self.engine.sandbox(&self.name).await.ok_or_else(|| {
             NetworkError(format!(
-                "Podman has no network namespace for container '{}'",
+                "{} has no network namespace for container '{}'",
+                self.engine.engine(),
                 self.name
             ))
         })
@@ -131,7 +157,7 @@ fn net_err(e: ferry_netns::NetError) -> NetworkError {
 }
 
 #[async_trait]
-impl ContainerNetwork for PodmanNet {
+impl ContainerNetwork for EngineNet {
     fn spec(&self) -> &NetSpec {
         &self.spec
     }
@@ -155,7 +181,7 @@ impl ContainerNetwork for PodmanNet {
         self.bridge_lock(false).await?;
         announce(&ns, &self.spec).await
     }
-    /// Podman attaches it when it restores it.
+    /// The engine attaches it when it restores it.
     async fn attach(&self) -> Result<(), NetworkError> {
         Ok(())
     }
