@@ -92,6 +92,46 @@ if [ "${FERRY_SKIP_ENGINES:-0}" != 1 ] && [ -n "$(missing "${ENGINE_PKGS[@]}")" 
     fi
 fi
 
+# Docker starts a container from a checkpoint (what ferry restores Docker's containers
+# with) only with its experimental features on: set in the daemon's configuration, the
+# rest of it kept. A running system daemon is restarted only when this changed it.
+enable_docker_experimental() {
+    command -v dockerd >/dev/null 2>&1 || return 0
+    local changed
+    changed=$(python3 - <<'PY'
+import json, os
+p = "/etc/docker/daemon.json"
+try:
+    with open(p) as f:
+        conf = json.load(f)
+except FileNotFoundError:
+    conf = {}
+if conf.get("experimental") is True:
+    print("no")
+else:
+    conf["experimental"] = True
+    os.makedirs(os.path.dirname(p), exist_ok=True)
+    with open(p + ".ferry-tmp", "w") as f:
+        json.dump(conf, f, indent=2)
+        f.write("\n")
+    os.replace(p + ".ferry-tmp", p)
+    print("yes")
+PY
+    ) || {
+        echo "install-deps: cannot set Docker's experimental features in /etc/docker/daemon.json; fix that file's JSON and run this again." >&2
+        exit 1
+    }
+    if [ "$changed" = yes ]; then
+        step "Docker: experimental features on (/etc/docker/daemon.json)"
+        if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet docker 2>/dev/null; then
+            run "docker-restart" systemctl restart docker
+        fi
+    fi
+}
+if [ "${FERRY_SKIP_ENGINES:-0}" != 1 ]; then
+    enable_docker_experimental
+fi
+
 # The applications of the compatibility suite (tests/apps.rs, docs/compatibility.md).
 # FERRY_SKIP_APPS=1 leaves them out.
 APP_PKGS=(memcached nginx-light mariadb-server mariadb-client python3-pymysql postgresql

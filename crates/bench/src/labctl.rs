@@ -29,6 +29,21 @@ impl BenchLab {
         delay_ms: f64,
         ferry: PathBuf,
     ) -> anyhow::Result<Self> {
+        Self::up_spec(name, link, delay_ms, ferry, false).await
+    }
+
+    /// A lab whose hosts run their own Docker daemons too.
+    pub async fn up_with_docker(name: &str, ferry: PathBuf) -> anyhow::Result<Self> {
+        Self::up_spec(name, None, 0.0, ferry, true).await
+    }
+
+    async fn up_spec(
+        name: &str,
+        link: Option<String>,
+        delay_ms: f64,
+        ferry: PathBuf,
+        docker: bool,
+    ) -> anyhow::Result<Self> {
         if LabState::load(name).is_ok() {
             ferry_lab::down(name).await?;
         }
@@ -40,7 +55,7 @@ impl BenchLab {
             ferry,
             faults: false,
             tls: std::env::var_os("FERRY_BENCH_NO_TLS").is_none(),
-            docker: false,
+            docker,
         })
         .await?;
         Ok(Self { lab })

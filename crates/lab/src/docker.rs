@@ -49,12 +49,18 @@ pub fn start(host: &LabHost) -> Result<u32, LabError> {
         let p = dir.join(d);
         std::fs::create_dir_all(&p).map_err(|e| LabError::io(p.display().to_string(), e))?;
     }
+    // Its own configuration file: the system's (`/etc/docker/daemon.json`) is for the
+    // system's daemon, and may name what the flags below name too.
+    let conf = dir.join("daemon.json");
+    std::fs::write(&conf, "{}\n").map_err(|e| LabError::io(conf.display().to_string(), e))?;
     let mut cmd = std::process::Command::new("nsenter");
     cmd.arg(format!(
         "--net={}",
         ferry_netns::netns_path(&host.netns).display()
     ))
-    .args(["dockerd", "--experimental", "--data-root"])
+    .args(["dockerd", "--experimental", "--config-file"])
+    .arg(&conf)
+    .arg("--data-root")
     .arg(dir.join("root"))
     .arg("--exec-root")
     .arg(dir.join("exec"))

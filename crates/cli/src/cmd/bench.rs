@@ -36,6 +36,9 @@ pub struct EnginesArgs {
     /// Measured runs per method and size (after one warm-up run).
     #[arg(long, default_value_t = 3)]
     runs: usize,
+    /// The engines, comma-separated: podman, docker.
+    #[arg(long, default_value = "podman,docker")]
+    engines: String,
     /// Write the rows as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -270,6 +273,11 @@ async fn engines(a: EnginesArgs) -> anyhow::Result<i32> {
         sizes: sizes(&a.sizes)?,
         runs: a.runs,
         ferry: std::env::current_exe()?,
+        engines: a
+            .engines
+            .split(',')
+            .map(|e| e.trim().parse())
+            .collect::<anyhow::Result<_>>()?,
     };
     let rows = ferry_bench::engines::run_bench(&b).await?;
     let legend = [CLIENT_DOWNTIME.to_string()];

@@ -265,11 +265,27 @@ pub(super) fn engines(runc: &ToolInfo, details: &[super::StrategyInfo]) -> Vec<s
         super::EngineInfo {
             name: "docker".into(),
             found: docker.is_some(),
-            strategies: Vec::new(),
+            strategies: match docker {
+                Some(_) => supported(&["postcopy", "hybrid"]),
+                None => Vec::new(),
+            },
             version: docker_version,
-            note: "found, not moved yet: ferry refuses Docker's containers (docs/engines.md)".into(),
+            note: docker_note(),
         },
     ]
+}
+
+/// How ferry restores Docker's containers, and whether the system's daemon is set up
+/// for it (its configuration file; a daemon started otherwise says so itself).
+fn docker_note() -> String {
+    let conf = std::fs::read_to_string("/etc/docker/daemon.json").unwrap_or_default();
+    let compact: String = conf.chars().filter(|c| !c.is_whitespace()).collect();
+    let experimental = compact.contains("\"experimental\":true");
+    let base = "with its containerd and runc; restored by 'docker start --checkpoint', which takes complete images only: no post-copy or hybrid";
+    match experimental {
+        true => base.to_string(),
+        false => format!("{base}; its experimental features are off in /etc/docker/daemon.json, and the system's daemon refuses to start from a checkpoint without them (scripts/install-deps.sh turns them on)"),
+    }
 }
 
 #[cfg(test)]
