@@ -7,30 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::lab::{assert_rolled_back, assert_unbroken, Lab};
+use common::lab::{assert_rolled_back, assert_unbroken, tls_dir, Lab};
 use common::*;
-
-/// Copies `from` to `to`, keeping its mode (keys stay 0600).
-fn copy(from: &Path, to: &Path) {
-    std::fs::copy(from, to).unwrap_or_else(|e| panic!("{}: {e}", from.display()));
-}
-
-/// A directory of TLS files for `host`: the CA of `ca_dir`, the certificate and key of
-/// `cert` from `cert_dir`.
-fn tls_dir(work: &Path, ca_dir: &Path, cert_dir: &Path, cert: &str, host: &str) -> PathBuf {
-    let d = work.join(unique("tls"));
-    std::fs::create_dir_all(&d).expect("a TLS directory");
-    copy(&ca_dir.join("ca.pem"), &d.join("ca.pem"));
-    copy(
-        &cert_dir.join(format!("{cert}.pem")),
-        &d.join(format!("{host}.pem")),
-    );
-    copy(
-        &cert_dir.join(format!("{cert}-key.pem")),
-        &d.join(format!("{host}-key.pem")),
-    );
-    d
-}
 
 /// The migration did not happen, and the container runs on `a` only.
 fn stays_on_a(lab: &Lab, r: &serde_json::Value, says: &str) {
@@ -286,6 +264,55 @@ fn a_crashed_source_agent_settles_its_migration_when_it_restarts() {
         lab.status()
     );
     assert!(lab.containers_on("b").is_empty());
+    let p = probe.stop();
+    assert_unbroken(&p);
+    assert_eq!(lab.redis(&ip, &["dbsize"]), "100001");
+}
+
+#[test]
+fn a_destination_restarting_between_commit_and_its_answer_keeps_the_container() {
+    let Some(env) =
+        e2e("a_destination_restarting_between_commit_and_its_answer_keeps_the_container")
+    else {
+        return;
+    };
+    let lab = Lab::up(&env, 2);
+    let ip = lab.run_redis("a", "redis");
+    lab.redis(&ip, &["debug", "populate", "100000", "key", "1000"]);
+    let probe = lab.probe(&ip);
+
+    // 11. b commits, records it, and its agent dies before a hears "committed"; a asks
+    // again while b restarts, and b's record says it runs there.
+    let b_pid = lab.status()["hosts"][1]["agent"]["pid"]
+        .as_u64()
+        .expect("b's agent");
+    let report = env.work.join(format!("{}.json", unique("commit")));
+    let mut child = migrate_in_background(
+        &env,
+        &lab,
+        "b",
+        &["--inject-fault", "dest-dies-after-commit"],
+        &report,
+    );
+    assert!(
+        eventually(Duration::from_secs(60), || !Path::new(&format!(
+            "/proc/{b_pid}"
+        ))
+        .exists()),
+        "b's agent exited after committing"
+    );
+    lab.ok(&["restart", "b", "--faults"]);
+    let status = child.wait().unwrap();
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert!(status.success(), "{r}");
+    assert_eq!(r["outcome"], "migrated", "{r}");
+    assert!(r.to_string().contains("confirmed the commit"), "{r}");
+    assert_eq!(lab.containers_on("b"), ["redis"]);
+    assert!(
+        lab.containers_on("a").is_empty(),
+        "one copy only: {}",
+        lab.status()
+    );
     let p = probe.stop();
     assert_unbroken(&p);
     assert_eq!(lab.redis(&ip, &["dbsize"]), "100001");

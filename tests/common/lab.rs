@@ -355,3 +355,31 @@ pub fn assert_unbroken(p: &serde_json::Value) {
         "every reply was the previous plus one: {p}"
     );
 }
+
+/// Copies `from` to `to`, keeping its mode (keys stay 0600).
+fn copy(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::copy(from, to).unwrap_or_else(|e| panic!("{}: {e}", from.display()));
+}
+
+/// A directory of TLS files for `host`: the CA of `ca_dir`, the certificate and key of
+/// `cert` from `cert_dir`.
+pub fn tls_dir(
+    work: &std::path::Path,
+    ca_dir: &std::path::Path,
+    cert_dir: &std::path::Path,
+    cert: &str,
+    host: &str,
+) -> PathBuf {
+    let d = work.join(super::unique("tls"));
+    std::fs::create_dir_all(&d).expect("a TLS directory");
+    copy(&ca_dir.join("ca.pem"), &d.join("ca.pem"));
+    copy(
+        &cert_dir.join(format!("{cert}.pem")),
+        &d.join(format!("{host}.pem")),
+    );
+    copy(
+        &cert_dir.join(format!("{cert}-key.pem")),
+        &d.join(format!("{host}-key.pem")),
+    );
+    d
+}

@@ -10,7 +10,12 @@ use crate::config::{AgentConfig, HelperMemory, NetMode};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Address peers and remote CLIs connect to (needs --tls-* or --secret-file).
+    /// What this host agrees to restore from a peer: hooks, host mounts, capabilities,
+    /// namespaces (docs/security.md#restore-policy). Default: none of them beyond what
+    /// container engines grant by default.
+    #[arg(long, value_name = "FILE")]
+    pub restore_policy: Option<PathBuf>,
+    /// Address peers and remote CLIs connect to (needs --tls-ca, --tls-cert, --tls-key).
     #[arg(long)]
     pub listen: Option<SocketAddr>,
     /// State directory: container records, bundles, and a tmpfs for images.
@@ -143,6 +148,10 @@ pub async fn run(a: Args) -> anyhow::Result<i32> {
         max_sessions: a.max_sessions,
         keep_logs: a.keep_logs,
         helper_memory: a.helper_memory,
+        restore_policy: std::sync::Arc::new(match &a.restore_policy {
+            Some(p) => ferry_runtime::policy::RestorePolicy::load(p)?,
+            None => ferry_runtime::policy::RestorePolicy::default(),
+        }),
     };
     crate::daemon::run(cfg).await?;
     Ok(0)

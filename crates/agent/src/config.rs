@@ -51,6 +51,8 @@ pub struct AgentConfig {
     pub keep_logs: bool,
     /// The memory CRIU's dumps and restores may use.
     pub helper_memory: HelperMemory,
+    /// What this host agrees to restore from a peer (`--restore-policy`).
+    pub restore_policy: std::sync::Arc<ferry_runtime::policy::RestorePolicy>,
 }
 
 /// How much memory CRIU may use (`--helper-memory`).
@@ -113,8 +115,8 @@ pub enum ConfigError {
     Name(String),
     #[error("{0}")]
     Secret(String),
-    #[error("--listen {0} needs mutual TLS (--tls-ca, --tls-cert, --tls-key) or a shared secret (--secret-file): peers must authenticate")]
-    NoSecret(SocketAddr),
+    #[error("--listen {0} needs mutual TLS: give --tls-ca, --tls-cert and --tls-key (a shared secret alone would leave pages in the clear; with TLS, --secret-file adds to it)")]
+    NoTls(SocketAddr),
     #[error("CRIU: {0}")]
     Criu(String),
 }
@@ -147,8 +149,8 @@ impl AgentConfig {
                 ));
             }
         }
-        if let Some(addr) = self.listen.filter(|_| self.creds.is_empty()) {
-            return Err(ConfigError::NoSecret(addr));
+        if let Some(addr) = self.listen.filter(|_| self.creds.tls.is_none()) {
+            return Err(ConfigError::NoTls(addr));
         }
         Ok(())
     }
@@ -180,6 +182,7 @@ impl AgentConfig {
             // Unique per agent, so that several agents on one machine (the lab) never
             // share a container's cgroup.
             cgroup_parent: format!("/ferry/{}", self.netns_prefix),
+            policy: self.restore_policy.clone(),
         }
     }
 }
@@ -222,6 +225,7 @@ impl AgentConfig {
             },
             host: self.name.clone(),
             staging: self.state_dir.join("docker"),
+            policy: self.restore_policy.clone(),
         })
     }
 }
@@ -260,6 +264,7 @@ mod tests {
             max_sessions: 4,
             helper_memory: HelperMemory::Auto,
             keep_logs: false,
+            restore_policy: Default::default(),
         }
     }
 
@@ -298,10 +303,10 @@ mod tests {
         let mut c = base(d.path());
         c.listen = Some("127.0.0.1:7070".parse().unwrap());
         let e = c.check().unwrap_err().to_string();
-        assert!(
-            e.contains("--secret-file") && e.contains("--tls-cert"),
-            "{e}"
-        );
+        assert!(e.contains("--tls-cert"), "{e}");
+        c.creds.secret = Some(ferry_transport::Secret::new(vec![7; 32]).unwrap());
+        let e = c.check().unwrap_err().to_string();
+        assert!(e.contains("needs mutual TLS"), "{e}");
         let mut c = base(d.path());
         c.net = NetMode::Hook(d.path().join("nohook"));
         assert!(c.check().unwrap_err().to_string().contains("nohook"));

@@ -18,6 +18,12 @@ use crate::{control, recover, tmpfs, AgentError};
 /// Runs an agent until SIGTERM or SIGINT.
 pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
     cfg.check()?;
+    // Bundles (with the containers' environments), records and images are root's only.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&cfg.state_dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| AgentError::io("state directory", e))?;
+    }
     tmpfs::ensure_tmpfs(&cfg.images_dir()).map_err(|e| AgentError::io("images directory", e))?;
     let criu = CriuBinary::probe(&cfg.criu)
         .map_err(|e| crate::config::ConfigError::Criu(e.to_string()))?;
@@ -54,7 +60,10 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
         criu_version: version,
         bound,
     };
-    let agent = Arc::new(Agent::new(cfg, registry, can));
+    let outcomes = crate::outcomes::Outcomes::open(&cfg.state_dir)
+        .map_err(|e| AgentError::io("session outcomes", e))?;
+    outcomes.after_restart();
+    let agent = Arc::new(Agent::new(cfg, registry, outcomes, can));
     recover::recover(&agent).await;
 
     let control_path = agent.cfg.control.clone();
@@ -148,6 +157,10 @@ async fn handle_tcp(agent: Arc<Agent>, tcp: tokio::net::TcpStream) {
 }
 
 async fn serve(agent: Arc<Agent>, acc: ferry_transport::Accepted) {
+    match &acc.identity {
+        ferry_transport::Identity::LocalRoot => {}
+        who => tracing::debug!(%who, role = ?acc.role, "accepted a connection"),
+    }
     match acc.role {
         Role::Control => control::serve(agent, acc.conn).await,
         Role::Peer => {

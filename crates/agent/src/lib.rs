@@ -6,7 +6,7 @@
 //! - [`control`]: requests from the CLI; [`migrate`]: an outgoing migration's checks
 //!   and ports, and resuming a frozen container;
 //! - [`adapters`]: the real implementations of the engine's ports;
-//! - [`state`], [`registry`], [`pod`]: what the agent holds and records;
+//! - [`state`], [`registry`], [`pod`], [`outcomes`]: what the agent holds and records;
 //! - [`containers`]: containers the agent starts itself (the lab uses them);
 //! - [`preflight`]: what a container and both hosts allow, before anything is frozen;
 //! - [`recover`]: settling what a previous run left half-way.
@@ -21,6 +21,7 @@ pub mod engines;
 mod error;
 pub mod foreign;
 pub mod migrate;
+pub mod outcomes;
 pub mod pod;
 pub mod preflight;
 pub mod recover;

@@ -12,6 +12,8 @@ use ferry_criu::bound::MemoryBound;
 use ferry_engine::ports::host::HostSettings;
 use ferry_transport::Stream;
 use ferry_types::SessionState;
+
+use crate::outcomes::Outcomes;
 use tokio::sync::{oneshot, Semaphore};
 
 use crate::config::AgentConfig;
@@ -57,6 +59,8 @@ pub struct Agent {
     /// The memory bound CRIU runs in, if there is one.
     pub bound: Option<Arc<MemoryBound>>,
     pub sessions: Mutex<HashMap<String, SessionEntry>>,
+    /// How incoming sessions ended, on disk.
+    pub outcomes: Outcomes,
     busy: Mutex<HashSet<String>>,
     pub slots: Arc<Semaphore>,
     /// Containers whose memory is still being filled in by a lazy restore; each is set
@@ -105,7 +109,7 @@ impl Drop for MemoryArriving {
 }
 
 impl Agent {
-    pub fn new(cfg: AgentConfig, registry: Registry, can: Abilities) -> Self {
+    pub fn new(cfg: AgentConfig, registry: Registry, outcomes: Outcomes, can: Abilities) -> Self {
         let mut settings = cfg.runc_settings();
         settings.runc.bound = can.bound.clone();
         let engine = Arc::new(RuncEngine::new(settings));
@@ -130,6 +134,7 @@ impl Agent {
             criu_version: can.criu_version,
             bound: can.bound,
             sessions: Mutex::new(HashMap::new()),
+            outcomes,
             busy: Mutex::new(HashSet::new()),
             slots,
             memory: Mutex::new(HashMap::new()),
@@ -244,7 +249,11 @@ impl Agent {
         })
     }
 
+    /// Records how an incoming session stands: on disk first, then for the living.
     pub fn set_session(&self, id: &str, state: SessionState) {
+        if let Err(e) = self.outcomes.record(id, state) {
+            tracing::error!(session = %id, "cannot record the session's outcome ({state:?}): {e}");
+        }
         if let Ok(mut s) = self.sessions.lock() {
             if let Some(e) = s.get_mut(id) {
                 e.state = state;
@@ -252,11 +261,13 @@ impl Agent {
         }
     }
 
+    /// How an incoming session stands: as this run knows it, else as recorded.
     pub fn session_state(&self, id: &str) -> SessionState {
         self.sessions
             .lock()
             .ok()
             .and_then(|s| s.get(id).map(|e| e.state))
+            .or_else(|| self.outcomes.get(id))
             .unwrap_or(SessionState::Unknown)
     }
 }

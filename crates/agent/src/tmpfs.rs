@@ -16,9 +16,31 @@ pub fn is_tmpfs(dir: &Path) -> bool {
     }
 }
 
-/// Makes sure `dir` is a tmpfs, mounting one (mode 0700) if it is not.
+/// Whether a tmpfs is mounted at `dir` itself (not only somewhere above it), as
+/// `/proc/self/mountinfo` lists it.
+pub fn is_tmpfs_mount(dir: &Path, mountinfo: &str) -> bool {
+    let want = dir.to_string_lossy();
+    mountinfo.lines().any(|l| {
+        let mut halves = l.splitn(2, " - ");
+        let (Some(left), Some(right)) = (halves.next(), halves.next()) else {
+            return false;
+        };
+        left.split(' ').nth(4) == Some(&*want) && right.split(' ').next() == Some("tmpfs")
+    })
+}
+
+/// Makes sure the agent's images live on a tmpfs of its own, mode 0700: one above it
+/// (`/run`) would do for keeping images off disks, but not for keeping them private.
+/// One already mounted there (a previous run's, with its journals) is kept.
 pub fn ensure_tmpfs(dir: &Path) -> std::io::Result<()> {
-    ensure_tmpfs_sized(dir, "ferry-images", "100%")
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir)?;
+    let dir = dir.canonicalize()?;
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    if !is_tmpfs_mount(&dir, &info) {
+        mount(&dir, "ferry-images", "100%")?;
+    }
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
 }
 
 /// Makes sure `dir` is a tmpfs, mounting one named `source` of `size` if it is not.
@@ -27,6 +49,10 @@ pub fn ensure_tmpfs_sized(dir: &Path, source: &str, size: &str) -> std::io::Resu
     if is_tmpfs(dir) {
         return Ok(());
     }
+    mount(dir, source, size)
+}
+
+fn mount(dir: &Path, source: &str, size: &str) -> std::io::Result<()> {
     let out = std::process::Command::new("mount")
         .args([
             "-t",
@@ -45,4 +71,20 @@ pub fn ensure_tmpfs_sized(dir: &Path, source: &str, size: &str) -> std::io::Resu
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_tmpfs_mounted_at_the_directory_itself_counts() {
+        let info = "25 30 0:23 / /run rw,nosuid - tmpfs tmpfs rw,mode=755\n\
+                    90 25 0:50 / /run/ferry/a/images rw - tmpfs ferry-images rw,mode=700\n\
+                    91 25 0:51 / /srv/images rw - ext4 /dev/sda1 rw\n";
+        assert!(is_tmpfs_mount(Path::new("/run/ferry/a/images"), info));
+        assert!(is_tmpfs_mount(Path::new("/run"), info));
+        assert!(!is_tmpfs_mount(Path::new("/run/ferry/b/images"), info));
+        assert!(!is_tmpfs_mount(Path::new("/srv/images"), info));
+    }
 }

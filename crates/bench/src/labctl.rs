@@ -54,7 +54,6 @@ impl BenchLab {
             delay_ms,
             ferry,
             faults: false,
-            tls: std::env::var_os("FERRY_BENCH_NO_TLS").is_none(),
             docker,
         })
         .await?;

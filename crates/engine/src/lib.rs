@@ -10,9 +10,11 @@
 //! - [`dest`]: the destination's receiver state machine and sessions;
 //! - [`error`]: one error type per operation, worded for the user;
 //! - [`group`]: group files;
-//! - [`timeline`], [`usage`], [`logs`]: what an operation cost, and its logs.
+//! - [`timeline`], [`usage`], [`logs`]: what an operation cost, and its logs;
+//! - [`durable`]: files that survive a crash whole (journals, outcomes).
 
 pub mod dest;
+pub mod durable;
 pub mod error;
 pub mod group;
 pub mod logs;

@@ -26,9 +26,6 @@ pub struct LabSpec {
     pub ferry: PathBuf,
     /// Let tests inject faults into the agents.
     pub faults: bool,
-    /// Mutual TLS between the agents (the default). Without it they authenticate with
-    /// the shared secret only and send pages in the clear, to measure what TLS costs.
-    pub tls: bool,
     /// Give each host its own Docker daemon.
     pub docker: bool,
 }
@@ -74,11 +71,11 @@ pub async fn up(spec: &LabSpec) -> Result<LabState, LabError> {
     let client = format!("{prefix}-client");
     let secret = dir.join("secret");
     Secret::generate(&secret)?;
-    // The lab's own CA; each host gets a certificate for its name and address.
+    // The lab's own CA; each host gets a certificate for its name and address, and an
+    // operator certificate (`operator-lab.pem`) lets a CLI control the agents over TCP.
     let tls_dir = dir.join("tls");
-    if spec.tls {
-        ferry_transport::certs::init_ca(&tls_dir, true)?;
-    }
+    ferry_transport::certs::init_ca(&tls_dir, true)?;
+    ferry_transport::certs::issue_operator(&tls_dir, "lab", true)?;
     let mut state = LabState {
         name: spec.name.clone(),
         fabric: fabric.clone(),
@@ -86,7 +83,7 @@ pub async fn up(spec: &LabSpec) -> Result<LabState, LabError> {
         client_address: Ipv4Addr::new(10, 77, 0, 100),
         hosts: Vec::new(),
         secret: secret.clone(),
-        tls_dir: spec.tls.then_some(tls_dir),
+        tls_dir: Some(tls_dir),
         link: spec.link.clone(),
         delay_ms: spec.delay_ms,
         next_ip: 0,
@@ -120,7 +117,7 @@ async fn build(spec: &LabSpec, state: &mut LabState, prefix: &str) -> Result<(),
             agent_pid: None,
         };
         if let Some(tls) = &state.tls_dir {
-            ferry_transport::certs::issue(tls, &host.name, &[host.address.into()])?;
+            ferry_transport::certs::issue(tls, &host.name, &[host.address.into()], true)?;
         }
         crate::engines::setup_podman(&host)?;
         let pid = start_agent(spec, &host, state, prefix, &AgentExtras::default())?;
@@ -265,6 +262,20 @@ pub struct AgentExtras {
 }
 
 /// Starts a host's agent as a daemon of its own session, logging to its state dir.
+/// What the lab's agents restore beyond the default policy: the containers `ferry lab
+/// run` makes see the host's `/usr` and `/etc`, read-only. Nothing else.
+pub const LAB_POLICY: &str = "# The lab's restore policy (docs/security.md#restore-policy).
+# Its containers run programs of the host: its /usr and /etc, read-only.
+host-mount /usr ro
+host-mount /etc ro
+";
+
+fn write_policy(lab: &LabState) -> Result<PathBuf, LabError> {
+    let path = lab_dir(&lab.name).join("restore-policy");
+    std::fs::write(&path, LAB_POLICY).map_err(|e| LabError::io(path.display().to_string(), e))?;
+    Ok(path)
+}
+
 pub fn start_agent(
     spec: &LabSpec,
     host: &LabHost,
@@ -295,6 +306,8 @@ pub fn start_agent(
     // A lab host runs many containers; groups move them all at once.
     .arg("--max-sessions")
     .arg("16")
+    .arg("--restore-policy")
+    .arg(write_policy(lab)?)
     // Mutual TLS between the agents, and the shared secret as defence in depth.
     .arg("--secret-file")
     .arg(&lab.secret)
@@ -369,7 +382,6 @@ pub async fn restart_agent(
         delay_ms: lab.delay_ms,
         ferry: ferry.to_path_buf(),
         faults,
-        tls: lab.tls_dir.is_some(),
         docker: false,
     };
     let pid = start_agent(&spec, &h, lab, &format!("ferry-{}", lab.name), extra)?;

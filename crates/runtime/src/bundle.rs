@@ -177,7 +177,7 @@ impl Bundle {
 }
 
 /// Whether an OCI mount is a bind mount (by its type or its options).
-fn is_bind(m: &Value) -> bool {
+pub(crate) fn is_bind(m: &Value) -> bool {
     m.get("type").and_then(Value::as_str) == Some("bind")
         || m.get("options").and_then(Value::as_array).is_some_and(|o| {
             o.iter()

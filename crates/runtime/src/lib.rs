@@ -12,6 +12,7 @@ pub mod delta;
 mod error;
 pub mod freezer;
 pub mod manifest;
+pub mod policy;
 mod runc;
 
 pub use error::RuntimeError;

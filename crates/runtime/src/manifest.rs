@@ -256,6 +256,8 @@ impl Unpacker {
                 Ok(None)
             }
             FileKind::File => {
+                // A peer's file never becomes a set-user-ID or set-group-ID program here.
+                let mode = mode & !0o6000;
                 if std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
                     std::fs::remove_file(&path).map_err(|e| RuntimeError::io(&path, e))?;
                 }
@@ -267,8 +269,9 @@ impl Unpacker {
                     .mode(mode)
                     .open(&path)
                     .map_err(|e| RuntimeError::io(&path, e))?;
-                // Exactly the source's mode: neither this process's umask nor the mode of
-                // a file that was there before (CRIU checks the modes of open files).
+                // The source's mode, setuid and setgid bits aside: neither this process's
+                // umask nor the mode of a file that was there before (CRIU checks the
+                // modes of open files).
                 file.set_permissions(std::fs::Permissions::from_mode(mode))
                     .map_err(|e| RuntimeError::io(&path, e))?;
                 Ok(Some(IncomingFile {
@@ -342,6 +345,24 @@ mod tests {
             drop(u.begin(&f).unwrap());
             let m = std::fs::metadata(d.path().join(name)).unwrap();
             assert_eq!(m.permissions().mode() & 0o7777, 0o660, "{name}");
+        }
+        // Set-user-ID and set-group-ID bits do not travel; a directory's bits do.
+        for (kind, mode, want) in [
+            (FileKind::File, 0o104755, 0o755),
+            (FileKind::File, 0o102711, 0o711),
+            (FileKind::Dir, 0o42775, 0o2775),
+        ] {
+            let f = FileEntry {
+                path: format!("s{want:o}"),
+                kind,
+                mode,
+                size: 0,
+                target: None,
+                mtime: 0,
+            };
+            drop(u.begin(&f).unwrap());
+            let m = std::fs::metadata(d.path().join(&f.path)).unwrap();
+            assert_eq!(m.permissions().mode() & 0o7777, want, "{mode:o}");
         }
     }
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 use ferry_proto::{negotiate, Handshake, Preamble, Role, WireMessage, PREAMBLE_LEN};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use crate::{Auth, Conn, Credentials, Endpoint, Secret, Stream, TransportError};
+use crate::{Auth, Conn, Credentials, Endpoint, Identity, Secret, Stream, TransportError};
 
 /// How long a handshake may take.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -24,6 +24,8 @@ pub struct Accepted<S = Stream> {
     pub conn: Conn<S>,
     pub role: Role,
     pub session: Option<String>,
+    /// Who the server accepted: what it may ask for follows from this and `role`.
+    pub identity: Identity,
 }
 
 fn nonce() -> Result<Vec<u8>, TransportError> {
@@ -69,6 +71,11 @@ pub async fn connect(
     hello: ClientHello,
     creds: &Credentials,
 ) -> Result<Conn, TransportError> {
+    if matches!(endpoint, Endpoint::Tcp(_)) && creds.tls.is_none() {
+        return Err(TransportError::AuthFailed(format!(
+            "ferry reaches {endpoint} over TCP with mutual TLS only: give --tls-ca, --tls-cert and --tls-key (for a CLI, an operator certificate from 'ferry certs issue-operator NAME')"
+        )));
+    }
     let work = async {
         let mut stream = endpoint.connect().await?;
         if let (Stream::Tcp(_), Some(tls), Endpoint::Tcp(addr)) = (&stream, &creds.tls, endpoint) {
@@ -101,15 +108,10 @@ pub async fn accept_tcp(
     crate::endpoint::tune_tcp(&tcp);
     let work = async {
         let Some(tls) = &creds.tls else {
-            let auth = match &creds.secret {
-                Some(s) => Auth::Secret(s.clone()),
-                None => {
-                    return Err(TransportError::AuthFailed(
-                        "this agent has neither TLS nor a shared secret for TCP peers".into(),
-                    ))
-                }
-            };
-            return server_handshake(Stream::Tcp(tcp), my_host, &auth, None).await;
+            return Err(TransportError::AuthFailed(
+                "this agent has no TLS identity, and TCP peers are accepted over mutual TLS only"
+                    .into(),
+            ));
         };
         let mut first = [0u8; 1];
         let n = tcp.peek(&mut first).await?;
@@ -273,22 +275,20 @@ async fn server_handshake<S: AsyncRead + AsyncWrite + Unpin>(
         Auth::Tls { secret, .. } => secret.as_ref(),
         Auth::PeerCredentials => None,
     };
-    if let Auth::Tls { peer_cert, .. } = auth {
-        let ok = role == Role::Control
-            || peer_cert
-                .as_ref()
-                .is_some_and(|c| crate::tls::valid_for(c, &host));
-        if !ok {
-            let reason = format!(
-                "the certificate presented is not valid for host '{host}', the name the peer gave"
-            );
+    let identity = match auth {
+        Auth::Tls { peer_cert, .. } => {
+            match crate::identity::over_tls(role, &host, peer_cert.as_ref()) {
+                Ok(id) => id,
+                Err(reason) => return Err(refuse(&mut conn, reason).await),
+            }
+        }
+        Auth::PeerCredentials if peer_uid != Some(0) => {
+            let reason = "only root may use this agent's local socket".to_string();
             return Err(refuse(&mut conn, reason).await);
         }
-    }
-    if matches!(auth, Auth::PeerCredentials) && peer_uid != Some(0) {
-        let reason = "only root may use this agent's local socket".to_string();
-        return Err(refuse(&mut conn, reason).await);
-    }
+        Auth::PeerCredentials => Identity::LocalRoot,
+        Auth::Secret(_) => Identity::SecretHolder,
+    };
     if let Some(secret) = secret {
         let nc = match unhex(&nonce_c, "the client's nonce") {
             Ok(n) => n,
@@ -324,6 +324,7 @@ async fn server_handshake<S: AsyncRead + AsyncWrite + Unpin>(
         conn: Conn::new(conn.into_stream(), host, version),
         role,
         session,
+        identity,
     })
 }
 

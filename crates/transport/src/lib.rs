@@ -26,7 +26,9 @@
 //! With TLS configured ([`Tls`]), a TCP connection first runs a mutual TLS handshake:
 //! each side's certificate must be signed by the deployment's CA, and the whole ferry
 //! exchange above (and every byte after it, pages included) travels inside it. The
-//! shared secret then stays optional, as defence in depth.
+//! shared secret then stays optional, as defence in depth. TCP without TLS is refused
+//! on both sides. The certificate says who the peer is ([`Identity`]): a host
+//! certificate may migrate, an operator certificate may control, neither both.
 
 mod auth;
 pub mod certs;
@@ -36,6 +38,7 @@ mod conn;
 mod endpoint;
 mod error;
 mod handshake;
+mod identity;
 mod relay;
 mod sockopt;
 mod tls;
@@ -45,4 +48,5 @@ pub use conn::{Conn, Incoming, DATA_CHUNK};
 pub use endpoint::{Endpoint, Stream};
 pub use error::TransportError;
 pub use handshake::{accept, accept_tcp, connect, Accepted, ClientHello};
+pub use identity::{Identity, OPERATOR_URI};
 pub use tls::{Tls, TlsFiles};

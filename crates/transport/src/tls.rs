@@ -224,7 +224,7 @@ mod tests {
     use ferry_proto::Role;
 
     use super::*;
-    use crate::certs::{init_ca, issue};
+    use crate::certs::{init_ca, issue, issue_operator};
     use crate::{accept_tcp, connect, ClientHello, Credentials, Endpoint, Secret};
 
     const LO: [IpAddr; 1] = [IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)];
@@ -235,7 +235,15 @@ mod tests {
     }
 
     fn creds(dir: &Path, host: &str) -> Credentials {
-        let f = issue(dir, host, &LO).unwrap();
+        let f = issue(dir, host, &LO, true).unwrap();
+        Credentials {
+            tls: Some(Tls::load(&f).unwrap()),
+            secret: None,
+        }
+    }
+
+    fn operator(dir: &Path, name: &str) -> Credentials {
+        let f = issue_operator(dir, name, true).unwrap();
         Credentials {
             tls: Some(Tls::load(&f).unwrap()),
             secret: None,
@@ -317,21 +325,77 @@ mod tests {
         .await;
         assert!(s.unwrap_err().contains("not valid for host 'a'"));
         assert!(c.is_err());
-        // Control clients (an operator's CLI) only need a certificate from the CA.
-        let (s, _) = exchange(
+    }
+
+    #[tokio::test]
+    async fn hosts_migrate_and_operators_control_and_neither_does_both() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = ca(d.path());
+        let (s, c) = exchange(
             creds(&dir, "server"),
-            creds(&dir, "operator"),
+            operator(&dir, "alice"),
             hello("cli-1", Role::Control),
         )
         .await;
-        assert!(s.is_ok(), "{s:?}");
+        assert!(s.is_ok() && c.is_ok(), "{s:?}");
+        // A host certificate asks for control.
+        let (s, c) = exchange(
+            creds(&dir, "server"),
+            creds(&dir, "a"),
+            hello("cli-1", Role::Control),
+        )
+        .await;
+        assert!(s.unwrap_err().contains("cannot control"));
+        assert!(c.unwrap_err().contains("operator certificate"));
+        // An operator certificate passes itself off as a host, under any name.
+        for role in [Role::Peer, Role::Pages, Role::UrgentPages] {
+            for name in ["a", "alice", "urn:ferry:operator:alice"] {
+                let (s, c) = exchange(
+                    creds(&dir, "server"),
+                    operator(&dir, "alice"),
+                    hello(name, role),
+                )
+                .await;
+                assert!(s.unwrap_err().contains("not act as a host"), "{role:?}");
+                assert!(c.is_err());
+            }
+        }
+        // An operator certificate cannot serve: it is for client authentication only.
+        let (s, c) = exchange(
+            operator(&dir, "alice"),
+            creds(&dir, "a"),
+            hello("a", Role::Peer),
+        )
+        .await;
+        assert!(s.is_err() && c.unwrap_err().contains("TLS handshake"));
+    }
+
+    #[tokio::test]
+    async fn certificates_are_not_replaced_without_force_and_keys_stay_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let dir = ca(d.path());
+        let f = issue(&dir, "a", &LO, false).unwrap();
+        let before = std::fs::read(&f.key).unwrap();
+        let e = issue(&dir, "a", &LO, false).unwrap_err().to_string();
+        assert!(e.contains("--force"), "{e}");
+        assert_eq!(std::fs::read(&f.key).unwrap(), before);
+        std::fs::set_permissions(&f.key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        issue(&dir, "a", &LO, true).unwrap();
+        let mode = std::fs::metadata(&f.key).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_ne!(std::fs::read(&f.key).unwrap(), before);
+        let o = issue_operator(&dir, "alice", false).unwrap();
+        assert!(o.cert.ends_with("operator-alice.pem"));
+        assert!(issue_operator(&dir, "alice", false).is_err());
+        assert!(issue_operator(&dir, "a/b", false).is_err());
     }
 
     #[tokio::test]
     async fn a_server_certificate_must_name_the_address_dialled() {
         let d = tempfile::tempdir().unwrap();
         let dir = ca(d.path());
-        let f = issue(&dir, "server", &["10.9.9.9".parse().unwrap()]).unwrap();
+        let f = issue(&dir, "server", &["10.9.9.9".parse().unwrap()], true).unwrap();
         let server = Credentials {
             tls: Some(Tls::load(&f).unwrap()),
             secret: None,
@@ -341,16 +405,55 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_client_without_tls_is_told_what_the_server_needs() {
+    async fn tcp_without_tls_is_refused_by_clients_and_servers() {
         let d = tempfile::tempdir().unwrap();
         let dir = ca(d.path());
+        // A client with only a secret does not even dial.
         let plain = Credentials {
             tls: None,
             secret: Some(Secret::new(vec![1; 32]).unwrap()),
         };
-        let (s, c) = exchange(creds(&dir, "server"), plain, hello("a", Role::Peer)).await;
-        assert!(s.is_err());
-        assert!(c.unwrap_err().contains("mutual TLS only"));
+        let ep = Endpoint::Tcp("127.0.0.1:9".parse().unwrap());
+        let e = connect(&ep, hello("a", Role::Peer), &plain)
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("mutual TLS only"), "{e}");
+        // A server with only a secret accepts no one.
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let srv = tokio::spawn(async move {
+            let (s, _) = l.accept().await.unwrap();
+            accept_tcp(s, "server", &plain).await.map(|_| ())
+        });
+        let _c = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let e = srv.await.unwrap().unwrap_err();
+        assert!(e.to_string().contains("mutual TLS only"), "{e}");
+        // A client speaking ferry in the clear to a TLS server is told what it needs.
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let server = creds(&dir, "server");
+        let srv = tokio::spawn(async move {
+            let (s, _) = l.accept().await.unwrap();
+            accept_tcp(s, "server", &server).await.map(|_| ())
+        });
+        let c = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let e = crate::handshake::client_handshake(c, hello("a", Role::Peer), None)
+            .await
+            .unwrap_err();
+        assert!(srv.await.unwrap().is_err());
+        assert!(e.to_string().contains("mutual TLS only"), "{e}");
+        // A TLS client meeting a server that speaks ferry in the clear refuses it.
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let ep = Endpoint::Tcp(l.local_addr().unwrap());
+        tokio::spawn(async move {
+            let (s, _) = l.accept().await.unwrap();
+            let auth = crate::Auth::Secret(Secret::new(vec![1; 32]).unwrap());
+            let _ = crate::accept(s, "server", &auth, None).await;
+        });
+        let e = connect(&ep, hello("a", Role::Peer), &creds(&dir, "a"))
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("TLS handshake"), "{e}");
     }
 
     #[tokio::test]
@@ -458,10 +561,10 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let d = tempfile::tempdir().unwrap();
         let dir = ca(d.path());
-        let f = issue(&dir, "a", &LO).unwrap();
+        let f = issue(&dir, "a", &LO, true).unwrap();
         assert!(Tls::load(&f).is_ok());
         // The key of another certificate.
-        let g = issue(&dir, "b", &LO).unwrap();
+        let g = issue(&dir, "b", &LO, true).unwrap();
         let mixed = TlsFiles {
             key: g.key.clone(),
             ..f.clone()
@@ -473,7 +576,7 @@ mod tests {
         );
         // A certificate another CA signed.
         let other = tempfile::tempdir().unwrap();
-        let o = issue(&ca(other.path()), "a", &LO).unwrap();
+        let o = issue(&ca(other.path()), "a", &LO, true).unwrap();
         let e = Tls::load(&TlsFiles {
             ca: f.ca.clone(),
             ..o

@@ -156,6 +156,8 @@ pub enum Fault {
     DestDiesDuringTransfer,
     /// The destination agent exits right after restoring, before confirming.
     DestDiesAfterRestore,
+    /// The destination agent exits right after committing, before the source hears it.
+    DestDiesAfterCommit,
     /// The transfer connection is cut while the images are in flight.
     CutTransfer,
     /// Post-copy: the page channel is cut after the container started at the destination.

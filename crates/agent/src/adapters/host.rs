@@ -102,6 +102,13 @@ impl DestHost for AgentHost {
             }
             false => (None, None),
         };
+        // On disk before the source hears that the destination is ready.
+        if let Err(e) = agent.outcomes.record(&p.session, SessionState::Pending) {
+            return Err(AdmitError::Refused(format!(
+                "{} cannot record the session in its state directory: {e}",
+                agent.cfg.name
+            )));
+        }
         if let Ok(mut s) = agent.sessions.lock() {
             s.insert(
                 p.session.clone(),

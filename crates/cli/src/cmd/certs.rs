@@ -1,4 +1,5 @@
-//! `ferry certs`: the deployment's own CA and its hosts' certificates (docs/security.md).
+//! `ferry certs`: the deployment's own CA, its hosts' and its operators' certificates
+//! (docs/security.md).
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -19,8 +20,8 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
-    /// Issue a certificate for a host (or an operator's CLI), signed by the CA in DIR:
-    /// DIR/HOST.pem and DIR/HOST-key.pem.
+    /// Issue a host certificate, signed by the CA in DIR: DIR/HOST.pem and
+    /// DIR/HOST-key.pem. Agents talk to each other with it; it cannot control an agent.
     Issue {
         /// The host's name, as its agent's --name.
         host: String,
@@ -29,6 +30,21 @@ enum Command {
         ips: Vec<IpAddr>,
         #[arg(long, default_value = "/etc/ferry/tls")]
         dir: PathBuf,
+        /// Replace an existing certificate and key of that name.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Issue an operator certificate, signed by the CA in DIR: DIR/operator-NAME.pem
+    /// and DIR/operator-NAME-key.pem. A CLI controls remote agents with it; it cannot
+    /// act as a host.
+    IssueOperator {
+        /// Who holds it (a person or an automation), as it appears in agents' logs.
+        name: String,
+        #[arg(long, default_value = "/etc/ferry/tls")]
+        dir: PathBuf,
+        /// Replace an existing certificate and key of that name.
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -42,8 +58,24 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
                 dir.join("ca-key.pem").display()
             );
         }
-        Command::Issue { host, ips, dir } => {
-            let f = ferry_transport::certs::issue(&dir, &host, &ips)?;
+        Command::IssueOperator { name, dir, force } => {
+            let f = ferry_transport::certs::issue_operator(&dir, &name, force)?;
+            println!(
+                "operator certificate for {name}: {} and {}; give the CLI --tls-ca {} --tls-cert {} --tls-key {}",
+                f.cert.display(),
+                f.key.display(),
+                f.ca.display(),
+                f.cert.display(),
+                f.key.display()
+            );
+        }
+        Command::Issue {
+            host,
+            ips,
+            dir,
+            force,
+        } => {
+            let f = ferry_transport::certs::issue(&dir, &host, &ips, force)?;
             println!(
                 "certificate for {host}: {} and {}; start its agent with --tls-ca {} --tls-cert {} --tls-key {}",
                 f.cert.display(),

@@ -30,10 +30,6 @@ enum Command {
         /// Let migrations inject faults (tests).
         #[arg(long, hide = true)]
         faults: bool,
-        /// Agents authenticate with the shared secret only and send pages unencrypted
-        /// (to measure what TLS costs; see docs/security.md).
-        #[arg(long)]
-        no_tls: bool,
         /// Give each host its own Docker daemon (and a Docker network `lab`).
         #[arg(long)]
         docker: bool,
@@ -105,7 +101,6 @@ pub async fn run(a: Args) -> anyhow::Result<i32> {
             link,
             delay,
             faults,
-            no_tls,
             docker,
         } => {
             let ferry = std::env::current_exe()?;
@@ -116,7 +111,6 @@ pub async fn run(a: Args) -> anyhow::Result<i32> {
                 delay_ms: delay,
                 ferry,
                 faults,
-                tls: !no_tls,
                 docker,
             };
             let lab = ferry_lab::up(&spec).await?;

@@ -18,6 +18,7 @@
 //!
 //! Docker restores only from complete images: post-copy and hybrid are refused.
 
+mod admit;
 pub mod api;
 pub mod cli;
 pub mod definition;
@@ -49,6 +50,8 @@ pub struct DockerSettings {
     pub host: String,
     /// Where images wait to be sent, and received ones to be loaded.
     pub staging: PathBuf,
+    /// What this host agrees to restore: a definition's `HostConfig` is checked.
+    pub policy: std::sync::Arc<ferry_runtime::policy::RestorePolicy>,
 }
 
 /// Docker, driven through its command line and its API.
@@ -340,6 +343,9 @@ impl ContainerEngine for DockerEngine {
                 "the definition that arrived is of container '{named}', not '{name}'"
             )));
         }
+        // Before Docker creates anything from it.
+        admit::admit(&whole, &self.settings.policy)
+            .map_err(|r| ContainerError::Refused(r.to_string()))?;
         crate::runc::unreserve(name, &plan.images)?;
         let id = match self.create(name, &whole).await {
             Ok(id) => id,

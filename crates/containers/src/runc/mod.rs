@@ -35,6 +35,8 @@ pub struct RuncSettings {
     pub criu_conf_dir: PathBuf,
     /// The cgroup parent of this host's containers (unique per agent).
     pub cgroup_parent: String,
+    /// What this host agrees to restore from a peer's bundle.
+    pub policy: std::sync::Arc<ferry_runtime::policy::RestorePolicy>,
 }
 
 impl RuncSettings {
@@ -50,6 +52,18 @@ impl RuncSettings {
 
     pub fn bundle_dir(&self, container: &str) -> PathBuf {
         self.bundles_dir.join(container)
+    }
+
+    /// Checks the `config.json` in `dir` against the restore policy.
+    /// Only `config.json` is read: the root file system may not be there yet.
+    pub fn admit(&self, dir: &std::path::Path) -> Result<(), ContainerError> {
+        let path = dir.join("config.json");
+        let text = std::fs::read(&path).map_err(|e| ContainerError::io(&path, e))?;
+        let config: serde_json::Value = serde_json::from_slice(&text)
+            .map_err(|e| ContainerError::Refused(format!("config.json is not valid JSON: {e}")))?;
+        self.policy
+            .check(&config)
+            .map_err(|r| ContainerError::Refused(r.to_string()))
     }
 }
 
@@ -139,6 +153,8 @@ impl ContainerEngine for RuncEngine {
         let criu = CriuOptionPlan::restore(&plan.criu, &target)
             .map_err(|e| ContainerError::Refused(e.to_string()))?;
         let bundle = self.settings.bundle_dir(name);
+        // The last word before runc sees it: the policy may have changed since it arrived.
+        self.settings.admit(&bundle)?;
         unreserve(name, &plan.images)?;
         apply_late_changes(name, &plan.images, &bundle)?;
         self.runc()

@@ -18,9 +18,18 @@ pub const DIGEST_FILE: &str = ".ferry-digest";
 /// A root file system outside the bundle directory is read through a view: a directory
 /// of two links, `config.json` and `rootfs`, so that every entry is a path under one root.
 pub fn bundle_shipment(bundle: &Bundle) -> Result<Shipment, ContainerError> {
-    let (entries, digest) = list_bundle(bundle).map_err(failed)?;
+    let (mut entries, digest) = list_bundle(bundle).map_err(failed)?;
     let root = if bundle.rootfs_outside() {
-        view(bundle)?
+        let dir = view(bundle)?;
+        // config.json travels as the view has it.
+        let config = dir.join("config.json");
+        let size = std::fs::metadata(&config)
+            .map_err(|e| ContainerError::io(&config, e))?
+            .len();
+        if let Some(e) = entries.iter_mut().find(|e| e.path == "config.json") {
+            e.size = size;
+        }
+        dir
     } else {
         bundle.dir.clone()
     };
@@ -31,7 +40,9 @@ pub fn bundle_shipment(bundle: &Bundle) -> Result<Shipment, ContainerError> {
     })
 }
 
-/// The view of a bundle whose root file system is elsewhere (made again each time).
+/// The view of a bundle whose root file system is elsewhere (made again each time):
+/// its `config.json` points at the `rootfs` beside it, as it will at the destination,
+/// whose restore policy takes only a root inside the bundle.
 fn view(bundle: &Bundle) -> Result<PathBuf, ContainerError> {
     use std::hash::{Hash as _, Hasher as _};
     let mut h = std::collections::hash_map::DefaultHasher::new();
@@ -39,14 +50,16 @@ fn view(bundle: &Bundle) -> Result<PathBuf, ContainerError> {
     let dir = std::env::temp_dir().join(format!("ferry-view-{:016x}", h.finish()));
     let io = |p: &Path, e| ContainerError::io(p, e);
     std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
-    for (name, target) in [
-        ("config.json", bundle.dir.join("config.json")),
-        (OUTSIDE_ROOTFS, bundle.rootfs()),
-    ] {
-        let link = dir.join(name);
-        let _ = std::fs::remove_file(&link);
-        std::os::unix::fs::symlink(&target, &link).map_err(|e| io(&link, e))?;
-    }
+    let link = dir.join(OUTSIDE_ROOTFS);
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(bundle.rootfs(), &link).map_err(|e| io(&link, e))?;
+    let mut shipped = Bundle {
+        dir: dir.clone(),
+        config: bundle.config.clone(),
+    };
+    shipped.set_root_path(OUTSIDE_ROOTFS);
+    let _ = std::fs::remove_file(dir.join("config.json"));
+    shipped.save().map_err(failed)?;
     Ok(dir)
 }
 
@@ -58,6 +71,8 @@ pub(crate) struct BundleSink {
     staging: PathBuf,
     unpacker: Option<Unpacker>,
     current: Option<IncomingFile>,
+    /// Whether the file arriving is `config.json`, checked as soon as it is whole.
+    config_arriving: bool,
     stored: bool,
 }
 
@@ -75,6 +90,7 @@ impl BundleSink {
             staging,
             unpacker: None,
             current: None,
+            config_arriving: false,
             stored: false,
         })
     }
@@ -93,6 +109,7 @@ impl BundleSink {
 impl ShipmentSink for BundleSink {
     fn begin(&mut self, entry: &FileEntry) -> Result<(), ContainerError> {
         self.current = self.unpacker()?.begin(entry).map_err(failed)?;
+        self.config_arriving = entry.path == "config.json";
         Ok(())
     }
 
@@ -104,19 +121,22 @@ impl ShipmentSink for BundleSink {
     }
 
     fn end_file(&mut self) -> Result<(), ContainerError> {
-        match self.current.take() {
-            Some(f) => f.finish().map_err(failed),
-            None => Ok(()),
+        if let Some(f) = self.current.take() {
+            f.finish().map_err(failed)?;
         }
+        // The sender lists config.json first: a bundle the policy refuses is refused
+        // before its root file system arrives.
+        if std::mem::take(&mut self.config_arriving) {
+            self.settings.admit(&self.staging)?;
+        }
+        Ok(())
     }
 
     fn store(mut self: Box<Self>, netns: &Path) -> Result<(), ContainerError> {
         self.unpacker = None;
         let name = self.container.clone();
+        self.settings.admit(&self.staging)?;
         let mut b = Bundle::load(&self.staging).map_err(failed)?;
-        if b.rootfs_outside() {
-            b.set_root_path(OUTSIDE_ROOTFS);
-        }
         b.set_netns_path(&netns.display().to_string());
         b.set_cgroups_path(&self.settings.cgroups_path(&name));
         b.set_annotation(

@@ -9,7 +9,7 @@ pub mod session;
 use std::sync::Arc;
 
 use ferry_proto::PeerReply;
-use ferry_types::{EngineKind, NetSpec};
+use ferry_types::{EngineKind, NetSpec, SessionState};
 
 use crate::error::IncomingError;
 use crate::ports::container::ContainerEngine;
@@ -75,6 +75,7 @@ impl std::fmt::Debug for DestPorts {
 
 /// A committed post-copy container, whose last page the source waits for.
 pub struct LastPage {
+    session: String,
     daemon: Box<dyn LazyDaemon>,
     guard: Box<dyn Send>,
     container: String,
@@ -98,8 +99,17 @@ impl LastPage {
         let r = self.daemon.wait().await;
         drop(self.guard);
         match r {
-            Ok(stats) => PeerReply::PostcopyDone { stats },
+            Ok(stats) => {
+                self.ports
+                    .host
+                    .set_session(&self.session, SessionState::Committed);
+                PeerReply::PostcopyDone { stats }
+            }
             Err(e) => {
+                // Its copy here is gone: the source's frozen one is the container now.
+                self.ports
+                    .host
+                    .set_session(&self.session, SessionState::Dropped);
                 let reason = e.to_string();
                 tracing::error!(
                     container = %self.container,

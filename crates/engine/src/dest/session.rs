@@ -162,10 +162,12 @@ impl DestSession {
             phase: phase.into(),
             engine: self.engine,
         };
-        let _ = std::fs::write(
-            self.dir.join(crate::source::journal::JOURNAL),
-            serde_json::to_vec(&j).unwrap_or_default(),
-        );
+        let path = self.dir.join(crate::source::journal::JOURNAL);
+        if let Err(e) =
+            crate::durable::write_atomic(&path, &serde_json::to_vec(&j).unwrap_or_default())
+        {
+            tracing::error!(container = %self.a.container, "cannot journal the incoming migration ({phase}): {e}");
+        }
     }
 
     pub(crate) fn mark(&self, phase: &str) {
@@ -308,12 +310,22 @@ impl DestSession {
         if self.engine == EngineKind::Runc {
             host.adopt(&self.a.container, self.net.spec(), self.group.as_deref());
         }
-        host.set_session(&self.a.session, SessionState::Committed);
-        self.mark("committed");
         let after = match self.half.take() {
             Some(h) => h.after_commit(),
             None => AfterCommit::Done,
         };
+        // Post-copy owes pages from the source: until the last one is here, the source's
+        // frozen copy is the only whole one, so a source that asks hears "undecided".
+        let state = match &after {
+            AfterCommit::LastPage(_) => SessionState::Pending,
+            _ => SessionState::Committed,
+        };
+        host.set_session(&self.a.session, state);
+        self.mark("committed");
+        if self.fault == Some(Fault::DestDiesAfterCommit) {
+            tracing::error!("fault injection: the destination agent exits after committing, before the source hears of it");
+            std::process::exit(101);
+        }
         self.a.stats.phases = self.a.tl.phases().to_vec();
         let stats = self.a.stats.clone();
         let last = self.go_on(after);
@@ -346,6 +358,7 @@ impl DestSession {
                 remove_session_dir(&self.a.settings, &self.a.session, &self.dir);
                 daemon.go();
                 Some(super::LastPage {
+                    session: self.a.session,
                     daemon,
                     guard: host.memory_arriving(&self.a.container),
                     container: self.a.container,

@@ -1,12 +1,16 @@
 //! Crash safety at the source: where an outgoing migration stands, written down, and how
 //! a migration whose end is in doubt is settled.
 //!
-//! From the freeze on, the source journals its migration (`out-SESSION/session.json`).
-//! When the outcome is in doubt (the connection broke after `Commit` was sent, or the
-//! agent restarted), the source asks the destination, on a new connection, how the
-//! session ended. Only a destination that committed takes the container; one that did
-//! not, or dropped the session, gives it back; and while nobody can tell, it stays
-//! frozen here, because running it twice would be worse.
+//! From just before the freeze on, the source journals its migration
+//! (`out-SESSION/session.json`, replaced whole on each step). When the outcome is in
+//! doubt (the connection broke after `Commit` was sent, or the agent restarted), the
+//! source asks the destination, on a new connection, how the session ended. The
+//! destination records each session's outcome durably before it answers. Only a
+//! destination that committed takes the container; one that dropped the session gives
+//! it back; and while nobody can tell (no answer, a session still undecided, or one the
+//! destination does not know, which a destination that kept its records never says of
+//! a session it prepared), it stays frozen here, because running it twice would be
+//! worse.
 
 use std::time::{Duration, Instant};
 
@@ -25,7 +29,7 @@ pub struct OutJournal {
     pub container: String,
     pub session: String,
     pub dest: String,
-    /// `frozen` (commit not sent) or `commit-sent`.
+    /// `freezing` (about to freeze), `frozen` (commit not sent) or `commit-sent`.
     pub phase: String,
 }
 
@@ -44,10 +48,8 @@ pub enum Verdict {
 pub fn verdict(answer: Option<SessionState>) -> Verdict {
     match answer {
         Some(SessionState::Committed) => Verdict::Remove,
-        Some(SessionState::Dropped | SessionState::Pending | SessionState::Unknown) => {
-            Verdict::Resume
-        }
-        None => Verdict::KeepFrozen,
+        Some(SessionState::Dropped) => Verdict::Resume,
+        Some(SessionState::Pending | SessionState::Unknown) | None => Verdict::KeepFrozen,
     }
 }
 
@@ -94,8 +96,8 @@ mod tests {
     fn only_a_committed_destination_takes_the_container() {
         assert_eq!(verdict(Some(SessionState::Committed)), Verdict::Remove);
         assert_eq!(verdict(Some(SessionState::Dropped)), Verdict::Resume);
-        assert_eq!(verdict(Some(SessionState::Pending)), Verdict::Resume);
-        assert_eq!(verdict(Some(SessionState::Unknown)), Verdict::Resume);
+        assert_eq!(verdict(Some(SessionState::Pending)), Verdict::KeepFrozen);
+        assert_eq!(verdict(Some(SessionState::Unknown)), Verdict::KeepFrozen);
         assert_eq!(verdict(None), Verdict::KeepFrozen);
     }
 }

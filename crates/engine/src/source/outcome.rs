@@ -78,17 +78,25 @@ impl SourceRun {
                     self.report.reason = None;
                     return self.succeed().await;
                 }
-                Some(SessionState::Dropped | SessionState::Pending | SessionState::Unknown) => {
+                Some(SessionState::Dropped) => {
                     plan = rollback(&SourceProgress {
                         commit_sent: false,
                         ..self.progress
                     })
                 }
-                None => {
+                // Only a recorded outcome decides: a destination that does not know the
+                // session may have lost its records, not the container.
+                answer @ (Some(SessionState::Pending | SessionState::Unknown) | None) => {
+                    let why = match answer {
+                        Some(SessionState::Unknown) => {
+                            "the destination does not know this migration"
+                        }
+                        _ => "the destination did not say how the migration ended",
+                    };
                     self.report.outcome = Outcome::Failed;
                     self.report.reason = Some(format!(
-                        "{reason}; the destination may or may not run the container, so it stays frozen on {} until ferry can ask the destination again",
-                        self.settings.name
+                        "{reason}; {why}, so it may or may not run the container there, and it stays frozen on {}: once you have made sure it does not run on the destination, 'ferry resume {}' resumes it here",
+                        self.settings.name, self.req.container
                     ));
                     return self.finish_report();
                 }

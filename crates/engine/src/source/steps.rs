@@ -137,6 +137,9 @@ impl SourceRun {
             }
             self.tl.record("hold", t);
         }
+        // Written before the freeze: a crash between the two leaves a journal that
+        // says so, never a paused container nobody knows about.
+        self.journal("freezing");
         let t = Instant::now();
         self.t_freeze = Some(t);
         // Counted as frozen from the first attempt: a freeze that fails half-way (some
@@ -166,7 +169,9 @@ impl SourceRun {
             phase: phase.into(),
         };
         if let Ok(text) = serde_json::to_vec(&j) {
-            let _ = std::fs::write(self.dir.join(JOURNAL), text);
+            if let Err(e) = crate::durable::write_atomic(&self.dir.join(JOURNAL), &text) {
+                tracing::error!(container = %self.req.container, "cannot journal the migration ({phase}): {e}");
+            }
         }
     }
 

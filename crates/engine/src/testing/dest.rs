@@ -138,6 +138,7 @@ impl DestHost for FakeHost {
         })
     }
     fn set_session(&self, session: &str, state: SessionState) {
+        self.cfg.log(format!("dst session {state:?}"));
         self.sessions
             .lock()
             .unwrap()

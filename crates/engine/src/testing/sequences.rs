@@ -309,6 +309,18 @@ async fn post_copy_broken_after_the_commit_keeps_the_source_frozen() {
             cfg.log.has("dst delete") && cfg.log.has("dst forget"),
             "{s}"
         );
+        // Never recorded as committed: a source that restarts resumes its copy.
+        let states: Vec<String> = cfg
+            .log
+            .of("dst")
+            .into_iter()
+            .filter(|l| l.starts_with("session"))
+            .collect();
+        assert_eq!(
+            states,
+            ["session Pending", "session Pending", "session Dropped"],
+            "{s}"
+        );
     }
 }
 
@@ -320,6 +332,8 @@ async fn post_copy_reports_its_pages() {
     assert_eq!(r.pages_on_demand, Some(4));
     assert_eq!(r.pages_pushed, Some(6));
     assert!(r.postcopy_ms.is_some());
+    // Committed only once the last page is in.
+    assert!(cfg.log.before("dst go", "dst session Committed"));
     // Background pages start only once the container may talk.
     assert!(cfg.log.before("dst unlock", "dst go"));
     assert!(cfg.log.before("src pump dedupe=false", "src detach"));
