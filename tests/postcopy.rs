@@ -125,3 +125,130 @@ fn a_link_cut_after_the_container_runs_stops_the_copy_and_keeps_the_source_froze
     assert!(!ok);
     assert!(out.contains("nothing to resume"), "{out}");
 }
+
+/// The processes of `container`'s cgroup on lab host `host` (none once it is gone).
+fn cgroup_procs(lab: &Lab, host: &str, container: &str) -> String {
+    let dir = format!(
+        "/sys/fs/cgroup/ferry/ferry-{}-{host}/{container}",
+        lab.name()
+    );
+    std::fs::read_to_string(format!("{dir}/cgroup.procs")).unwrap_or_default()
+}
+
+#[test]
+fn a_destination_agent_dying_during_post_copy_takes_its_copy_with_it() {
+    let Some(env) = e2e("a_destination_agent_dying_during_post_copy_takes_its_copy_with_it") else {
+        return;
+    };
+    let lab = Lab::up(&env, 2);
+    let ip = lab.run_redis("a", "redis");
+    assert_eq!(
+        lab.redis(&ip, &["debug", "populate", "100000", "key", "1000"]),
+        "OK"
+    );
+    let before = digest(&lab, &ip);
+
+    // b's agent exits 0.3 s into post-copy, its pages still owed. Its keeper held the
+    // container's userfaultfds, so no thread read a missing page as zeros, and it stops
+    // the container as soon as the agent is gone.
+    let (ok, r) = lab.migrate(
+        "redis",
+        "b",
+        &[
+            "--strategy",
+            "postcopy",
+            "--inject-fault",
+            "dest-dies-during-postcopy",
+        ],
+    );
+    assert!(!ok, "{r}");
+    assert_eq!(r["outcome"], "failed", "{r}");
+    assert!(
+        r["reason"].as_str().unwrap().contains("ferry resume redis"),
+        "{r}"
+    );
+    assert_eq!(
+        lab.container_status("a", "redis").as_deref(),
+        Some("paused"),
+        "the source copy is kept frozen"
+    );
+    let keeper = format!("keeper --cgroup /ferry/ferry-{}-b/redis", lab.name());
+    let t = std::time::Instant::now();
+    while !cgroup_procs(&lab, "b", "redis").trim().is_empty() || !pids_with(&keeper).is_empty() {
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(10),
+            "the keeper stopped b's copy, then exited"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+
+    let log = std::fs::read_to_string(lab.dir().join("b/agent.log")).unwrap_or_default();
+    assert!(
+        log.contains("ferry keeper: the agent died during post-copy; killed"),
+        "the keeper, not a crash on zeros, stopped it: {log}"
+    );
+    assert!(!log.contains("killed 0 processes"), "{log}");
+
+    // The restarted agent removes what is left of the copy; the source resumes its own.
+    lab.ok(&["restart", "b", "--faults"]);
+    assert!(lab.containers_on("b").is_empty(), "{}", lab.status());
+    let (ok, out) = lab.ferry(&["resume", "redis"]);
+    assert!(ok, "{out}");
+    assert_eq!(
+        lab.container_status("a", "redis").as_deref(),
+        Some("running")
+    );
+    assert_eq!(digest(&lab, &ip), before, "the frozen copy kept its data");
+}
+
+#[test]
+fn a_source_agent_dying_during_post_copy_resumes_its_copy_when_it_restarts() {
+    let Some(env) = e2e("a_source_agent_dying_during_post_copy_resumes_its_copy_when_it_restarts")
+    else {
+        return;
+    };
+    let lab = Lab::up(&env, 2);
+    let ip = lab.run_redis("a", "redis");
+    assert_eq!(
+        lab.redis(&ip, &["debug", "populate", "100000", "key", "1000"]),
+        "OK"
+    );
+    let before = digest(&lab, &ip);
+
+    // a's agent exits as soon as b committed, every page still owed: b's copy cannot go
+    // on, b stops it and records the session as dropped, never as committed.
+    let (ok, _) = lab.ferry(&[
+        "migrate",
+        "redis",
+        "--to",
+        "b",
+        "--strategy",
+        "postcopy",
+        "--inject-fault",
+        "source-dies-during-postcopy",
+    ]);
+    assert!(!ok);
+    let t = std::time::Instant::now();
+    while !lab.containers_on("b").is_empty() {
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(30),
+            "b stopped its copy: {}",
+            lab.status()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+
+    // The restarted source asks b, hears "dropped", and resumes its intact copy.
+    lab.ok(&["restart", "a", "--faults"]);
+    let t = std::time::Instant::now();
+    while lab.container_status("a", "redis").as_deref() != Some("running") {
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(60),
+            "the restarted agent resumed it: {}",
+            lab.status()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert!(lab.containers_on("b").is_empty());
+    assert_eq!(digest(&lab, &ip), before, "the frozen copy kept its data");
+}

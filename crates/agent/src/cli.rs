@@ -72,6 +72,12 @@ pub struct Args {
     /// Most migrations this agent takes part in at once (the last one given counts).
     #[arg(long, default_value_t = 4, overrides_with = "max_sessions")]
     pub max_sessions: usize,
+    /// Seconds an incoming migration's control connection may stay silent before this
+    /// agent drops what it built (pages and images travel on channels of their own, so
+    /// keep it above the longest transfer; and above the 600 s a group may hold a member
+    /// before its freeze).
+    #[arg(long, default_value_t = 3600, value_name = "SECS")]
+    pub session_idle_timeout: u64,
     /// Honour fault-injection requests (tests only).
     #[arg(long, hide = true)]
     pub allow_fault_injection: bool,
@@ -146,6 +152,7 @@ pub async fn run(a: Args) -> anyhow::Result<i32> {
         },
         allow_fault_injection: a.allow_fault_injection,
         max_sessions: a.max_sessions,
+        session_idle_timeout: a.session_idle_timeout,
         keep_logs: a.keep_logs,
         helper_memory: a.helper_memory,
         restore_policy: std::sync::Arc::new(match &a.restore_policy {

@@ -47,6 +47,8 @@ pub struct AgentConfig {
     pub allow_fault_injection: bool,
     /// Most migrations this agent takes part in at once.
     pub max_sessions: usize,
+    /// Seconds an incoming session may stay silent before it is dropped.
+    pub session_idle_timeout: u64,
     /// Keep every session's logs, not only those of failed ones.
     pub keep_logs: bool,
     /// The memory CRIU's dumps and restores may use.
@@ -262,6 +264,7 @@ mod tests {
             netns_prefix: "ferry-a".into(),
             allow_fault_injection: false,
             max_sessions: 4,
+            session_idle_timeout: 3600,
             helper_memory: HelperMemory::Auto,
             keep_logs: false,
             restore_policy: Default::default(),

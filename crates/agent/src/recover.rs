@@ -1,7 +1,8 @@
 //! After a crash: migrations the previous run of the agent left half-way, settled by
 //! their journals (see `ferry_engine::source::journal`).
 //!
-//! An incoming one that did not commit is removed (its container and namespace). An
+//! An incoming one that did not commit is removed (its container and namespace), and so
+//! is a post-copy one that still owed pages (its keeper stopped the container). An
 //! outgoing one is settled with its destination: if the destination committed, the
 //! source's frozen copy is removed; if it did not, or dropped the session, the container
 //! resumes here; if the destination cannot be reached, it stays frozen, because only
@@ -16,6 +17,7 @@ use ferry_engine::ports::container::Subject;
 use ferry_engine::ports::network::ContainerNetwork;
 use ferry_engine::source::journal::{ask_destination, verdict, OutJournal, Verdict, JOURNAL};
 use ferry_transport::Endpoint;
+use ferry_types::SessionState;
 
 use crate::adapters::container::Managed;
 use crate::adapters::network::AgentNetwork;
@@ -35,8 +37,17 @@ pub async fn recover(agent: &Arc<Agent>) {
     for e in rd.filter_map(Result::ok) {
         let name = e.file_name().to_string_lossy().into_owned();
         let path = e.path();
-        if name.starts_with("in-") {
-            if let Some(j) = read_journal::<InJournal>(&path) {
+        if let Some(session) = name.strip_prefix("in-") {
+            if let Some(mut j) = read_journal::<InJournal>(&path) {
+                // A post-copy that still owed pages when the previous run stopped: its
+                // keeper stopped the container, and what is left of it goes.
+                let owed = j.phase == "committed"
+                    && agent.outcomes.get(session) == Some(SessionState::Dropped);
+                if owed {
+                    tracing::warn!(container = %j.container, "post-copy was cut by this agent's stop: removing the copy its keeper stopped (the source keeps the container)");
+                    agent.registry.remove(&j.container);
+                    j.phase = "pages-owed".into();
+                }
                 let adopted = agent.registry.get(&j.container).is_some();
                 ferry_engine::dest::recover(&crate::adapters::dest_ports(agent), &j, adopted).await;
             }

@@ -203,6 +203,7 @@ impl Agent {
             allow_fault_injection: self.cfg.allow_fault_injection,
             lazy_pages: self.lazy_pages,
             resolve_for: ferry_engine::source::RESOLVE_FOR,
+            idle_timeout: std::time::Duration::from_secs(self.cfg.session_idle_timeout),
         }
     }
 

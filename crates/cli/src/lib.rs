@@ -37,6 +37,9 @@ pub enum Command {
     /// Benchmarks that print their figures next to a baseline's.
     #[command(subcommand)]
     Bench(cmd::bench::Command),
+    /// Started by an agent during post-copy: stops the container if the agent dies.
+    #[command(hide = true)]
+    Keeper(cmd::keeper::Args),
 }
 
 /// Runs `command` with ferry's own messages logged at `log`, and exits.
@@ -54,6 +57,7 @@ pub fn run(command: Command, log: &str) -> ! {
             Command::Certs(a) => cmd::certs::run(a),
             Command::Resume(a) => cmd::resume::run(a).await,
             Command::Probe(c) => cmd::probe::run(c).await,
+            Command::Keeper(a) => cmd::keeper::run(a),
         }
     })
 }

@@ -11,6 +11,7 @@ pub mod bundle;
 pub mod delta;
 mod error;
 pub mod freezer;
+pub mod keeper;
 pub mod manifest;
 pub mod policy;
 mod runc;

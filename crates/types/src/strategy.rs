@@ -158,6 +158,10 @@ pub enum Fault {
     DestDiesAfterRestore,
     /// The destination agent exits right after committing, before the source hears it.
     DestDiesAfterCommit,
+    /// Post-copy: the destination agent exits while pages are still owed.
+    DestDiesDuringPostcopy,
+    /// Post-copy: the source agent exits right after the commit, every page still owed.
+    SourceDiesDuringPostcopy,
     /// The transfer connection is cut while the images are in flight.
     CutTransfer,
     /// Post-copy: the page channel is cut after the container started at the destination.

@@ -136,6 +136,9 @@ impl DestHost for AgentHost {
                 criu: agent.cfg.criu.clone(),
                 pages: Some(pages_rx),
                 urgent: urgent_rx,
+                // Only ferry's runc containers restore lazily from a peer's pages.
+                cgroup: (p.engine == ferry_types::EngineKind::Runc)
+                    .then(|| agent.cfg.runc_settings().cgroups_path(&p.container)),
             }),
         })
     }

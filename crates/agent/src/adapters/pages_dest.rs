@@ -18,6 +18,7 @@ use ferry_pages::postcopy::daemon::{self, DaemonError, Prepared};
 use ferry_pages::postcopy::Channels;
 use ferry_pages::precopy::receive::receive as receive_precopy;
 use ferry_pages::precopy::store::{default_limit as store_limit, PageStore};
+use ferry_runtime::keeper::Keeper;
 use ferry_transport::Stream;
 use ferry_types::PostcopyStats;
 use tokio::sync::oneshot;
@@ -64,6 +65,32 @@ pub struct AgentSessionPages {
     pub criu: PathBuf,
     pub pages: Option<Channel>,
     pub urgent: Option<Channel>,
+    /// The container's cgroup, for post-copy's keeper; none: no keeper.
+    pub cgroup: Option<String>,
+}
+
+/// Starts the keeper that stops the container if this agent dies during post-copy
+/// (`ferry_runtime::keeper`), and shows it every userfaultfd the daemon holds.
+fn with_keeper(
+    prepared: Prepared,
+    cgroup: Option<&str>,
+) -> Result<(Prepared, Option<Arc<Keeper>>), PagesError> {
+    let Some(cgroup) = cgroup else {
+        return Ok((prepared, None));
+    };
+    let program = std::env::current_exe().map_err(failed)?;
+    let keeper = Arc::new(Keeper::spawn(&program, cgroup).map_err(|e| {
+        failed(format!(
+            "cannot start the post-copy keeper ({e}): without it, a crash of this agent would leave the container reading missing memory as zeros"
+        ))
+    })?);
+    let k = keeper.clone();
+    let prepared = prepared.with_keeper(Arc::new(move |fd| {
+        if let Err(e) = k.hold(fd) {
+            tracing::error!("the post-copy keeper did not take a userfaultfd: {e}");
+        }
+    }));
+    Ok((prepared, Some(keeper)))
 }
 
 /// Starts ferry's lazy-pages daemon on two channels.
@@ -72,6 +99,7 @@ fn start_daemon(
     bulk: Stream,
     urgent: Stream,
     on_loss: Box<dyn FnOnce() + Send>,
+    keeper: Option<Arc<Keeper>>,
 ) -> Box<dyn LazyDaemon> {
     let pages_total = prepared.pages_total();
     let installed = Arc::new(AtomicU64::new(0));
@@ -98,6 +126,7 @@ fn start_daemon(
         go: Some(go),
         pages_total,
         failed,
+        keeper,
     })
 }
 
@@ -130,6 +159,7 @@ impl SessionPages for AgentSessionPages {
     fn receive_rounds(&mut self, images: &Path) -> PageTask<Box<dyn HeldPages>> {
         let img = images.to_path_buf();
         let urgent = self.urgent.take();
+        let cgroup = self.cgroup.clone();
         let rounds = channel_task(self.pages.take(), "pre-copy stream", move |fd| {
             let file = std::fs::File::from(fd);
             let ack = file.try_clone()?;
@@ -153,6 +183,7 @@ impl SessionPages for AgentSessionPages {
                 store,
                 channel,
                 urgent,
+                cgroup,
             }) as Box<dyn HeldPages>)
         })
     }
@@ -164,9 +195,10 @@ impl SessionPages for AgentSessionPages {
         on_loss: Box<dyn FnOnce() + Send>,
     ) -> Result<Box<dyn LazyDaemon>, PagesError> {
         let prepared = daemon::prepare(images, work).map_err(failed)?;
+        let (prepared, keeper) = with_keeper(prepared, self.cgroup.as_deref())?;
         let bulk = arrival(self.pages.take()).await?;
         let urgent = arrival(self.urgent.take()).await?;
-        Ok(start_daemon(prepared, bulk, urgent, on_loss))
+        Ok(start_daemon(prepared, bulk, urgent, on_loss, keeper))
     }
 
     async fn lazy_from_images(
@@ -190,6 +222,7 @@ struct Held {
     store: PageStore,
     channel: OwnedFd,
     urgent: Option<Channel>,
+    cgroup: Option<String>,
 }
 
 #[async_trait]
@@ -203,9 +236,10 @@ impl HeldPages for Held {
         let prepared = daemon::prepare(images, work)
             .map_err(failed)?
             .with_store(self.store);
+        let (prepared, keeper) = with_keeper(prepared, self.cgroup.as_deref())?;
         let bulk = Stream::from_blocking_fd(self.channel).map_err(failed)?;
         let urgent = arrival(self.urgent).await?;
-        Ok(start_daemon(prepared, bulk, urgent, on_loss))
+        Ok(start_daemon(prepared, bulk, urgent, on_loss, keeper))
     }
 }
 
@@ -217,6 +251,8 @@ struct DaemonTask {
     pages_total: u64,
     /// Set when it ended with an error.
     failed: Arc<std::sync::atomic::AtomicBool>,
+    /// Let go of once the daemon ended: this agent is alive to handle what follows.
+    keeper: Option<Arc<Keeper>>,
 }
 
 #[async_trait]
@@ -236,11 +272,18 @@ impl LazyDaemon for DaemonTask {
     }
 
     async fn wait(self: Box<Self>) -> Result<PostcopyStats, PagesError> {
-        self.task.await.map_err(failed)?.map_err(failed)
+        let r = self.task.await.map_err(failed)?.map_err(failed);
+        if let Some(k) = &self.keeper {
+            k.release();
+        }
+        r
     }
 
     fn abort(self: Box<Self>) {
         self.task.abort();
+        if let Some(k) = &self.keeper {
+            k.release();
+        }
     }
 }
 

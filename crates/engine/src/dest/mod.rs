@@ -76,6 +76,8 @@ impl std::fmt::Debug for DestPorts {
 /// A committed post-copy container, whose last page the source waits for.
 pub struct LastPage {
     session: String,
+    settings: HostSettings,
+    dir: std::path::PathBuf,
     daemon: Box<dyn LazyDaemon>,
     guard: Box<dyn Send>,
     container: String,
@@ -96,31 +98,39 @@ impl LastPage {
     /// the source. If the source was lost, the container has been stopped: it cannot run
     /// without its memory (its frozen copy on the source is intact).
     pub async fn finish(self) -> PeerReply {
-        let r = self.daemon.wait().await;
-        drop(self.guard);
-        match r {
+        let LastPage {
+            session,
+            settings,
+            dir,
+            daemon,
+            guard,
+            container,
+            ports,
+            net,
+        } = self;
+        let r = daemon.wait().await;
+        drop(guard);
+        let reply = match r {
             Ok(stats) => {
-                self.ports
-                    .host
-                    .set_session(&self.session, SessionState::Committed);
+                ports.host.set_session(&session, SessionState::Committed);
                 PeerReply::PostcopyDone { stats }
             }
             Err(e) => {
                 // Its copy here is gone: the source's frozen one is the container now.
-                self.ports
-                    .host
-                    .set_session(&self.session, SessionState::Dropped);
+                ports.host.set_session(&session, SessionState::Dropped);
                 let reason = e.to_string();
                 tracing::error!(
-                    container = %self.container,
+                    container = %container,
                     "post-copy failed ({reason}): the container lacked memory and was stopped here; its frozen copy on the source is intact"
                 );
-                let _ = self.ports.engine.delete(&self.container).await;
-                let _ = self.net.release().await;
-                self.ports.host.forget(&self.container);
+                let _ = ports.engine.delete(&container).await;
+                let _ = net.release().await;
+                ports.host.forget(&container);
                 PeerReply::PostcopyFailed { reason }
             }
-        }
+        };
+        crate::logs::remove_session_dir(&settings, &session, &dir);
+        reply
     }
 }
 
@@ -130,7 +140,17 @@ pub async fn serve(ports: DestPorts, settings: HostSettings, mut link: Box<ToSou
     let mut machine = DestMachine::new();
     let mut session: Option<DestSession> = None;
     loop {
-        let input = match link.recv().await {
+        let Ok(received) = tokio::time::timeout(settings.idle_timeout, link.recv()).await else {
+            let message = format!(
+                "{} drops a session whose source said nothing for {:?} (the agent's --session-idle-timeout)",
+                settings.name,
+                settings.idle_timeout
+            );
+            tracing::warn!("{message}");
+            refuse(&mut *link, &mut session, message).await;
+            return;
+        };
+        let input = match received {
             Ok(Frame::Message(m)) => Input::Message(m),
             Ok(Frame::Data(d)) => Input::Data(d),
             Err(e) => {
@@ -146,7 +166,8 @@ pub async fn serve(ports: DestPorts, settings: HostSettings, mut link: Box<ToSou
         let actions = match machine.on(input) {
             Ok(a) => a,
             Err(e) => {
-                tracing::warn!("protocol error from {}: {e}", link.peer_host());
+                // Words from the peer are escaped before they reach the log.
+                tracing::warn!(peer = ?link.peer_host(), "protocol error: {}", e.to_string().escape_debug());
                 refuse(&mut *link, &mut session, e.to_string()).await;
                 return;
             }
@@ -283,7 +304,7 @@ async fn step(
             Ok(Some(Reply::Committed(PeerReply::Committed { stats }, last)))
         }
         DestAction::Abort { reason } => {
-            tracing::info!("the source aborted: {reason}");
+            tracing::info!(reason = ?reason, "the source aborted");
             if let Some(s) = session.take() {
                 s.drop_all().await;
             }

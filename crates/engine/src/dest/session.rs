@@ -355,10 +355,21 @@ impl DestSession {
                 None
             }
             AfterCommit::LastPage(mut daemon) => {
-                remove_session_dir(&self.a.settings, &self.a.session, &self.dir);
-                daemon.go();
+                // The session's directory (its journal) stays until the last page: a
+                // restarted agent finds there what it must stop.
+                if self.fault == Some(Fault::DestDiesDuringPostcopy) {
+                    tracing::error!("fault injection: the destination agent exits during post-copy, pages still owed");
+                    tokio::spawn(async {
+                        tokio::time::sleep(Duration::from_millis(300)).await;
+                        std::process::exit(101);
+                    });
+                } else {
+                    daemon.go();
+                }
                 Some(super::LastPage {
                     session: self.a.session,
+                    settings: self.a.settings,
+                    dir: self.dir,
                     daemon,
                     guard: host.memory_arriving(&self.a.container),
                     container: self.a.container,

@@ -103,6 +103,9 @@ pub struct HostSettings {
     /// How long a source keeps asking the destination how a session ended, when the
     /// connection broke after `Commit` was sent.
     pub resolve_for: std::time::Duration,
+    /// How long an incoming session may go without a word from its source before the
+    /// destination drops it.
+    pub idle_timeout: std::time::Duration,
 }
 
 /// The destination's host.

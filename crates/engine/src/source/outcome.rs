@@ -59,7 +59,7 @@ impl SourceRun {
                 self.req.container
             );
         }
-        tracing::warn!(container = %self.req.container, reason = %reason, "migration failed");
+        tracing::warn!(container = %self.req.container, reason = ?reason, "migration failed");
         self.report.reason = Some(reason.clone());
         self.report.criu_errors = Self::criu_errors(&e);
         let mut plan = rollback(&self.progress);

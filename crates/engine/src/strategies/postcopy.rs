@@ -105,6 +105,12 @@ async fn after_dump(
     let running = Instant::now();
     run.progress.pages_owed = true;
     run.commit().await?;
+    if run.fault(Fault::SourceDiesDuringPostcopy) {
+        tracing::error!(
+            "fault injection: the source agent exits during post-copy, pages still owed"
+        );
+        std::process::exit(101);
+    }
 
     let t = Instant::now();
     let Some(p) = pump.take() else {

@@ -85,6 +85,28 @@ async fn an_image_name_that_escapes_drops_the_session() {
 }
 
 #[tokio::test]
+async fn a_source_that_falls_silent_loses_its_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = Arc::new(Config {
+        dest_has_bundle: true,
+        ..Default::default()
+    });
+    let (mut l, dst) = link::pair(None);
+    let mut quick = settings("dst", dir.path(), true);
+    quick.idle_timeout = Duration::from_millis(200);
+    tokio::spawn(crate::dest::serve(dest_ports(&cfg), quick, dst));
+    l.send(&prepare(Strategy::Cold)).await.unwrap();
+    reply(&mut *l).await;
+    let e = refused(&mut *l).await;
+    assert!(
+        e.contains("said nothing for 200ms") && e.contains("--session-idle-timeout"),
+        "{e}"
+    );
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(cfg.log.has("dst release"), "{:#?}", cfg.log.lines());
+}
+
+#[tokio::test]
 async fn pages_that_do_not_add_up_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = Arc::new(Config {

@@ -166,6 +166,7 @@ pub fn settings(name: &str, dir: &Path, lazy_pages: bool) -> HostSettings {
         allow_fault_injection: false,
         lazy_pages,
         resolve_for: Duration::from_millis(300),
+        idle_timeout: Duration::from_secs(60),
     }
 }
 

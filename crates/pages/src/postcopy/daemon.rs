@@ -53,14 +53,27 @@ pub enum DaemonError {
     Protocol(String),
 }
 
+/// Shown every userfaultfd as it arrives (hand-over or fork), to hold a copy of it in a
+/// process of its own: if ferry dies, its copies keep the ranges registered, so that the
+/// container's threads wait instead of reading zeros until that process stops them.
+pub type Keep = Arc<dyn Fn(std::os::fd::BorrowedFd<'_>) + Send + Sync>;
+
 /// Ready to receive a restore's userfaultfds.
-#[derive(Debug)]
 pub struct Prepared {
     listener: UnixListener,
     pids: Vec<u32>,
     missing: HashMap<u32, Missing>,
     /// Hybrid: pages the pre-copy rounds brought, which the source may name by hash.
     store: Option<Arc<PageStore>>,
+    keep: Option<Keep>,
+}
+
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prepared")
+            .field("pids", &self.pids)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Reads the images and listens on `work/lazy-pages.socket` (before the restore starts).
@@ -97,6 +110,7 @@ pub fn prepare(images: &Path, work: &Path) -> Result<Prepared, DaemonError> {
         pids,
         missing,
         store: None,
+        keep: None,
     })
 }
 
@@ -105,6 +119,12 @@ impl Prepared {
     /// Resolves the source's page references from `store` (hybrid migration).
     pub fn with_store(mut self, store: PageStore) -> Self {
         self.store = Some(Arc::new(store));
+        self
+    }
+
+    /// Shows `keep` every userfaultfd the daemon holds.
+    pub fn with_keeper(mut self, keep: Keep) -> Self {
+        self.keep = Some(keep);
         self
     }
 
@@ -170,6 +190,7 @@ fn receive(
     nr_tasks: usize,
     limit: Duration,
     out: &mpsc::UnboundedSender<Msg>,
+    keep: Option<Keep>,
 ) {
     let result = (|| -> Result<(), DaemonError> {
         let mut pfd = libc::pollfd {
@@ -193,6 +214,9 @@ fn receive(
                 continue; // a zombie: no memory
             }
             let uffd = recv_fd(&sock).map_err(DaemonError::Handover)?;
+            if let Some(k) = &keep {
+                k(std::os::fd::AsFd::as_fd(&uffd));
+            }
             if out
                 .send(Msg::Handed(Handed::Process(Handover {
                     pid: pid as u32,
@@ -392,6 +416,7 @@ where
         pids,
         missing,
         store,
+        keep,
     } = prepared;
     let (ur, pw) = tokio::io::split(channels.urgent);
     let (br, bulk_w) = tokio::io::split(channels.bulk);
@@ -402,7 +427,8 @@ where
     {
         let tx = tx.clone();
         let n = pids.len();
-        std::thread::spawn(move || receive(listener, n, HANDOVER_LIMIT, &tx));
+        let keep = keep.clone();
+        std::thread::spawn(move || receive(listener, n, HANDOVER_LIMIT, &tx, keep));
     }
     let go_task = {
         let tx = tx.clone();
@@ -418,6 +444,7 @@ where
         go_task,
     ];
     let mut d = Daemon::new(pw, tx, installed, missing);
+    d.keep = keep;
     let mut bulk_open = true;
     let result = loop {
         if let Some(end) = d.start_or_end().await {
@@ -473,6 +500,7 @@ struct Daemon<W> {
     /// Tokens name process copies: 1, 2, … in hand-over order, then forked children. The
     /// source sends background pages with token 0, for the first process of each pid.
     next_token: u32,
+    keep: Option<Keep>,
 }
 
 fn control(kind: PcKind) -> PcHeader {
@@ -507,6 +535,7 @@ impl<W: AsyncWrite + Unpin> Daemon<W> {
             go: false,
             started: false,
             next_token: 1,
+            keep: None,
         }
     }
 
@@ -651,6 +680,9 @@ impl<W: AsyncWrite + Unpin> Daemon<W> {
     /// A process forked: its child's memory needs its own copy of every missing page,
     /// so all of it is asked for.
     async fn fork(&mut self, idx: usize, uffd: OwnedFd) -> Result<(), DaemonError> {
+        if let Some(k) = &self.keep {
+            k(std::os::fd::AsFd::as_fd(&uffd));
+        }
         set_nonblocking(&uffd);
         let fd = Arc::new(async_fd(uffd)?);
         let token = self.next_token;
@@ -738,7 +770,7 @@ fn install(
             }
         }
         for k in 0..h.nr_pages as u64 {
-            p.demanded.remove(&(h.vaddr + k * PAGE_SIZE));
+            p.demanded.remove(&h.vaddr.wrapping_add(k * PAGE_SIZE));
         }
         if !retry {
             break;
@@ -810,8 +842,15 @@ mod tests {
             std::thread::sleep(Duration::from_millis(50));
         });
         let (tx, mut rx) = mpsc::unbounded_channel();
-        receive(listener, 3, Duration::from_secs(5), &tx);
+        // The keeper is shown each descriptor as it arrives.
+        let shown = Arc::new(AtomicU64::new(0));
+        let count = shown.clone();
+        let keep: Keep = Arc::new(move |_| {
+            count.fetch_add(1, Ordering::SeqCst);
+        });
+        receive(listener, 3, Duration::from_secs(5), &tx, Some(keep));
         restore.join().unwrap();
+        assert_eq!(shown.load(Ordering::SeqCst), 2);
         let mut pids = Vec::new();
         let mut finished = false;
         while let Ok(m) = rx.try_recv() {
@@ -830,7 +869,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let listener = UnixListener::bind(d.path().join(LAZY_PAGES_SOCKET)).unwrap();
         let (tx, mut rx) = mpsc::unbounded_channel();
-        receive(listener, 1, Duration::from_millis(50), &tx);
+        receive(listener, 1, Duration::from_millis(50), &tx, None);
         assert!(matches!(rx.try_recv(), Ok(Msg::Handed(Handed::Failed(_)))));
     }
 }

@@ -42,7 +42,9 @@ impl Missing {
         let mut runs = Vec::new();
         for &(start, nr_pages) in lazy {
             let mut s = start;
-            let end = start + nr_pages * 4096;
+            // The pagemap came from the peer: an entry past the end of the address
+            // space ends there.
+            let end = start.saturating_add(nr_pages.saturating_mul(4096));
             for &(vs, ve) in vmas {
                 if s >= end {
                     break;
@@ -182,6 +184,15 @@ mod tests {
         assert_eq!(m.runs().len(), 2);
         assert_eq!(m.pages(), 8);
         assert_eq!(m.runs()[0].end, 0x13000);
+    }
+
+    #[test]
+    fn a_pagemap_entry_past_the_address_space_ends_there() {
+        let top = u64::MAX - 0xfff;
+        let m = Missing::from_pagemap(&[(top - 0x1000, u64::MAX / 2)], &[(top - 0x1000, top)]);
+        assert_eq!(m.runs().len(), 1);
+        let m = Missing::from_pagemap(&[(u64::MAX, u64::MAX)], &[(0, 0x1000)]);
+        assert!(m.runs().is_empty());
     }
 
     #[test]

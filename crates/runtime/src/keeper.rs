@@ -1,0 +1,199 @@
+//! Post-copy's guard against the death of the process that serves the pages.
+//!
+//! During post-copy the agent holds the restored container's userfaultfds. If the agent
+//! died with them, the kernel would unregister the ranges and the container would read
+//! the pages still missing as zeros. So the agent starts a keeper (`ferry keeper`), a
+//! small process of its own session, and hands it a copy of every userfaultfd over a
+//! socket. While the keeper holds them, the ranges stay registered and a faulting thread
+//! waits. When the agent says it is done, the keeper lets go and exits; when the socket
+//! closes without that word (the agent died), the keeper kills every process of the
+//! container's cgroup, then exits. The source's frozen copy is then the container.
+
+use std::io::Write;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use crate::freezer::Freezer;
+
+/// A descriptor follows.
+const HOLD: u8 = b'F';
+/// Every page is in place (or the agent stopped the container itself): let go.
+const DONE: u8 = b'D';
+
+/// The agent's end of a keeper.
+#[derive(Debug)]
+pub struct Keeper {
+    sock: UnixStream,
+    child: std::sync::Mutex<Option<Child>>,
+}
+
+impl Keeper {
+    /// Starts `ferry keeper --cgroup CGROUP` (`ferry` is `program`), where `cgroup` is the
+    /// container's cgroup path as runc names it.
+    pub fn spawn(program: &Path, cgroup: &str) -> std::io::Result<Self> {
+        use std::os::unix::process::CommandExt;
+        let (ours, theirs) = UnixStream::pair()?;
+        let child = Command::new(program)
+            .args(["keeper", "--cgroup", cgroup])
+            .stdin(Stdio::from(OwnedFd::from(theirs)))
+            .stdout(Stdio::null())
+            // Its own process group: a signal to the agent's group does not reach it.
+            .process_group(0)
+            .spawn()?;
+        Ok(Self {
+            sock: ours,
+            child: std::sync::Mutex::new(Some(child)),
+        })
+    }
+
+    /// Hands the keeper a copy of `fd`.
+    pub fn hold(&self, fd: BorrowedFd<'_>) -> std::io::Result<()> {
+        send_fd(self.sock.as_raw_fd(), fd.as_raw_fd())
+    }
+
+    /// Tells the keeper to let go, and reaps it in the background. Dropped without this,
+    /// the keeper stops the container.
+    pub fn release(&self) {
+        let _ = (&self.sock).write_all(&[DONE]);
+        let _ = self.sock.shutdown(std::net::Shutdown::Both);
+        let child = self.child.lock().ok().and_then(|mut c| c.take());
+        if let Some(mut child) = child {
+            std::thread::spawn(move || {
+                let _ = child.wait();
+            });
+        }
+    }
+}
+
+fn send_fd(sock: RawFd, fd: RawFd) -> std::io::Result<()> {
+    let mut byte = [HOLD];
+    let mut iov = libc::iovec {
+        iov_base: byte.as_mut_ptr().cast(),
+        iov_len: 1,
+    };
+    // SAFETY: CMSG_SPACE is a pure size computation.
+    let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) } as usize;
+    let mut cbuf = vec![0u8; space];
+    // SAFETY: msghdr is plain data; every pointer set below outlives the sendmsg call.
+    unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = cbuf.as_mut_ptr().cast();
+        msg.msg_controllen = space as _;
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        (*cmsg).cmsg_level = libc::SOL_SOCKET;
+        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<RawFd>() as u32) as _;
+        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<RawFd>(), fd);
+        if libc::sendmsg(sock, &msg, libc::MSG_NOSIGNAL) != 1 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// What arrived on the keeper's socket.
+enum Word {
+    Hold(Option<OwnedFd>),
+    Done,
+    /// The socket closed (or failed) without `DONE`.
+    Gone,
+}
+
+fn receive(sock: RawFd) -> Word {
+    let mut byte = [0u8; 1];
+    let mut iov = libc::iovec {
+        iov_base: byte.as_mut_ptr().cast(),
+        iov_len: 1,
+    };
+    // SAFETY: a pure size computation.
+    let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) } as usize;
+    let mut cbuf = vec![0u8; space];
+    // SAFETY: as in `send_fd`; a descriptor received is owned from here on.
+    unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = cbuf.as_mut_ptr().cast();
+        msg.msg_controllen = space as _;
+        let n = libc::recvmsg(sock, &mut msg, libc::MSG_CMSG_CLOEXEC);
+        if n <= 0 {
+            return Word::Gone;
+        }
+        match byte[0] {
+            DONE => Word::Done,
+            HOLD => {
+                let cmsg = libc::CMSG_FIRSTHDR(&msg);
+                if cmsg.is_null() || (*cmsg).cmsg_type != libc::SCM_RIGHTS {
+                    return Word::Hold(None);
+                }
+                let fd = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<RawFd>());
+                Word::Hold(Some(OwnedFd::from_raw_fd(fd)))
+            }
+            _ => Word::Gone,
+        }
+    }
+}
+
+/// The keeper itself (`ferry keeper`): holds what arrives on standard input until told
+/// to let go (exit code 0), or kills the container of `cgroup` when its agent is gone
+/// (exit code 1).
+pub fn watch(cgroup: &str) -> i32 {
+    let mut held = Vec::new();
+    loop {
+        match receive(0) {
+            Word::Hold(fd) => held.extend(fd),
+            Word::Done => return 0,
+            Word::Gone => break,
+        }
+    }
+    let held_count = held.len();
+    // Several passes: a process may fork while it is being killed.
+    let mut killed = 0;
+    for _ in 0..50 {
+        let procs = Freezer::for_cgroup(cgroup)
+            .map(|f| f.procs())
+            .unwrap_or_default();
+        if procs.is_empty() {
+            break;
+        }
+        killed += procs.len();
+        for pid in procs {
+            // SAFETY: kill(2) on the processes of the container's own cgroup.
+            unsafe {
+                libc::kill(pid as i32, libc::SIGKILL);
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    drop(held);
+    // To the agent's log, which the keeper shares.
+    eprintln!(
+        "ferry keeper: the agent died during post-copy; killed {killed} processes of cgroup {cgroup} before letting go of {} userfaultfds",
+        held_count
+    );
+    1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn descriptors_and_the_last_word_cross_the_socket() {
+        let (a, b) = UnixStream::pair().unwrap();
+        let file = tempfile::tempfile().unwrap();
+        send_fd(a.as_raw_fd(), file.as_raw_fd()).unwrap();
+        match receive(b.as_raw_fd()) {
+            Word::Hold(Some(fd)) => assert_ne!(fd.as_raw_fd(), file.as_raw_fd()),
+            _ => panic!("no descriptor"),
+        }
+        (&a).write_all(&[DONE]).unwrap();
+        assert!(matches!(receive(b.as_raw_fd()), Word::Done));
+        drop(a);
+        assert!(matches!(receive(b.as_raw_fd()), Word::Gone));
+    }
+}
