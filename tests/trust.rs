@@ -94,6 +94,20 @@ fn operators_control_hosts_migrate_and_tcp_needs_tls() {
     runs_on_a_only(&lab);
     lab.ok(&["restart", "a", "--faults"]);
 
+    // b takes containers from c only: a's migration is refused before anything moves.
+    lab.ok(&["restart", "b", "--faults", "--", "--accept-from", "c"]);
+    let (ok, r) = lab.migrate("redis", "b", &[]);
+    assert!(!ok, "{r}");
+    let reason = r["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("host 'a' is not among the peers"), "{r}");
+    runs_on_a_only(&lab);
+    lab.ok(&["restart", "b", "--faults", "--", "--accept-from", "a,c"]);
+    let (ok, r) = lab.migrate("redis", "b", &[]);
+    assert!(ok, "{r}");
+    let (ok, r) = lab.migrate("redis", "a", &[]);
+    assert!(ok, "{r}");
+    lab.ok(&["restart", "b", "--faults"]);
+
     // An agent listening on TCP with a shared secret only does not start.
     let state = env.work.join(unique("plain"));
     std::fs::create_dir_all(&state).unwrap();

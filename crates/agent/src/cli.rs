@@ -72,6 +72,11 @@ pub struct Args {
     /// Most migrations this agent takes part in at once (the last one given counts).
     #[arg(long, default_value_t = 4, overrides_with = "max_sessions")]
     pub max_sessions: usize,
+    /// The hosts whose agents may send this one containers (comma-separated or
+    /// repeated; names as their certificates carry them). Default: every host the CA
+    /// signed.
+    #[arg(long, value_delimiter = ',', value_name = "HOST")]
+    pub accept_from: Vec<String>,
     /// Seconds an incoming migration's control connection may stay silent before this
     /// agent drops what it built (pages and images travel on channels of their own, so
     /// keep it above the longest transfer; and above the 600 s a group may hold a member
@@ -122,7 +127,8 @@ fn hostname() -> String {
 pub async fn run(a: Args) -> anyhow::Result<i32> {
     let name = a.name.unwrap_or_else(hostname);
     let criu = CriuBinary::locate(a.criu.as_deref())?;
-    let creds = a.creds.load()?;
+    let mut creds = a.creds.load()?;
+    creds.accept_from = (!a.accept_from.is_empty()).then_some(a.accept_from);
     if let Some(v) = &a.announce_versions {
         let (min, max) = v
             .split_once('-')

@@ -118,6 +118,8 @@ pub enum Auth {
     Tls {
         peer_cert: Option<rustls_pki_types::CertificateDer<'static>>,
         secret: Option<Secret>,
+        /// Hosts allowed as peers (see [`Credentials::accept_from`]).
+        accept_from: Option<Vec<String>>,
     },
 }
 
@@ -127,6 +129,9 @@ pub enum Auth {
 pub struct Credentials {
     pub tls: Option<crate::Tls>,
     pub secret: Option<Secret>,
+    /// The hosts whose agents may send this one migrations and pages; none: every host
+    /// the CA signed.
+    pub accept_from: Option<Vec<String>>,
 }
 
 impl Credentials {

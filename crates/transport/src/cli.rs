@@ -51,7 +51,11 @@ impl CredArgs {
             Some(p) => Some(Secret::from_file(p)?),
             None => None,
         };
-        Ok(Credentials { tls, secret })
+        Ok(Credentials {
+            tls,
+            secret,
+            accept_from: None,
+        })
     }
 }
 

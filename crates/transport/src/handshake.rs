@@ -136,6 +136,7 @@ pub async fn accept_tcp(
         let auth = Auth::Tls {
             peer_cert,
             secret: creds.secret.clone(),
+            accept_from: creds.accept_from.clone(),
         };
         server_handshake(Stream::Tls(Box::new(stream)), my_host, &auth, None).await
     };
@@ -276,12 +277,16 @@ async fn server_handshake<S: AsyncRead + AsyncWrite + Unpin>(
         Auth::PeerCredentials => None,
     };
     let identity = match auth {
-        Auth::Tls { peer_cert, .. } => {
-            match crate::identity::over_tls(role, &host, peer_cert.as_ref()) {
-                Ok(id) => id,
-                Err(reason) => return Err(refuse(&mut conn, reason).await),
-            }
-        }
+        Auth::Tls {
+            peer_cert,
+            accept_from,
+            ..
+        } => match crate::identity::over_tls(role, &host, peer_cert.as_ref())
+            .and_then(|id| crate::identity::allowed(id, accept_from.as_deref(), my_host))
+        {
+            Ok(id) => id,
+            Err(reason) => return Err(refuse(&mut conn, reason).await),
+        },
         Auth::PeerCredentials if peer_uid != Some(0) => {
             let reason = "only root may use this agent's local socket".to_string();
             return Err(refuse(&mut conn, reason).await);

@@ -48,6 +48,20 @@ pub(crate) fn operator_of(cert: &CertificateDer<'_>) -> Option<String> {
     })
 }
 
+/// Whether host `id` is among the peers `me` accepts (`None`: every host).
+pub(crate) fn allowed(
+    id: Identity,
+    accept_from: Option<&[String]>,
+    me: &str,
+) -> Result<Identity, String> {
+    match (&id, accept_from) {
+        (Identity::Host(h), Some(list)) if !list.iter().any(|a| a == h) => Err(format!(
+            "host '{h}' is not among the peers {me} accepts migrations from (its agent's --accept-from)"
+        )),
+        _ => Ok(id),
+    }
+}
+
 /// What a TLS client whose certificate is `cert` and who announced `host` may be, in
 /// `role`; or why it may not (one sentence for the refusal).
 pub(crate) fn over_tls(

@@ -239,6 +239,7 @@ mod tests {
         Credentials {
             tls: Some(Tls::load(&f).unwrap()),
             secret: None,
+            accept_from: None,
         }
     }
 
@@ -247,6 +248,7 @@ mod tests {
         Credentials {
             tls: Some(Tls::load(&f).unwrap()),
             secret: None,
+            accept_from: None,
         }
     }
 
@@ -371,6 +373,29 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_agent_with_an_allow_list_takes_migrations_from_those_hosts_only() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = ca(d.path());
+        let only_a = || Credentials {
+            accept_from: Some(vec!["a".into()]),
+            ..creds(&dir, "server")
+        };
+        let (s, c) = exchange(only_a(), creds(&dir, "a"), hello("a", Role::Peer)).await;
+        assert!(s.is_ok() && c.is_ok(), "{s:?}");
+        let (s, c) = exchange(only_a(), creds(&dir, "c"), hello("c", Role::Pages)).await;
+        assert!(s.unwrap_err().contains("not among the peers"));
+        assert!(c.unwrap_err().contains("--accept-from"));
+        // Operators are not peers: the list does not concern them.
+        let (s, _) = exchange(
+            only_a(),
+            operator(&dir, "alice"),
+            hello("cli", Role::Control),
+        )
+        .await;
+        assert!(s.is_ok(), "{s:?}");
+    }
+
+    #[tokio::test]
     async fn certificates_are_not_replaced_without_force_and_keys_stay_private() {
         use std::os::unix::fs::PermissionsExt;
         let d = tempfile::tempdir().unwrap();
@@ -399,6 +424,7 @@ mod tests {
         let server = Credentials {
             tls: Some(Tls::load(&f).unwrap()),
             secret: None,
+            accept_from: None,
         };
         let (_, c) = exchange(server, creds(&dir, "a"), hello("a", Role::Peer)).await;
         assert!(c.unwrap_err().contains("TLS handshake"));
@@ -412,6 +438,7 @@ mod tests {
         let plain = Credentials {
             tls: None,
             secret: Some(Secret::new(vec![1; 32]).unwrap()),
+            accept_from: None,
         };
         let ep = Endpoint::Tcp("127.0.0.1:9".parse().unwrap());
         let e = connect(&ep, hello("a", Role::Peer), &plain)
