@@ -190,6 +190,15 @@ fn a_peer_s_hooks_and_host_mounts_are_refused_before_anything_runs() {
     assert!(reason.contains("restore-policy"), "names the policy: {r}");
     runs_on_a_only(&lab);
 
+    // A bundle larger than b takes is refused as it arrives.
+    std::fs::write(lab.dir().join("a/bundles/redis/config.json"), &original).unwrap();
+    lab.ok(&["restart", "b", "--faults", "--", "--max-bundle-bytes", "1K"]);
+    let (ok, r) = lab.migrate("redis", "b", &[]);
+    assert!(!ok, "{r}");
+    assert!(r.to_string().contains("--max-bundle-bytes"), "{r}");
+    runs_on_a_only(&lab);
+    lab.ok(&["restart", "b", "--faults"]);
+
     // Neither arrival left anything on b, and the container runs on, its client unbroken.
     assert!(!lab.dir().join("b/bundles/redis").exists());
     assert!(!lab.dir().join("b/bundles/.redis.incoming").exists());

@@ -83,6 +83,13 @@ pub struct Args {
     /// before its freeze).
     #[arg(long, default_value_t = 3600, value_name = "SECS")]
     pub session_idle_timeout: u64,
+    /// The most the images tmpfs may hold: a share of memory (`50%`) or a size (`8G`).
+    /// Checkpoint images of every migration at once live there.
+    #[arg(long, default_value = "50%", value_parser = crate::config::parse_images_size, value_name = "SIZE|PCT%")]
+    pub images_size: String,
+    /// The most a received bundle (config.json and root file system) may hold.
+    #[arg(long, default_value = "64G", value_parser = crate::config::parse_bytes, value_name = "SIZE")]
+    pub max_bundle_bytes: u64,
     /// Honour fault-injection requests (tests only).
     #[arg(long, hide = true)]
     pub allow_fault_injection: bool,
@@ -159,6 +166,8 @@ pub async fn run(a: Args) -> anyhow::Result<i32> {
         allow_fault_injection: a.allow_fault_injection,
         max_sessions: a.max_sessions,
         session_idle_timeout: a.session_idle_timeout,
+        images_size: a.images_size,
+        max_bundle_bytes: a.max_bundle_bytes,
         keep_logs: a.keep_logs,
         helper_memory: a.helper_memory,
         restore_policy: std::sync::Arc::new(match &a.restore_policy {

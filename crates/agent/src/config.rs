@@ -49,12 +49,49 @@ pub struct AgentConfig {
     pub max_sessions: usize,
     /// Seconds an incoming session may stay silent before it is dropped.
     pub session_idle_timeout: u64,
+    /// The most the images tmpfs holds, as tmpfs's `size=` takes it (`50%`, `8388608k`).
+    pub images_size: String,
+    /// The most a received bundle may hold, in bytes.
+    pub max_bundle_bytes: u64,
     /// Keep every session's logs, not only those of failed ones.
     pub keep_logs: bool,
     /// The memory CRIU's dumps and restores may use.
     pub helper_memory: HelperMemory,
     /// What this host agrees to restore from a peer (`--restore-policy`).
     pub restore_policy: std::sync::Arc<ferry_runtime::policy::RestorePolicy>,
+}
+
+/// A size with an optional binary unit: `4096`, `512M`, `64G`, `1T`.
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (num, shift) = match t.char_indices().last() {
+        Some((i, 'K' | 'k')) => (&t[..i], 10),
+        Some((i, 'M' | 'm')) => (&t[..i], 20),
+        Some((i, 'G' | 'g')) => (&t[..i], 30),
+        Some((i, 'T' | 't')) => (&t[..i], 40),
+        _ => (t, 0),
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("'{s}' is not a size: give one like 512M, 64G or 1T"))?;
+    n.checked_shl(shift)
+        .filter(|b| b >> shift == n && *b > 0)
+        .ok_or_else(|| format!("'{s}' is not a size: give one like 512M, 64G or 1T"))
+}
+
+/// The most the images tmpfs may hold (`--images-size`): a share of memory (`50%`) or a
+/// size (`8G`), as tmpfs takes it.
+pub fn parse_images_size(s: &str) -> Result<String, String> {
+    let t = s.trim();
+    if let Some(p) = t.strip_suffix('%') {
+        return match p.parse::<u8>() {
+            Ok(n) if (1..=100).contains(&n) => Ok(t.to_string()),
+            _ => Err(format!(
+                "'{s}' is not a share of memory between 1% and 100%"
+            )),
+        };
+    }
+    parse_bytes(t).map(|b| format!("{}k", b.div_ceil(1024)))
 }
 
 /// How much memory CRIU may use (`--helper-memory`).
@@ -185,6 +222,7 @@ impl AgentConfig {
             // share a container's cgroup.
             cgroup_parent: format!("/ferry/{}", self.netns_prefix),
             policy: self.restore_policy.clone(),
+            max_bundle_bytes: self.max_bundle_bytes,
         }
     }
 }
@@ -265,10 +303,28 @@ mod tests {
             allow_fault_injection: false,
             max_sessions: 4,
             session_idle_timeout: 3600,
+            images_size: "50%".into(),
+            max_bundle_bytes: 64 << 30,
             helper_memory: HelperMemory::Auto,
             keep_logs: false,
             restore_policy: Default::default(),
         }
+    }
+
+    #[test]
+    fn sizes_and_shares_of_memory_parse_or_say_what_is_wrong() {
+        assert_eq!(parse_bytes("64G"), Ok(64 << 30));
+        assert_eq!(parse_bytes("1K"), Ok(1024));
+        assert_eq!(parse_bytes("4096"), Ok(4096));
+        for bad in ["", "0", "G", "12X", "99999999999T"] {
+            assert!(
+                parse_bytes(bad).unwrap_err().contains("not a size"),
+                "{bad}"
+            );
+        }
+        assert_eq!(parse_images_size("50%").unwrap(), "50%");
+        assert_eq!(parse_images_size("8G").unwrap(), "8388608k");
+        assert!(parse_images_size("0%").is_err() && parse_images_size("101%").is_err());
     }
 
     #[test]

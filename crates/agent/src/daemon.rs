@@ -15,16 +15,20 @@ use crate::registry::Registry;
 use crate::state::{Abilities, Agent};
 use crate::{control, recover, tmpfs, AgentError};
 
+/// Bundles (with the containers' environments), records and images are root's only:
+/// the state directory 0700, the images on a 0700 tmpfs of the agent's own.
+fn private_state(cfg: &AgentConfig) -> Result<(), AgentError> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&cfg.state_dir, std::fs::Permissions::from_mode(0o700))
+        .map_err(|e| AgentError::io("state directory", e))?;
+    tmpfs::ensure_tmpfs(&cfg.images_dir(), &cfg.images_size)
+        .map_err(|e| AgentError::io("images directory", e))
+}
+
 /// Runs an agent until SIGTERM or SIGINT.
 pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
     cfg.check()?;
-    // Bundles (with the containers' environments), records and images are root's only.
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&cfg.state_dir, std::fs::Permissions::from_mode(0o700))
-            .map_err(|e| AgentError::io("state directory", e))?;
-    }
-    tmpfs::ensure_tmpfs(&cfg.images_dir()).map_err(|e| AgentError::io("images directory", e))?;
+    private_state(&cfg)?;
     let criu = CriuBinary::probe(&cfg.criu)
         .map_err(|e| crate::config::ConfigError::Criu(e.to_string()))?;
     let nft = criu.check_feature("network_lock_nftables").ok

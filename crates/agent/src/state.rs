@@ -204,6 +204,7 @@ impl Agent {
             lazy_pages: self.lazy_pages,
             resolve_for: ferry_engine::source::RESOLVE_FOR,
             idle_timeout: std::time::Duration::from_secs(self.cfg.session_idle_timeout),
+            images_size: self.cfg.images_size.clone(),
         }
     }
 

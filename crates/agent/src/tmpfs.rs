@@ -32,13 +32,14 @@ pub fn is_tmpfs_mount(dir: &Path, mountinfo: &str) -> bool {
 /// Makes sure the agent's images live on a tmpfs of its own, mode 0700: one above it
 /// (`/run`) would do for keeping images off disks, but not for keeping them private.
 /// One already mounted there (a previous run's, with its journals) is kept.
-pub fn ensure_tmpfs(dir: &Path) -> std::io::Result<()> {
+/// Of at most `size` (tmpfs's `size=`).
+pub fn ensure_tmpfs(dir: &Path, size: &str) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::create_dir_all(dir)?;
     let dir = dir.canonicalize()?;
     let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     if !is_tmpfs_mount(&dir, &info) {
-        mount(&dir, "ferry-images", "100%")?;
+        mount(&dir, "ferry-images", size)?;
     }
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
 }

@@ -37,6 +37,8 @@ pub struct RuncSettings {
     pub cgroup_parent: String,
     /// What this host agrees to restore from a peer's bundle.
     pub policy: std::sync::Arc<ferry_runtime::policy::RestorePolicy>,
+    /// The most a received bundle may hold (`--max-bundle-bytes`).
+    pub max_bundle_bytes: u64,
 }
 
 impl RuncSettings {

@@ -73,6 +73,8 @@ pub(crate) struct BundleSink {
     current: Option<IncomingFile>,
     /// Whether the file arriving is `config.json`, checked as soon as it is whole.
     config_arriving: bool,
+    /// Bytes announced so far.
+    bytes: u64,
     stored: bool,
 }
 
@@ -91,6 +93,7 @@ impl BundleSink {
             unpacker: None,
             current: None,
             config_arriving: false,
+            bytes: 0,
             stored: false,
         })
     }
@@ -108,6 +111,16 @@ impl BundleSink {
 
 impl ShipmentSink for BundleSink {
     fn begin(&mut self, entry: &FileEntry) -> Result<(), ContainerError> {
+        self.bytes = self.bytes.saturating_add(entry.size);
+        let cap = self.settings.max_bundle_bytes;
+        if self.bytes > cap {
+            return Err(ContainerError::Refused(format!(
+                "the bundle of {} holds more than {} MiB, the most {} takes (its agent's --max-bundle-bytes)",
+                self.container,
+                cap >> 20,
+                self.settings.host
+            )));
+        }
         self.current = self.unpacker()?.begin(entry).map_err(failed)?;
         self.config_arriving = entry.path == "config.json";
         Ok(())

@@ -176,7 +176,12 @@ pub async fn serve(ports: DestPorts, settings: HostSettings, mut link: Box<ToSou
             let reply = match step(&ports, &settings, &mut machine, &mut session, action).await {
                 Ok(r) => r,
                 Err(e) => {
-                    refuse(&mut *link, &mut session, e.to_string()).await;
+                    refuse(
+                        &mut *link,
+                        &mut session,
+                        space_hint(&settings, e.to_string()),
+                    )
+                    .await;
                     return;
                 }
             };
@@ -189,6 +194,17 @@ pub async fn serve(ports: DestPorts, settings: HostSettings, mut link: Box<ToSou
 }
 
 /// Drops what the session built and tells the source why.
+/// A full image space says how big it is and which flag changes that.
+fn space_hint(settings: &HostSettings, message: String) -> String {
+    if !message.contains("No space left on device") {
+        return message;
+    }
+    format!(
+        "{message}; {}'s images live on a tmpfs of at most {} (its agent's --images-size)",
+        settings.name, settings.images_size
+    )
+}
+
 async fn refuse(link: &mut ToSource, session: &mut Option<DestSession>, message: String) {
     if let Some(s) = session.take() {
         s.drop_all().await;

@@ -106,6 +106,8 @@ pub struct HostSettings {
     /// How long an incoming session may go without a word from its source before the
     /// destination drops it.
     pub idle_timeout: std::time::Duration,
+    /// The most the images tmpfs holds (`--images-size`), for a refusal that says so.
+    pub images_size: String,
 }
 
 /// The destination's host.

@@ -167,6 +167,7 @@ pub fn settings(name: &str, dir: &Path, lazy_pages: bool) -> HostSettings {
         lazy_pages,
         resolve_for: Duration::from_millis(300),
         idle_timeout: Duration::from_secs(60),
+        images_size: "50%".into(),
     }
 }
 
