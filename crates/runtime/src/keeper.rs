@@ -152,7 +152,7 @@ pub fn watch(cgroup: &str) -> i32 {
     }
     let held_count = held.len();
     // Several passes: a process may fork while it is being killed.
-    let mut killed = 0;
+    let mut killed = std::collections::BTreeSet::new();
     for _ in 0..50 {
         let procs = Freezer::for_cgroup(cgroup)
             .map(|f| f.procs())
@@ -160,7 +160,7 @@ pub fn watch(cgroup: &str) -> i32 {
         if procs.is_empty() {
             break;
         }
-        killed += procs.len();
+        killed.extend(procs.iter().copied());
         for pid in procs {
             // SAFETY: kill(2) on the processes of the container's own cgroup.
             unsafe {
@@ -172,8 +172,8 @@ pub fn watch(cgroup: &str) -> i32 {
     drop(held);
     // To the agent's log, which the keeper shares.
     eprintln!(
-        "ferry keeper: the agent died during post-copy; killed {killed} processes of cgroup {cgroup} before letting go of {} userfaultfds",
-        held_count
+        "ferry keeper: the agent died during post-copy; killed {} processes of cgroup {cgroup} before letting go of {held_count} userfaultfds",
+        killed.len()
     );
     1
 }

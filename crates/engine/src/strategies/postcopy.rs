@@ -121,33 +121,34 @@ async fn after_dump(
     let pumped = p.wait().await;
     ticker.abort();
     run.pages_sent = counters.bytes.load(Ordering::Relaxed);
-    let stats = match pumped {
-        Ok(s) => s,
-        Err(e) => {
-            // The destination stops its copy once its pages stop coming, then says so.
-            // Hear it first (or its silence), so that nobody resumes the frozen copy
-            // here while the other still runs there.
-            let _ = run
-                .expect_within("postcopy_failed", DEST_STOPS_WITHIN)
-                .await;
-            return Err(PostcopyError::Pump(e).into());
+    let (reply, limit) = match pumped {
+        Ok(stats) => {
+            run.pages_sent = stats.bytes_sent;
+            if let Some(pc) = run.report.precopy.as_mut() {
+                pc.final_pages_referenced = stats.pages_referenced;
+                pc.final_pages_sent = (stats.pages_pushed + stats.pages_answered)
+                    .saturating_sub(stats.pages_referenced);
+                pc.final_wire_bytes = stats.bytes_sent;
+            }
+            (None, Duration::from_secs(60))
         }
+        // The destination stops its copy once its pages stop coming, then says so. Hear
+        // it first (or its silence), so that nobody resumes the frozen copy here while
+        // the other still runs there. A destination that had every page may close the
+        // channel on pages it no longer reads: then it says so instead.
+        Err(e) => (Some(e), DEST_STOPS_WITHIN),
     };
-    run.pages_sent = stats.bytes_sent;
-    if let Some(pc) = run.report.precopy.as_mut() {
-        pc.final_pages_referenced = stats.pages_referenced;
-        pc.final_pages_sent =
-            (stats.pages_pushed + stats.pages_answered).saturating_sub(stats.pages_referenced);
-        pc.final_wire_bytes = stats.bytes_sent;
-    }
-    let dest = match run
-        .expect_within("postcopy_done", Duration::from_secs(60))
-        .await
-        .map_err(PostcopyError::Peer)?
-    {
-        PeerReply::PostcopyDone { stats } => stats,
-        PeerReply::PostcopyFailed { reason } => return Err(PostcopyError::Remote(reason).into()),
-        other => return Err(PostcopyError::Peer(PeerError::Unexpected(other.name())).into()),
+    let answer = run.expect_within("postcopy_done", limit).await;
+    let dest = match (answer, reply) {
+        (Ok(PeerReply::PostcopyDone { stats }), _) => stats,
+        (_, Some(e)) => return Err(PostcopyError::Pump(e).into()),
+        (Ok(PeerReply::PostcopyFailed { reason }), None) => {
+            return Err(PostcopyError::Remote(reason).into())
+        }
+        (Ok(other), None) => {
+            return Err(PostcopyError::Peer(PeerError::Unexpected(other.name())).into())
+        }
+        (Err(e), None) => return Err(PostcopyError::Peer(e).into()),
     };
     run.report.postcopy_ms = Some(ferry_types::ms(running.elapsed()));
     run.tl.record("postcopy", t);

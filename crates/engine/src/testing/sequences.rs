@@ -325,6 +325,14 @@ async fn post_copy_broken_after_the_commit_keeps_the_source_frozen() {
 }
 
 #[tokio::test]
+async fn a_page_channel_closed_after_every_page_arrived_is_a_success() {
+    // The source's pump breaks, but the destination had every page and says so.
+    let (r, cfg) = migrate(with(&[Step::Pump]), Strategy::Postcopy).await;
+    assert_eq!(r.outcome, Outcome::Migrated, "{r:?}");
+    assert!(cfg.log.has("src kill"), "the source copy goes");
+}
+
+#[tokio::test]
 async fn post_copy_reports_its_pages() {
     let (r, cfg) = migrate(Config::default(), Strategy::Postcopy).await;
     assert_eq!(r.outcome, Outcome::Migrated);
