@@ -190,6 +190,18 @@ fn a_peer_s_hooks_and_host_mounts_are_refused_before_anything_runs() {
     assert!(reason.contains("restore-policy"), "names the policy: {r}");
     runs_on_a_only(&lab);
 
+    // An absolute root.path (here the bundle's own rootfs, named from /): b restores
+    // only a root inside the bundle, and refuses before the root file system arrives.
+    let bundle = lab.dir().join("a/bundles/redis");
+    edit_config(&lab, "a", "redis", |c| {
+        c["root"]["path"] = serde_json::json!(bundle.join("rootfs").display().to_string());
+    });
+    let (ok, r) = lab.migrate("redis", "b", &[]);
+    assert!(!ok, "{r}");
+    let reason = r["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("config.json root.path"), "{r}");
+    runs_on_a_only(&lab);
+
     // A bundle larger than b takes is refused as it arrives.
     std::fs::write(lab.dir().join("a/bundles/redis/config.json"), &original).unwrap();
     lab.ok(&["restart", "b", "--faults", "--", "--max-bundle-bytes", "1K"]);
