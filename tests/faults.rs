@@ -5,7 +5,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::lab::{assert_rolled_back, assert_unbroken, tls_dir, Lab};
 use common::*;
@@ -152,18 +152,6 @@ fn migrate_in_background(
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("ferry migrate")
-}
-
-/// Waits until `cond` holds, for at most `limit`.
-fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let t = Instant::now();
-    while t.elapsed() < limit {
-        if cond() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    false
 }
 
 #[test]

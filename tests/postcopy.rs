@@ -3,8 +3,23 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::lab::{assert_unbroken, Lab};
 use common::*;
+
+/// A lab of two hosts, Redis on `a` with `keys` values of 1000 bytes; its address and
+/// the digest of its data.
+fn redis_on_a(env: &Env, keys: &str) -> (Lab, String, String) {
+    let lab = Lab::up(env, 2);
+    let ip = lab.run_redis("a", "redis");
+    assert_eq!(
+        lab.redis(&ip, &["debug", "populate", keys, "key", "1000"]),
+        "OK"
+    );
+    let before = digest(&lab, &ip);
+    (lab, ip, before)
+}
 
 /// Redis's digest of its data set, without the probe's counter.
 fn digest(lab: &Lab, ip: &str) -> String {
@@ -24,13 +39,7 @@ fn a_1gb_redis_with_a_live_client_moves_with_postcopy_a_to_b_and_back() {
     else {
         return;
     };
-    let lab = Lab::up(&env, 2);
-    let ip = lab.run_redis("a", "redis");
-    assert_eq!(
-        lab.redis(&ip, &["debug", "populate", "1000000", "key", "1000"]),
-        "OK"
-    );
-    let before = digest(&lab, &ip);
+    let (lab, ip, before) = redis_on_a(&env, "1000000");
     let probe = lab.probe(&ip);
 
     for (to, from) in [("b", "a"), ("a", "b")] {
@@ -75,13 +84,7 @@ fn a_link_cut_after_the_container_runs_stops_the_copy_and_keeps_the_source_froze
     else {
         return;
     };
-    let lab = Lab::up(&env, 2);
-    let ip = lab.run_redis("a", "redis");
-    assert_eq!(
-        lab.redis(&ip, &["debug", "populate", "100000", "key", "1000"]),
-        "OK"
-    );
-    let before = digest(&lab, &ip);
+    let (lab, ip, before) = redis_on_a(&env, "100000");
 
     let started = std::time::Instant::now();
     let (ok, r) = lab.migrate(
@@ -140,13 +143,7 @@ fn a_destination_agent_dying_during_post_copy_takes_its_copy_with_it() {
     let Some(env) = e2e("a_destination_agent_dying_during_post_copy_takes_its_copy_with_it") else {
         return;
     };
-    let lab = Lab::up(&env, 2);
-    let ip = lab.run_redis("a", "redis");
-    assert_eq!(
-        lab.redis(&ip, &["debug", "populate", "100000", "key", "1000"]),
-        "OK"
-    );
-    let before = digest(&lab, &ip);
+    let (lab, ip, before) = redis_on_a(&env, "100000");
 
     // b's agent exits 0.3 s into post-copy, its pages still owed. Its keeper held the
     // container's userfaultfds, so no thread read a missing page as zeros, and it stops
@@ -173,14 +170,13 @@ fn a_destination_agent_dying_during_post_copy_takes_its_copy_with_it() {
         "the source copy is kept frozen"
     );
     let keeper = format!("keeper --cgroup /ferry/ferry-{}-b/redis", lab.name());
-    let t = std::time::Instant::now();
-    while !cgroup_procs(&lab, "b", "redis").trim().is_empty() || !pids_with(&keeper).is_empty() {
-        assert!(
-            t.elapsed() < std::time::Duration::from_secs(10),
-            "the keeper stopped b's copy, then exited"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    assert!(
+        eventually(Duration::from_secs(10), || cgroup_procs(&lab, "b", "redis")
+            .trim()
+            .is_empty()
+            && pids_with(&keeper).is_empty()),
+        "the keeper stopped b's copy, then exited"
+    );
 
     let log = std::fs::read_to_string(lab.dir().join("b/agent.log")).unwrap_or_default();
     assert!(
@@ -207,13 +203,7 @@ fn a_source_agent_dying_during_post_copy_resumes_its_copy_when_it_restarts() {
     else {
         return;
     };
-    let lab = Lab::up(&env, 2);
-    let ip = lab.run_redis("a", "redis");
-    assert_eq!(
-        lab.redis(&ip, &["debug", "populate", "100000", "key", "1000"]),
-        "OK"
-    );
-    let before = digest(&lab, &ip);
+    let (lab, ip, before) = redis_on_a(&env, "100000");
 
     // a's agent exits as soon as b committed, every page still owed: b's copy cannot go
     // on, b stops it and records the session as dropped, never as committed.
@@ -228,27 +218,24 @@ fn a_source_agent_dying_during_post_copy_resumes_its_copy_when_it_restarts() {
         "source-dies-during-postcopy",
     ]);
     assert!(!ok);
-    let t = std::time::Instant::now();
-    while !lab.containers_on("b").is_empty() {
-        assert!(
-            t.elapsed() < std::time::Duration::from_secs(30),
-            "b stopped its copy: {}",
-            lab.status()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
+    assert!(
+        eventually(Duration::from_secs(30), || lab
+            .containers_on("b")
+            .is_empty()),
+        "b stopped its copy: {}",
+        lab.status()
+    );
 
     // The restarted source asks b, hears "dropped", and resumes its intact copy.
     lab.ok(&["restart", "a", "--faults"]);
-    let t = std::time::Instant::now();
-    while lab.container_status("a", "redis").as_deref() != Some("running") {
-        assert!(
-            t.elapsed() < std::time::Duration::from_secs(60),
-            "the restarted agent resumed it: {}",
-            lab.status()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
+    assert!(
+        eventually(Duration::from_secs(60), || lab
+            .container_status("a", "redis")
+            .as_deref()
+            == Some("running")),
+        "the restarted agent resumed it: {}",
+        lab.status()
+    );
     assert!(lab.containers_on("b").is_empty());
     assert_eq!(digest(&lab, &ip), before, "the frozen copy kept its data");
 }

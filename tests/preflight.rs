@@ -66,9 +66,11 @@ fn the_preflight_enables_file_locks_and_refuses_what_criu_cannot_read() {
         "-c",
         &script,
     ]);
-    assert!(eventually(|| pids_with(&marker)
-        .iter()
-        .any(|&p| holds_a_lock(p))));
+    assert!(eventually(std::time::Duration::from_secs(5), || pids_with(
+        &marker
+    )
+    .iter()
+    .any(|&p| holds_a_lock(p))));
     let (ok, r) = lab.migrate("locker", "b", &[]);
     assert!(ok, "{r}");
     assert_eq!(r["outcome"], "migrated", "{r}");
@@ -121,16 +123,6 @@ fn the_preflight_enables_file_locks_and_refuses_what_criu_cannot_read() {
         "refused before the freeze: it never stopped"
     );
     assert!(!lab.containers_on("b").contains(&"nobody".to_string()));
-}
-
-fn eventually(mut cond: impl FnMut() -> bool) -> bool {
-    for _ in 0..100 {
-        if cond() {
-            return true;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    false
 }
 
 #[test]
@@ -193,7 +185,11 @@ fn a_pipe_to_a_process_outside_the_container_is_refused_before_the_freeze() {
         script,
     ]);
     let fifo = lab.dir().join("a/bundles/reader/rootfs/data/feed");
-    assert!(eventually(|| fifo.exists()), "{} appears", fifo.display());
+    assert!(
+        eventually(std::time::Duration::from_secs(5), || fifo.exists()),
+        "{} appears",
+        fifo.display()
+    );
     let mut writer = Command::new("sh")
         .arg("-c")
         .arg(format!("exec sleep 100000 > {}", fifo.display()))

@@ -25,6 +25,18 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}{}x{n}", std::process::id() % 100_000)
 }
 
+/// Waits until `cond` holds, for at most `limit`.
+pub fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let t = Instant::now();
+    while t.elapsed() < limit {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    false
+}
+
 /// Returns `None` (and says so) when end-to-end tests are not enabled.
 pub fn e2e(test: &str) -> Option<Env> {
     if std::env::var("FERRY_E2E").ok().as_deref() != Some("1") {

@@ -61,22 +61,28 @@ pub struct AgentConfig {
     pub restore_policy: std::sync::Arc<ferry_runtime::policy::RestorePolicy>,
 }
 
-/// A size with an optional binary unit: `4096`, `512M`, `64G`, `1T`.
-pub fn parse_bytes(s: &str) -> Result<u64, String> {
-    let t = s.trim();
+/// The number `t` gives, times its binary unit (`K`, `M`, `G`, and `T` when `max_shift`
+/// reaches 40): `None` when it is not a number, `Some(None)` when it overflows.
+fn scaled(t: &str, max_shift: u32) -> Option<Option<u64>> {
     let (num, shift) = match t.char_indices().last() {
         Some((i, 'K' | 'k')) => (&t[..i], 10),
         Some((i, 'M' | 'm')) => (&t[..i], 20),
         Some((i, 'G' | 'g')) => (&t[..i], 30),
-        Some((i, 'T' | 't')) => (&t[..i], 40),
+        Some((i, 'T' | 't')) if max_shift >= 40 => (&t[..i], 40),
         _ => (t, 0),
     };
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("'{s}' is not a size: give one like 512M, 64G or 1T"))?;
-    n.checked_shl(shift)
-        .filter(|b| b >> shift == n && *b > 0)
-        .ok_or_else(|| format!("'{s}' is not a size: give one like 512M, 64G or 1T"))
+    let n: u64 = num.parse().ok()?;
+    Some(n.checked_shl(shift).filter(|b| b >> shift == n))
+}
+
+/// A size with an optional binary unit: `4096`, `512M`, `64G`, `1T`.
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    match scaled(s.trim(), 40) {
+        Some(Some(b)) if b > 0 => Ok(b),
+        _ => Err(format!(
+            "'{s}' is not a size: give one like 512M, 64G or 1T"
+        )),
+    }
 }
 
 /// The most the images tmpfs may hold (`--images-size`): a share of memory (`50%`) or a
@@ -114,16 +120,11 @@ impl HelperMemory {
             "off" => return Ok(Self::Off),
             _ => {}
         }
-        let (num, shift) = match t.char_indices().last() {
-            Some((i, 'K' | 'k')) => (&t[..i], 10),
-            Some((i, 'M' | 'm')) => (&t[..i], 20),
-            Some((i, 'G' | 'g')) => (&t[..i], 30),
-            _ => (t, 0),
+        let Some(bytes) = scaled(t, 30) else {
+            return Err(format!(
+                "'{s}' is not a memory size: give auto, off, or a size like 512M or 2G"
+            ));
         };
-        let n: u64 = num.parse().map_err(|_| {
-            format!("'{s}' is not a memory size: give auto, off, or a size like 512M or 2G")
-        })?;
-        let bytes = n.checked_shl(shift).filter(|b| b >> shift == n);
         match bytes {
             Some(b) if b >= 16 << 20 => Ok(Self::Limit(b)),
             _ => Err(format!(
@@ -158,6 +159,11 @@ pub enum ConfigError {
     NoTls(SocketAddr),
     #[error("CRIU: {0}")]
     Criu(String),
+}
+
+/// A session id as sources make them (`CONTAINER-HEX`): it names files here.
+pub fn valid_session(id: &str) -> bool {
+    valid_name(id, 80)
 }
 
 /// Names that become parts of file and namespace names.

@@ -7,22 +7,14 @@ use std::path::{Path, PathBuf};
 
 use ferry_types::SessionState;
 
+use crate::config::valid_session;
+
 /// Most records kept; the oldest go first.
 pub const MAX_RECORDS: usize = 4096;
 
 #[derive(Debug, Clone)]
 pub struct Outcomes {
     dir: PathBuf,
-}
-
-/// A session id as sources make them: a plain file name.
-fn plain(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 200
-        && !id.starts_with('.')
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
 fn word(state: SessionState) -> Option<&'static str> {
@@ -55,7 +47,7 @@ impl Outcomes {
 
     /// Records how `id` stands, durably, before anyone is told.
     pub fn record(&self, id: &str, state: SessionState) -> std::io::Result<()> {
-        let (true, Some(w)) = (plain(id), word(state)) else {
+        let (true, Some(w)) = (valid_session(id), word(state)) else {
             return Ok(());
         };
         ferry_engine::durable::write_atomic(&self.dir.join(id), w.as_bytes())
@@ -63,7 +55,7 @@ impl Outcomes {
 
     /// How `id` stands, if it was recorded.
     pub fn get(&self, id: &str) -> Option<SessionState> {
-        if !plain(id) {
+        if !valid_session(id) {
             return None;
         }
         parse(&std::fs::read_to_string(self.dir.join(id)).ok()?)

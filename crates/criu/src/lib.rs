@@ -9,13 +9,14 @@
 //! - [`images`]: read (and, where ferry builds images, write) CRIU's image files with
 //!   ferry's own code: `stats-dump`, `stats-restore`, `inventory.img`, `pagemap-*.img`;
 //! - [`process`]: CRIU's helper processes (page server, lazy-pages daemon) and handing
-//!   descriptors down to CRIU;
+//!   descriptors down to CRIU; [`fdpass`]: descriptors over Unix sockets;
 //! - [`repair`]: take sockets out of TCP repair mode when CRIU died without doing so;
 //! - [`log`]: pick the lines of a CRIU log that explain a failure, and recognise the
 //!   failures ferry can explain better.
 
 pub mod bound;
 pub mod cpuinfo;
+pub mod fdpass;
 pub mod features;
 pub mod images;
 pub mod log;

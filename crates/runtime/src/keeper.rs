@@ -10,7 +10,7 @@
 //! container's cgroup, then exits. The source's frozen copy is then the container.
 
 use std::io::Write;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -50,7 +50,7 @@ impl Keeper {
 
     /// Hands the keeper a copy of `fd`.
     pub fn hold(&self, fd: BorrowedFd<'_>) -> std::io::Result<()> {
-        send_fd(self.sock.as_raw_fd(), fd.as_raw_fd())
+        ferry_criu::fdpass::send(self.sock.as_raw_fd(), HOLD, fd.as_raw_fd())
     }
 
     /// Tells the keeper to let go, and reaps it in the background. Dropped without this,
@@ -67,34 +67,6 @@ impl Keeper {
     }
 }
 
-fn send_fd(sock: RawFd, fd: RawFd) -> std::io::Result<()> {
-    let mut byte = [HOLD];
-    let mut iov = libc::iovec {
-        iov_base: byte.as_mut_ptr().cast(),
-        iov_len: 1,
-    };
-    // SAFETY: CMSG_SPACE is a pure size computation.
-    let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) } as usize;
-    let mut cbuf = vec![0u8; space];
-    // SAFETY: msghdr is plain data; every pointer set below outlives the sendmsg call.
-    unsafe {
-        let mut msg: libc::msghdr = std::mem::zeroed();
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = cbuf.as_mut_ptr().cast();
-        msg.msg_controllen = space as _;
-        let cmsg = libc::CMSG_FIRSTHDR(&msg);
-        (*cmsg).cmsg_level = libc::SOL_SOCKET;
-        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
-        (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<RawFd>() as u32) as _;
-        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<RawFd>(), fd);
-        if libc::sendmsg(sock, &msg, libc::MSG_NOSIGNAL) != 1 {
-            return Err(std::io::Error::last_os_error());
-        }
-    }
-    Ok(())
-}
-
 /// What arrived on the keeper's socket.
 enum Word {
     Hold(Option<OwnedFd>),
@@ -104,37 +76,10 @@ enum Word {
 }
 
 fn receive(sock: RawFd) -> Word {
-    let mut byte = [0u8; 1];
-    let mut iov = libc::iovec {
-        iov_base: byte.as_mut_ptr().cast(),
-        iov_len: 1,
-    };
-    // SAFETY: a pure size computation.
-    let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) } as usize;
-    let mut cbuf = vec![0u8; space];
-    // SAFETY: as in `send_fd`; a descriptor received is owned from here on.
-    unsafe {
-        let mut msg: libc::msghdr = std::mem::zeroed();
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = cbuf.as_mut_ptr().cast();
-        msg.msg_controllen = space as _;
-        let n = libc::recvmsg(sock, &mut msg, libc::MSG_CMSG_CLOEXEC);
-        if n <= 0 {
-            return Word::Gone;
-        }
-        match byte[0] {
-            DONE => Word::Done,
-            HOLD => {
-                let cmsg = libc::CMSG_FIRSTHDR(&msg);
-                if cmsg.is_null() || (*cmsg).cmsg_type != libc::SCM_RIGHTS {
-                    return Word::Hold(None);
-                }
-                let fd = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<RawFd>());
-                Word::Hold(Some(OwnedFd::from_raw_fd(fd)))
-            }
-            _ => Word::Gone,
-        }
+    match ferry_criu::fdpass::recv(sock) {
+        Ok(Some((HOLD, fd))) => Word::Hold(fd),
+        Ok(Some((DONE, _))) => Word::Done,
+        _ => Word::Gone,
     }
 }
 
@@ -186,7 +131,7 @@ mod tests {
     fn descriptors_and_the_last_word_cross_the_socket() {
         let (a, b) = UnixStream::pair().unwrap();
         let file = tempfile::tempfile().unwrap();
-        send_fd(a.as_raw_fd(), file.as_raw_fd()).unwrap();
+        ferry_criu::fdpass::send(a.as_raw_fd(), HOLD, file.as_raw_fd()).unwrap();
         match receive(b.as_raw_fd()) {
             Word::Hold(Some(fd)) => assert_ne!(fd.as_raw_fd(), file.as_raw_fd()),
             _ => panic!("no descriptor"),

@@ -51,7 +51,7 @@ impl DestHost for AgentHost {
     async fn admit(&self, p: &Prepare) -> Result<Admission, AdmitError> {
         let agent = &self.0;
         let host = agent.cfg.name.clone();
-        if !valid_name(&p.session, 80) || !valid_name(&p.container, 40) {
+        if !crate::config::valid_session(&p.session) || !valid_name(&p.container, 40) {
             return Err(AdmitError::InvalidName);
         }
         let lazy = needs_lazy_pages(p.strategy);

@@ -13,7 +13,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::io::Read;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -141,36 +141,10 @@ pub struct Handover {
 }
 
 fn recv_fd(sock: &std::os::unix::net::UnixStream) -> std::io::Result<OwnedFd> {
-    let mut byte = [0u8; 1];
-    let mut iov = libc::iovec {
-        iov_base: byte.as_mut_ptr().cast(),
-        iov_len: 1,
-    };
-    let mut cbuf = [0u64; 8];
-    // SAFETY: msghdr points at live buffers of the lengths given.
-    let (n, fd) = unsafe {
-        let mut msg: libc::msghdr = std::mem::zeroed();
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = cbuf.as_mut_ptr().cast();
-        msg.msg_controllen = std::mem::size_of_val(&cbuf);
-        let n = libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC);
-        let cmsg = libc::CMSG_FIRSTHDR(&msg);
-        let fd = if n > 0 && !cmsg.is_null() && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
-            Some(std::ptr::read_unaligned(
-                libc::CMSG_DATA(cmsg).cast::<i32>(),
-            ))
-        } else {
-            None
-        };
-        (n, fd)
-    };
-    if n < 0 {
-        return Err(std::io::Error::last_os_error());
+    match ferry_criu::fdpass::recv(sock.as_raw_fd())? {
+        Some((_, Some(fd))) => Ok(fd),
+        _ => Err(std::io::Error::other("no descriptor came with the message")),
     }
-    let fd = fd.ok_or_else(|| std::io::Error::other("no descriptor came with the message"))?;
-    // SAFETY: the kernel installed this descriptor for us.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// What the hand-over yields, as it happens.
@@ -800,26 +774,7 @@ mod tests {
     use std::io::Write;
 
     fn send_fd(sock: &std::os::unix::net::UnixStream, fd: i32) {
-        let mut byte = [0u8; 1];
-        let mut iov = libc::iovec {
-            iov_base: byte.as_mut_ptr().cast(),
-            iov_len: 1,
-        };
-        let mut cbuf = [0u64; 8];
-        // SAFETY: test code building a valid SCM_RIGHTS message.
-        unsafe {
-            let mut msg: libc::msghdr = std::mem::zeroed();
-            msg.msg_iov = &mut iov;
-            msg.msg_iovlen = 1;
-            msg.msg_control = cbuf.as_mut_ptr().cast();
-            msg.msg_controllen = libc::CMSG_SPACE(4) as usize;
-            let c = libc::CMSG_FIRSTHDR(&msg);
-            (*c).cmsg_level = libc::SOL_SOCKET;
-            (*c).cmsg_type = libc::SCM_RIGHTS;
-            (*c).cmsg_len = libc::CMSG_LEN(4) as usize;
-            std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<i32>(), fd);
-            assert_eq!(libc::sendmsg(sock.as_raw_fd(), &msg, 0), 1);
-        }
+        ferry_criu::fdpass::send(sock.as_raw_fd(), 0, fd).unwrap();
     }
 
     /// Speaks the restore's side of the hand-over, with pipes standing in for the
