@@ -71,7 +71,7 @@ pub struct RestorePolicy {
 /// A policy file that cannot be used.
 #[derive(Debug, Error)]
 pub enum PolicyFileError {
-    #[error("restore policy {path}: cannot read it: {source}")]
+    #[error("restore policy {path}: cannot read it")]
     Read {
         path: PathBuf,
         #[source]
