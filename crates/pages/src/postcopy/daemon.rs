@@ -18,16 +18,17 @@ use std::os::unix::net::UnixListener;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ferry_criu::images::{read_meta_file, read_pagemap, read_pstree, read_vmas, PE_LAZY};
 use ferry_proto::postcopy::{PcHeader, PcKind, PAGE_SIZE, PC_HEADER_LEN};
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
+use super::procs::{self, async_fd, is_first_of_pid, Proc};
 use super::ranges::Missing;
-use super::uffd::{self, Event, Fill};
+use super::uffd::{self, Event};
 use super::Channels;
 use crate::precopy::refs::{expand, pages_following};
 use crate::precopy::store::PageStore;
@@ -51,6 +52,8 @@ pub enum DaemonError {
     PeerLost(std::io::Error),
     #[error("protocol error from the source: {0}")]
     Protocol(String),
+    #[error("{0} pages never came, though the source sent every page and was asked again")]
+    Stalled(u64),
 }
 
 /// Shown every userfaultfd as it arrives (hand-over or fork), to hold a copy of it in a
@@ -149,7 +152,7 @@ fn recv_fd(sock: &std::os::unix::net::UnixStream) -> std::io::Result<OwnedFd> {
 
 /// What the hand-over yields, as it happens.
 #[derive(Debug)]
-enum Handed {
+pub(super) enum Handed {
     Process(Handover),
     /// The restore finished: every process was handed over.
     Finished,
@@ -219,54 +222,24 @@ fn receive(
 /// What the daemon did.
 pub use ferry_types::PostcopyStats as DaemonStats;
 
-struct Proc {
-    token: u32,
-    pid: u32,
-    fd: Arc<AsyncFd<OwnedFd>>,
-    missing: Missing,
-    demanded: BTreeSet<u64>,
-    events: tokio::task::JoinHandle<()>,
-}
-
-enum Msg {
+pub(super) enum Msg {
     Handed(Handed),
-    Event(u32, Event),
+    /// A process's descriptor has events to read; the watcher waits for the answer.
+    Readable(u32, oneshot::Sender<()>),
+    /// A fault read while retrying a copy.
+    Fault(u32, u64),
+    /// A fork read while retrying a copy, with the parent's missing pages at that moment.
+    Forked {
+        parent: u32,
+        uffd: OwnedFd,
+        missing: Missing,
+    },
     Gone(u32),
     Chunk(PcHeader, Vec<u8>),
     End,
     /// The container may talk: background pages can start.
     Go,
     PeerLost(std::io::Error),
-}
-
-fn watch_events(
-    token: u32,
-    fd: Arc<AsyncFd<OwnedFd>>,
-    tx: mpsc::UnboundedSender<Msg>,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        loop {
-            let Ok(mut guard) = fd.readable().await else {
-                let _ = tx.send(Msg::Gone(token));
-                return;
-            };
-            loop {
-                match uffd::read_event(fd.as_raw_fd()) {
-                    Ok(Some(ev)) => {
-                        if tx.send(Msg::Event(token, ev)).is_err() {
-                            return;
-                        }
-                    }
-                    Ok(None) => break,
-                    Err(_) => {
-                        let _ = tx.send(Msg::Gone(token));
-                        return;
-                    }
-                }
-            }
-            guard.clear_ready();
-        }
-    })
 }
 
 /// Where a page channel's reader puts what it read.
@@ -349,17 +322,36 @@ async fn read_peer<R: AsyncRead + Unpin>(mut r: R, out: Sink, store: Option<Arc<
     }
 }
 
-fn async_fd(fd: OwnedFd) -> Result<AsyncFd<OwnedFd>, DaemonError> {
-    // SAFETY: an OwnedFd stays open, with the same number, until the AsyncFd drops it.
-    unsafe { AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }
-        .map_err(|e| DaemonError::Uffd(std::io::Error::other(e.to_string())))
+/// How long the daemon waits, once the source sent every page, before it asks again
+/// for pages still missing; and how many such rounds may bring nothing.
+const QUIET: Duration = Duration::from_secs(2);
+const FRUITLESS_SWEEPS: u32 = 3;
+
+/// When to ask again for pages that should have come.
+struct Sweep {
+    last: Instant,
+    fruitless: u32,
 }
 
-fn set_nonblocking(fd: &OwnedFd) {
-    // SAFETY: fcntl on a valid descriptor.
-    unsafe {
-        let flags = libc::fcntl(fd.as_raw_fd(), libc::F_GETFL);
-        libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK);
+impl Sweep {
+    /// Something came from the source.
+    fn heard(&mut self) {
+        self.last = Instant::now();
+    }
+    /// A page went into a process.
+    fn progress(&mut self) {
+        self.heard();
+        self.fruitless = 0;
+    }
+    fn swept(&mut self) {
+        self.heard();
+        self.fruitless += 1;
+    }
+    fn due(&self) -> Instant {
+        self.last + QUIET
+    }
+    fn exhausted(&self) -> bool {
+        self.fruitless >= FRUITLESS_SWEEPS
     }
 }
 
@@ -435,6 +427,12 @@ where
                     continue;
                 }
             },
+            () = tokio::time::sleep_until(d.sweep.due().into()), if d.owes_after_end() => {
+                if let Err(e) = d.sweep_missing().await {
+                    break Err(e);
+                }
+                continue;
+            }
         };
         let Some(msg) = msg else {
             break Err(DaemonError::PeerLost(std::io::Error::other(
@@ -475,6 +473,9 @@ struct Daemon<W> {
     /// source sends background pages with token 0, for the first process of each pid.
     next_token: u32,
     keep: Option<Keep>,
+    /// The source sent `End`: every background page is here or on its way.
+    bulk_ended: bool,
+    sweep: Sweep,
 }
 
 fn control(kind: PcKind) -> PcHeader {
@@ -510,7 +511,17 @@ impl<W: AsyncWrite + Unpin> Daemon<W> {
             started: false,
             next_token: 1,
             keep: None,
+            bulk_ended: false,
+            sweep: Sweep {
+                last: Instant::now(),
+                fruitless: 0,
+            },
         }
+    }
+
+    /// Pages are missing though the source sent every page.
+    fn owes_after_end(&self) -> bool {
+        self.started && self.bulk_ended && self.procs.iter().any(|p| !p.missing.is_empty())
     }
 
     async fn send(&mut self, h: &PcHeader) -> Result<(), DaemonError> {
@@ -537,7 +548,6 @@ impl<W: AsyncWrite + Unpin> Daemon<W> {
     async fn handle(&mut self, msg: Msg) -> Result<(), DaemonError> {
         match msg {
             Msg::Handed(Handed::Process(h)) => {
-                set_nonblocking(&h.uffd);
                 let fd = Arc::new(async_fd(h.uffd)?);
                 let m = self.missing.remove(&h.pid).unwrap_or_default();
                 self.adopt(h.pid, fd, m);
@@ -545,15 +555,32 @@ impl<W: AsyncWrite + Unpin> Daemon<W> {
             Msg::Handed(Handed::Finished) => self.finished = true,
             Msg::Go => self.go = true,
             Msg::Handed(Handed::Failed(e)) => return Err(e),
-            Msg::Chunk(h, data) => self.chunk(&h, &data)?,
-            Msg::End => {}
-            Msg::Event(token, ev) => {
-                if let Some(idx) = self.procs.iter().position(|p| p.token == token) {
-                    self.event(idx, ev).await?;
+            Msg::Chunk(h, data) => {
+                self.sweep.heard();
+                self.chunk(&h, &data).await?;
+            }
+            Msg::End => self.bulk_ended = true,
+            Msg::Readable(token, ack) => {
+                let r = self.drain(token).await;
+                let _ = ack.send(());
+                r?;
+            }
+            Msg::Fault(token, address) => {
+                if let Some(idx) = self.index(token) {
+                    self.fault(idx, address).await?;
+                }
+            }
+            Msg::Forked {
+                parent,
+                uffd,
+                missing,
+            } => {
+                if let Some(idx) = self.index(parent) {
+                    self.fork(idx, uffd, missing).await?;
                 }
             }
             Msg::Gone(token) => {
-                if let Some(idx) = self.procs.iter().position(|p| p.token == token) {
+                if let Some(idx) = self.index(token) {
                     self.procs[idx].missing = Missing::default();
                 }
             }
@@ -562,11 +589,15 @@ impl<W: AsyncWrite + Unpin> Daemon<W> {
         Ok(())
     }
 
+    fn index(&self, token: u32) -> Option<usize> {
+        self.procs.iter().position(|p| p.token == token)
+    }
+
     /// A process copy to serve, under a new token.
     fn adopt(&mut self, pid: u32, fd: Arc<AsyncFd<OwnedFd>>, missing: Missing) -> u32 {
         let token = self.next_token;
         self.next_token += 1;
-        let events = watch_events(token, fd.clone(), self.tx.clone());
+        let events = procs::watch(token, fd.clone(), self.tx.clone());
         self.procs.push(Proc {
             token,
             pid,
@@ -580,7 +611,7 @@ impl<W: AsyncWrite + Unpin> Daemon<W> {
 
     /// Pages from the source. Answers go to the process that asked; background pages to
     /// the first process with that pid (a forked child asks for its own).
-    fn chunk(&mut self, h: &PcHeader, data: &[u8]) -> Result<(), DaemonError> {
+    async fn chunk(&mut self, h: &PcHeader, data: &[u8]) -> Result<(), DaemonError> {
         let procs = &self.procs;
         let targets: Vec<usize> = (0..procs.len())
             .filter(|&i| procs[i].pid == h.pid)
@@ -590,8 +621,11 @@ impl<W: AsyncWrite + Unpin> Daemon<W> {
             })
             .collect();
         for i in targets {
-            let n = install(&mut self.procs[i], h, data, &self.tx)?;
+            let n = procs::install(&mut self.procs[i], h, data, &self.tx).await?;
             self.installed.fetch_add(n, Ordering::Relaxed);
+            if n > 0 {
+                self.sweep.progress();
+            }
             if h.kind == PcKind::Answer {
                 self.stats.pages_on_demand += n;
             } else {
@@ -601,19 +635,22 @@ impl<W: AsyncWrite + Unpin> Daemon<W> {
         Ok(())
     }
 
-    /// What a process's userfaultfd reported.
-    async fn event(&mut self, idx: usize, ev: Event) -> Result<(), DaemonError> {
-        match ev {
-            Event::PageFault { address } => self.fault(idx, address).await?,
-            Event::Remove { start, end } => {
-                let p = &mut self.procs[idx];
-                uffd::unregister(p.fd.get_ref(), start, end - start).map_err(DaemonError::Uffd)?;
-                p.missing.remove(start, end - start);
+    /// Reads and handles, in order, every event a process's descriptor holds.
+    async fn drain(&mut self, token: u32) -> Result<(), DaemonError> {
+        while let Some(idx) = self.index(token) {
+            match uffd::read_event(self.procs[idx].fd.as_raw_fd()) {
+                Ok(Some(Event::PageFault { address })) => self.fault(idx, address).await?,
+                Ok(Some(Event::Fork { uffd })) => {
+                    let missing = self.procs[idx].missing.clone();
+                    self.fork(idx, uffd, missing).await?;
+                }
+                Ok(Some(ev)) => procs::apply_map_change(&mut self.procs[idx], ev),
+                Ok(None) => break,
+                Err(_) => {
+                    self.procs[idx].missing = Missing::default();
+                    break;
+                }
             }
-            Event::Unmap { start, end } => self.procs[idx].missing.remove(start, end - start),
-            Event::Remap { from, to, len } => self.procs[idx].missing.remap(from, to, len),
-            Event::Fork { uffd } => self.fork(idx, uffd).await?,
-            Event::Other(_) => {}
         }
         Ok(())
     }
@@ -626,12 +663,7 @@ impl<W: AsyncWrite + Unpin> Daemon<W> {
         let page = address & !(PAGE_SIZE - 1);
         let Some(run) = p.missing.find(page) else {
             self.stats.zero_pages += 1;
-            if uffd::zeropage(p.fd.get_ref(), page, PAGE_SIZE).map_err(DaemonError::Uffd)?
-                == Fill::Exited
-            {
-                p.missing = Missing::default();
-            }
-            return Ok(());
+            return procs::zero_page(p, page, &self.tx).await;
         };
         let img = run.img_start + (page - run.start);
         if !p.demanded.insert(img) {
@@ -651,19 +683,31 @@ impl<W: AsyncWrite + Unpin> Daemon<W> {
         self.send(&d).await
     }
 
-    /// A process forked: its child's memory needs its own copy of every missing page,
-    /// so all of it is asked for.
-    async fn fork(&mut self, idx: usize, uffd: OwnedFd) -> Result<(), DaemonError> {
+    /// A process forked: its child's memory lacks what the parent lacked at that moment
+    /// (`missing`), and needs its own copy of each of those pages, so all are asked for.
+    async fn fork(
+        &mut self,
+        idx: usize,
+        uffd: OwnedFd,
+        missing: Missing,
+    ) -> Result<(), DaemonError> {
         if let Some(k) = &self.keep {
             k(std::os::fd::AsFd::as_fd(&uffd));
         }
-        set_nonblocking(&uffd);
         let fd = Arc::new(async_fd(uffd)?);
-        let token = self.next_token;
-        let parent = &self.procs[idx];
-        let child_missing = parent.missing.clone();
-        let pid = parent.pid;
-        for r in child_missing.runs() {
+        let pid = self.procs[idx].pid;
+        let token = self.adopt(pid, fd, missing.clone());
+        self.ask_all(token, pid, &missing).await
+    }
+
+    /// Asks the source for every page of `missing`, for the process copy `token`.
+    async fn ask_all(
+        &mut self,
+        token: u32,
+        pid: u32,
+        missing: &Missing,
+    ) -> Result<(), DaemonError> {
+        for r in missing.runs() {
             let mut off = 0;
             let pages = (r.end - r.start) / PAGE_SIZE;
             while off < pages {
@@ -679,8 +723,30 @@ impl<W: AsyncWrite + Unpin> Daemon<W> {
                 off += n;
             }
         }
-        let adopted = self.adopt(pid, fd, child_missing);
-        debug_assert_eq!(adopted, token);
+        Ok(())
+    }
+
+    /// The source sent every page and nothing came for a while, yet pages are missing:
+    /// ask for each of them again. Sweeps that bring nothing end the copy with an error.
+    async fn sweep_missing(&mut self) -> Result<(), DaemonError> {
+        let owed: u64 = self.procs.iter().map(|p| p.missing.pages()).sum();
+        if self.sweep.exhausted() {
+            return Err(DaemonError::Stalled(owed));
+        }
+        tracing::warn!(
+            "post-copy: {owed} pages still missing after the source sent every page; \
+             asking for them again"
+        );
+        let wanted: Vec<(u32, u32, Missing)> = self
+            .procs
+            .iter()
+            .filter(|p| !p.missing.is_empty())
+            .map(|p| (p.token, p.pid, p.missing.clone()))
+            .collect();
+        for (token, pid, missing) in wanted {
+            self.ask_all(token, pid, &missing).await?;
+        }
+        self.sweep.swept();
         Ok(())
     }
 }
@@ -697,75 +763,6 @@ fn finish<T>(
         p.events.abort();
     }
     r
-}
-
-/// Whether `procs[i]` is the first process with its pid (background pages go to it).
-fn is_first_of_pid(procs: &[Proc], i: usize) -> bool {
-    procs.iter().position(|p| p.pid == procs[i].pid) == Some(i)
-}
-
-/// Copies the still-missing parts of a chunk into one process; returns the pages placed.
-fn install(
-    p: &mut Proc,
-    h: &PcHeader,
-    data: &[u8],
-    tx: &mpsc::UnboundedSender<Msg>,
-) -> Result<u64, DaemonError> {
-    let len = data.len() as u64;
-    let mut placed = 0;
-    for _attempt in 0..8 {
-        let placements = p.missing.place(h.vaddr, len);
-        if placements.is_empty() {
-            break;
-        }
-        let mut retry = false;
-        for pl in placements {
-            let bytes = &data[pl.offset as usize..(pl.offset + pl.len) as usize];
-            match uffd::copy(p.fd.get_ref(), pl.dst, bytes).map_err(DaemonError::Uffd)? {
-                Fill::Done => {
-                    p.missing.remove(pl.dst, pl.len);
-                    placed += pl.len / PAGE_SIZE;
-                }
-                Fill::Retry { copied } => {
-                    p.missing.remove(pl.dst, copied);
-                    placed += copied / PAGE_SIZE;
-                    // The memory map changed: take the pending events first.
-                    while let Ok(Some(ev)) = uffd::read_event(p.fd.as_raw_fd()) {
-                        apply_map_event(p, ev, tx);
-                    }
-                    retry = true;
-                    break;
-                }
-                Fill::Gone => p.missing.remove(pl.dst, pl.len),
-                Fill::Exited => {
-                    p.missing = Missing::default();
-                    return Ok(placed);
-                }
-            }
-        }
-        for k in 0..h.nr_pages as u64 {
-            p.demanded.remove(&h.vaddr.wrapping_add(k * PAGE_SIZE));
-        }
-        if !retry {
-            break;
-        }
-    }
-    Ok(placed)
-}
-
-/// Applies a memory-map event read while copying; faults are passed back to the loop.
-fn apply_map_event(p: &mut Proc, ev: Event, tx: &mpsc::UnboundedSender<Msg>) {
-    match ev {
-        Event::Remove { start, end } => {
-            let _ = uffd::unregister(p.fd.get_ref(), start, end - start);
-            p.missing.remove(start, end - start);
-        }
-        Event::Unmap { start, end } => p.missing.remove(start, end - start),
-        Event::Remap { from, to, len } => p.missing.remap(from, to, len),
-        other => {
-            let _ = tx.send(Msg::Event(p.token, other));
-        }
-    }
 }
 
 #[cfg(test)]
@@ -817,6 +814,128 @@ mod tests {
         }
         assert_eq!(pids, vec![1, 9], "the zombie has no descriptor");
         assert!(finished);
+    }
+
+    /// A userfaultfd for `len` bytes of fresh anonymous memory of this process; `None`
+    /// where the kernel does not let this user have one.
+    fn registered_memory(len: usize) -> Option<(OwnedFd, u64)> {
+        use std::os::fd::FromRawFd;
+        const UFFDIO_API: libc::c_ulong = 0xC018_AA3F;
+        const UFFDIO_REGISTER: libc::c_ulong = 0xC020_AA00;
+        // SAFETY: plain syscalls; the mapping is leaked for the test's lifetime.
+        unsafe {
+            let fd = libc::syscall(libc::SYS_userfaultfd, libc::O_CLOEXEC | libc::O_NONBLOCK);
+            if fd < 0 {
+                return None;
+            }
+            let fd = OwnedFd::from_raw_fd(fd as i32);
+            let mut api = [0xAAu64, 0, 0];
+            assert_eq!(libc::ioctl(fd.as_raw_fd(), UFFDIO_API, api.as_mut_ptr()), 0);
+            let addr = libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            );
+            assert_ne!(addr, libc::MAP_FAILED);
+            // range (start, len), mode MISSING, ioctls out.
+            let mut reg = [addr as u64, len as u64, 1, 0];
+            assert_eq!(
+                libc::ioctl(fd.as_raw_fd(), UFFDIO_REGISTER, reg.as_mut_ptr()),
+                0
+            );
+            Some((fd, addr as u64))
+        }
+    }
+
+    async fn next_control(r: &mut tokio::io::ReadHalf<tokio::io::DuplexStream>) -> PcHeader {
+        let mut h = [0u8; PC_HEADER_LEN];
+        r.read_exact(&mut h).await.unwrap();
+        PcHeader::decode(&h).unwrap()
+    }
+
+    /// The source's pushes lose a page: once the source said `End` and nothing comes,
+    /// the daemon asks for it again instead of waiting for ever.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_page_the_pushes_lost_is_asked_for_again() {
+        use tokio::io::AsyncWriteExt;
+        let Some((uffd, addr)) = registered_memory(4 * PAGE_SIZE as usize) else {
+            eprintln!("skipped: no userfaultfd for this user");
+            return;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(LAZY_PAGES_SOCKET);
+        let listener = UnixListener::bind(&path).unwrap();
+        let missing = Missing::from_pagemap(&[(addr, 4)], &[(addr, addr + 4 * PAGE_SIZE)]);
+        let prepared = Prepared {
+            listener,
+            pids: vec![7],
+            missing: HashMap::from([(7, missing)]),
+            store: None,
+            keep: None,
+        };
+        let restore = std::thread::spawn(move || {
+            let mut s = std::os::unix::net::UnixStream::connect(path).unwrap();
+            s.write_all(&7i32.to_le_bytes()).unwrap();
+            send_fd(&s, uffd.as_raw_fd());
+            s.write_all(&RESTORE_FINISHED.to_le_bytes()).unwrap();
+        });
+        let (b1, b2) = tokio::io::duplex(1 << 20);
+        let (u1, u2) = tokio::io::duplex(1 << 20);
+        let (go_tx, go) = oneshot::channel();
+        go_tx.send(()).unwrap();
+        let installed = Arc::new(AtomicU64::new(0));
+        let daemon = tokio::spawn(run(
+            prepared,
+            Channels {
+                bulk: b1,
+                urgent: u1,
+            },
+            installed.clone(),
+            go,
+            || {},
+        ));
+        restore.join().unwrap();
+        let (mut ur, mut uw) = tokio::io::split(u2);
+        let mut bulk = b2;
+        assert_eq!(next_control(&mut ur).await.kind, PcKind::Start);
+        let page = |n: u64| vec![n as u8 + 1; PAGE_SIZE as usize];
+        // Pages 0, 1 and 3 are pushed; page 2 is lost on the way.
+        for n in [0u64, 1, 3] {
+            let h = PcHeader {
+                kind: PcKind::Chunk,
+                token: 0,
+                pid: 7,
+                nr_pages: 1,
+                vaddr: addr + n * PAGE_SIZE,
+            };
+            bulk.write_all(&h.encode()).await.unwrap();
+            bulk.write_all(&page(n)).await.unwrap();
+        }
+        bulk.write_all(&control(PcKind::End).encode())
+            .await
+            .unwrap();
+        let ask = next_control(&mut ur).await;
+        assert_eq!(
+            (ask.kind, ask.pid, ask.vaddr, ask.nr_pages),
+            (PcKind::Demand, 7, addr + 2 * PAGE_SIZE, 1)
+        );
+        let answer = PcHeader {
+            kind: PcKind::Answer,
+            ..ask
+        };
+        uw.write_all(&answer.encode()).await.unwrap();
+        uw.write_all(&page(2)).await.unwrap();
+        assert_eq!(next_control(&mut ur).await.kind, PcKind::Done);
+        daemon.await.unwrap().unwrap();
+        assert_eq!(installed.load(Ordering::Relaxed), 4);
+        for n in 0..4u64 {
+            // SAFETY: the pages are in place now (the daemon said Done).
+            let b = unsafe { *((addr + n * PAGE_SIZE) as *const u8) };
+            assert_eq!(b, n as u8 + 1, "page {n}");
+        }
     }
 
     #[test]

@@ -95,6 +95,9 @@ const CRIU_AHEAD: usize = 4;
 const CLOSE_WITHIN: std::time::Duration = std::time::Duration::from_secs(30);
 /// Background chunks read from CRIU but not yet on the wire: enough to keep the link busy.
 const BULK_WINDOW: usize = 32;
+/// How long the destination may say nothing once every page went: it answers `Done`, or
+/// asks again for pages it lacks, well within this.
+const SILENT_FOR: std::time::Duration = std::time::Duration::from_secs(60);
 
 enum FromCriu {
     Pages(Psi, Vec<u8>),
@@ -278,6 +281,7 @@ where
         tokio::spawn(write_bulk(bw, brx, sent.clone(), ptx)),
     ];
     let mut p = Pumping::new(cw, uw, runs, btx, sent, cut_after, dedupe);
+    let mut heard = tokio::time::Instant::now();
     let result = loop {
         if let Err(e) = p.ask_demands().await {
             break Err(e);
@@ -291,7 +295,16 @@ where
             p.started && !p.done && !p.background.is_empty() && background_out < CRIU_AHEAD;
         let step = tokio::select! {
             biased;
-            m = prx.recv(), if !p.done => p.on_peer(m),
+            m = prx.recv(), if !p.done => {
+                heard = tokio::time::Instant::now();
+                p.on_peer(m)
+            }
+            () = tokio::time::sleep_until(heard.max(p.ended_at) + SILENT_FOR), if p.end_queued && !p.done => {
+                Err(PumpError::Peer(std::io::Error::other(format!(
+                    "the destination said nothing for {} s after every page went",
+                    SILENT_FOR.as_secs()
+                ))))
+            }
             m = crx.recv() => p.on_criu(m).await,
             permit = p.window.clone().acquire_owned(), if want_background => {
                 match permit {
@@ -337,6 +350,8 @@ struct Pumping<CW, UW> {
     /// Requests CRIU has, in order; a background one holds its window slot.
     outstanding: VecDeque<(Req, Option<OwnedSemaphorePermit>)>,
     end_queued: bool,
+    /// When the end was queued.
+    ended_at: tokio::time::Instant,
     /// The destination has every page.
     done: bool,
     /// Background pushes wait until the restore finished: before that the destination
@@ -373,6 +388,7 @@ impl<CW: AsyncWrite + Unpin, UW: AsyncWrite + Unpin> Pumping<CW, UW> {
             demands: VecDeque::new(),
             outstanding: VecDeque::new(),
             end_queued: false,
+            ended_at: tokio::time::Instant::now(),
             done: false,
             started: false,
         }
@@ -399,6 +415,7 @@ impl<CW: AsyncWrite + Unpin, UW: AsyncWrite + Unpin> Pumping<CW, UW> {
         if !self.end_queued && self.started && self.background.is_empty() && background_out == 0 {
             let _ = self.btx.send(Bulk::End);
             self.end_queued = true;
+            self.ended_at = tokio::time::Instant::now();
         }
     }
 
@@ -738,6 +755,41 @@ mod tests {
         }];
         let r = pump(criu_ours, ours, runs, Arc::new(Sent::default()), None, None).await;
         assert!(matches!(r, Err(PumpError::Peer(_))), "{r:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_destination_silent_after_every_page_went_is_an_error_not_a_hang() {
+        let (criu_ours, criu_theirs) = tokio::io::duplex(1 << 20);
+        let (ours, mut theirs) = channels();
+        tokio::spawn(fake_criu(criu_theirs, 1024));
+        let runs = vec![LazyRun {
+            pid: 1,
+            vaddr: 0x10000,
+            nr_pages: 10,
+        }];
+        let pump = tokio::spawn(pump(
+            criu_ours,
+            ours,
+            runs,
+            Arc::new(Sent::default()),
+            None,
+            None,
+        ));
+        let start = PcHeader {
+            kind: PcKind::Start,
+            token: 0,
+            pid: 0,
+            nr_pages: 0,
+            vaddr: 0,
+        };
+        theirs.urgent.write_all(&start.encode()).await.unwrap();
+        while read_pages(&mut theirs.bulk).await.is_some() {}
+        // Every page went; the destination never answers.
+        let r = pump.await.unwrap();
+        match r {
+            Err(PumpError::Peer(e)) => assert!(e.to_string().contains("said nothing"), "{e}"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
