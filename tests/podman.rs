@@ -203,3 +203,56 @@ fn a_group_moves_a_podman_container_and_one_of_ferry_s_together() {
     }
     assert_eq!(lab.redis(db, &["get", "k"]), "v");
 }
+
+#[test]
+fn a_podman_container_binding_a_host_path_the_policy_lacks_is_refused_and_stays_where_it_ran() {
+    let Some(env) = e2e(
+        "a_podman_container_binding_a_host_path_the_policy_lacks_is_refused_and_stays_where_it_ran",
+    ) else {
+        return;
+    };
+    if !engine_present("Podman", &["podman"]) {
+        return;
+    }
+    let lab = Lab::up(&env, 2);
+    lab.ok(&[
+        "image",
+        "localhost/ferry-redis:1",
+        "--",
+        "/usr/bin/redis-server",
+    ]);
+    let secrets = env.work.join("host-secrets");
+    std::fs::create_dir_all(&secrets).unwrap();
+    let bind = format!("{}:/data", secrets.display());
+    let ip = "10.77.3.53";
+    let mut run = vec![
+        "run",
+        "-d",
+        "--name",
+        "pbind",
+        "--network",
+        "lab",
+        "--ip",
+        ip,
+        "-v",
+        &bind,
+        "localhost/ferry-redis:1",
+    ];
+    run.extend_from_slice(REDIS_ARGS);
+    let (ok, out) = podman(&lab, "a", &run);
+    assert!(ok, "{out}");
+    lab.wait_redis(ip);
+    lab.redis(ip, &["set", "k", "v"]);
+    let (ok, r) = lab.migrate("pbind", "b", &["--strategy", "cold"]);
+    assert!(!ok, "{r}");
+    assert_eq!(r["outcome"], "rolled_back", "{r}");
+    let reason = r["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("restore policy") && reason.contains("mounts["),
+        "{reason}"
+    );
+    assert!(reason.contains(&secrets.display().to_string()), "{reason}");
+    assert_eq!(listed(&lab, "a"), vec!["pbind running"], "{r}");
+    assert!(listed(&lab, "b").is_empty(), "{r}");
+    assert_eq!(lab.redis(ip, &["get", "k"]), "v");
+}

@@ -252,6 +252,7 @@ impl AgentConfig {
             staging: self.state_dir.join("podman"),
             criu_conf_dir: self.state_dir.join("criu"),
             cgroup_parent: self.podman_cgroup_parent.clone(),
+            policy: self.restore_policy.clone(),
         })
     }
 

@@ -178,18 +178,35 @@ impl RestorePolicy {
 
     /// Checks a container's `config.json`.
     pub fn check(&self, config: &Value) -> Result<(), Refusal> {
-        let checks = || -> Result<(), Refusal> {
-            self.check_root(config)?;
-            self.check_hooks(config)?;
-            self.check_mounts(config)?;
-            self.check_capabilities(config)?;
-            self.check_namespaces(config)?;
-            self.check_devices(config)
-        };
-        checks().map_err(|r| Refusal {
-            field: format!("config.json {}", r.field),
+        self.check_root(config)
+            .and_then(|()| self.check_spec(config, &[]))
+            .map_err(|r| Refusal {
+                field: format!("config.json {}", r.field),
+                reason: r.reason,
+            })
+    }
+
+    /// Checks an OCI spec that an engine will run from a root of its own choosing (its
+    /// `root.path` is not checked), named `what` in a refusal. Bind mounts from under
+    /// `own`, the engine's own storage on this host, are the engine's.
+    pub fn check_engine_spec(
+        &self,
+        what: &str,
+        spec: &Value,
+        own: &[&Path],
+    ) -> Result<(), Refusal> {
+        self.check_spec(spec, own).map_err(|r| Refusal {
+            field: format!("{what} {}", r.field),
             reason: r.reason,
         })
+    }
+
+    fn check_spec(&self, spec: &Value, own: &[&Path]) -> Result<(), Refusal> {
+        self.check_hooks(spec)?;
+        self.check_mounts(spec, own)?;
+        self.check_capabilities(spec)?;
+        self.check_namespaces(spec)?;
+        self.check_devices(spec)
     }
 
     fn check_root(&self, config: &Value) -> Result<(), Refusal> {
@@ -230,7 +247,7 @@ impl RestorePolicy {
         }
     }
 
-    fn check_mounts(&self, config: &Value) -> Result<(), Refusal> {
+    fn check_mounts(&self, config: &Value, own: &[&Path]) -> Result<(), Refusal> {
         let Some(mounts) = config.get("mounts").and_then(Value::as_array) else {
             return Ok(());
         };
@@ -239,6 +256,13 @@ impl RestorePolicy {
                 continue;
             }
             let source = m.get("source").and_then(Value::as_str).unwrap_or_default();
+            let engines = Path::new(source);
+            let plain = engines
+                .components()
+                .all(|c| matches!(c, Component::Normal(_) | Component::RootDir));
+            if plain && own.iter().any(|o| engines.starts_with(o)) {
+                continue;
+            }
             let read_only = m
                 .get("options")
                 .and_then(Value::as_array)

@@ -148,6 +148,7 @@ pub struct Destination<'a> {
     pub criu_conf: &'a Path,
     /// The cgroup parent its containers get here, when not the one it had.
     pub cgroup_parent: Option<&'a str>,
+    pub policy: &'a ferry_runtime::policy::RestorePolicy,
 }
 
 /// Moves the container's cgroup under `parent` (configuration and spec agree).
@@ -227,6 +228,10 @@ pub fn assemble(
     let mut config = read_json(&images.join(shipped("config.dump")))?;
     rebase(&mut config, &roots);
     let mut spec = read_json(&images.join(shipped("spec.dump")))?;
+    rebase(&mut spec, &roots);
+    let (graph, run) = (&dest.store.graph_root, &dest.store.run_root);
+    super::admit::admit(&config, &spec, graph, run, dest.policy)
+        .map_err(|r| ContainerError::Refused(r.to_string()))?;
     if !spec["annotations"].is_object() {
         spec["annotations"] = serde_json::json!({});
     }
@@ -328,7 +333,7 @@ mod tests {
         );
         w(
             "podman-spec.img",
-            r#"{"ociVersion":"1.0.2","linux":{"cgroupsPath":"/libpod_parent/libpod-x"}}"#,
+            r#"{"ociVersion":"1.0.2","linux":{"cgroupsPath":"/libpod_parent/libpod-x","namespaces":[{"type":"pid"},{"type":"mount"},{"type":"ipc"},{"type":"uts"}]}}"#,
         );
         w(
             "podman-store.img",
@@ -345,6 +350,7 @@ mod tests {
             store: &store,
             criu_conf: conf,
             cgroup_parent: Some("/ferry/b/podman"),
+            policy: &ferry_runtime::policy::RestorePolicy::default(),
         };
         let tar = assemble(&images, &work, &dest).unwrap();
         assert_eq!(name_in(&images).unwrap(), "redis");

@@ -15,6 +15,7 @@
 //!
 //! Podman restores only from complete images: post-copy and hybrid are refused.
 
+mod admit;
 pub mod bolt;
 pub mod cli;
 pub mod definition;
@@ -50,6 +51,8 @@ pub struct PodmanSettings {
     pub criu_conf_dir: PathBuf,
     /// The cgroup parent of containers restored here, instead of the one they had.
     pub cgroup_parent: Option<String>,
+    /// What a container that arrives may do on this host.
+    pub policy: std::sync::Arc<ferry_runtime::policy::RestorePolicy>,
 }
 
 /// Podman, driven through its command line.
@@ -251,6 +254,7 @@ impl ContainerEngine for PodmanEngine {
             store: &store,
             criu_conf: &conf,
             cgroup_parent: self.settings.cgroup_parent.as_deref(),
+            policy: &self.settings.policy,
         };
         let archive = definition::assemble(&plan.images, &plan.work, &dest)?;
         let archive = archive.to_string_lossy();
