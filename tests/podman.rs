@@ -150,21 +150,29 @@ fn a_podman_container_moves_with_its_connection_and_is_podman_s_on_the_other_hos
     assert!(listed(&lab, "a").is_empty());
 }
 
-#[test]
-fn a_group_moves_a_podman_container_and_one_of_ferry_s_together() {
-    let Some(env) = e2e("a_group_moves_a_podman_container_and_one_of_ferry_s_together") else {
-        return;
-    };
+/// A two-host lab whose host a has an image with Redis, if Podman is here.
+fn lab_with_redis_image(env: &Env) -> Option<Lab> {
     if !engine_present("Podman", &["podman"]) {
-        return;
+        return None;
     }
-    let lab = Lab::up(&env, 2);
+    let lab = Lab::up(env, 2);
     lab.ok(&[
         "image",
         "localhost/ferry-redis:1",
         "--",
         "/usr/bin/redis-server",
     ]);
+    Some(lab)
+}
+
+#[test]
+fn a_group_moves_a_podman_container_and_one_of_ferry_s_together() {
+    let Some(env) = e2e("a_group_moves_a_podman_container_and_one_of_ferry_s_together") else {
+        return;
+    };
+    let Some(lab) = lab_with_redis_image(&env) else {
+        return;
+    };
     let db = "10.77.3.52";
     let mut run = vec![
         "run",
@@ -211,16 +219,9 @@ fn a_podman_container_binding_a_host_path_the_policy_lacks_is_refused_and_stays_
     ) else {
         return;
     };
-    if !engine_present("Podman", &["podman"]) {
+    let Some(lab) = lab_with_redis_image(&env) else {
         return;
-    }
-    let lab = Lab::up(&env, 2);
-    lab.ok(&[
-        "image",
-        "localhost/ferry-redis:1",
-        "--",
-        "/usr/bin/redis-server",
-    ]);
+    };
     let secrets = env.work.join("host-secrets");
     std::fs::create_dir_all(&secrets).unwrap();
     let bind = format!("{}:/data", secrets.display());

@@ -64,6 +64,17 @@ pub struct PcHeader {
 }
 
 impl PcHeader {
+    /// A header that carries no pages: `Start`, `Done`, `End`.
+    pub fn control(kind: PcKind) -> Self {
+        Self {
+            kind,
+            token: 0,
+            pid: 0,
+            nr_pages: 0,
+            vaddr: 0,
+        }
+    }
+
     pub fn encode(&self) -> [u8; PC_HEADER_LEN] {
         let mut b = [0u8; PC_HEADER_LEN];
         b[0] = self.kind as u8;

@@ -17,7 +17,7 @@ use ferry_engine::ports::pages::{
 use ferry_pages::postcopy::daemon::{self, DaemonError, Prepared};
 use ferry_pages::postcopy::Channels;
 use ferry_pages::precopy::receive::receive as receive_precopy;
-use ferry_pages::precopy::store::{default_limit as store_limit, PageStore};
+use ferry_pages::precopy::store::{default_limit as store_limit, shared_budget, PageStore};
 use ferry_runtime::keeper::Keeper;
 use ferry_transport::Stream;
 use ferry_types::PostcopyStats;
@@ -144,7 +144,7 @@ impl SessionPages for AgentSessionPages {
         channel_task(self.pages.take(), "pre-copy stream", move |fd| {
             let file = std::fs::File::from(fd);
             let ack = file.try_clone()?;
-            let mut store = PageStore::new(store_limit());
+            let mut store = PageStore::sharing(store_limit(), shared_budget());
             let got = receive_precopy(&file, ack, &img, &mut store)?;
             tracing::info!(
                 rounds = got.rounds,
@@ -163,7 +163,7 @@ impl SessionPages for AgentSessionPages {
         let rounds = channel_task(self.pages.take(), "pre-copy stream", move |fd| {
             let file = std::fs::File::from(fd);
             let ack = file.try_clone()?;
-            let mut store = PageStore::new(store_limit());
+            let mut store = PageStore::sharing(store_limit(), shared_budget());
             let got = receive_precopy(&file, ack, &img, &mut store)?;
             if got.final_pages + got.final_refs > 0 {
                 return Err(std::io::Error::other(

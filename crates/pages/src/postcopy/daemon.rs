@@ -24,8 +24,10 @@ use ferry_criu::images::{read_meta_file, read_pagemap, read_pstree, read_vmas, P
 use ferry_proto::postcopy::{PcHeader, PcKind, PAGE_SIZE, PC_HEADER_LEN};
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
+pub use super::msg::{DaemonError, Handover};
+use super::msg::{Handed, Msg};
 use super::procs::{self, async_fd, is_first_of_pid, Proc};
 use super::ranges::Missing;
 use super::uffd::{self, Event};
@@ -39,22 +41,6 @@ const HANDOVER_LIMIT: Duration = Duration::from_secs(120);
 const RESTORE_FINISHED: u32 = 0x5253_5446;
 /// Pages asked for around a fault: one fault usually means its neighbours come next.
 const DEMAND_PAGES: u64 = 16;
-
-#[derive(Debug, thiserror::Error)]
-pub enum DaemonError {
-    #[error("post-copy images: {0}")]
-    Images(String),
-    #[error("the restore's userfaultfds: {0}")]
-    Handover(std::io::Error),
-    #[error("userfaultfd: {0}")]
-    Uffd(std::io::Error),
-    #[error("the page channel from the source broke before every page arrived: {0}")]
-    PeerLost(std::io::Error),
-    #[error("protocol error from the source: {0}")]
-    Protocol(String),
-    #[error("{0} pages never came, though the source sent every page and was asked again")]
-    Stalled(u64),
-}
 
 /// Shown every userfaultfd as it arrives (hand-over or fork), to hold a copy of it in a
 /// process of its own: if ferry dies, its copies keep the ranges registered, so that the
@@ -136,27 +122,11 @@ impl Prepared {
     }
 }
 
-/// One process's descriptor, as the restore handed it over.
-#[derive(Debug)]
-pub struct Handover {
-    pub pid: u32,
-    pub uffd: OwnedFd,
-}
-
 fn recv_fd(sock: &std::os::unix::net::UnixStream) -> std::io::Result<OwnedFd> {
     match ferry_criu::fdpass::recv(sock.as_raw_fd())? {
         Some((_, Some(fd))) => Ok(fd),
         _ => Err(std::io::Error::other("no descriptor came with the message")),
     }
-}
-
-/// What the hand-over yields, as it happens.
-#[derive(Debug)]
-pub(super) enum Handed {
-    Process(Handover),
-    /// The restore finished: every process was handed over.
-    Finished,
-    Failed(DaemonError),
 }
 
 /// Accepts the restore's connection and passes on each process's descriptor as soon as
@@ -222,40 +192,9 @@ fn receive(
 /// What the daemon did.
 pub use ferry_types::PostcopyStats as DaemonStats;
 
-pub(super) enum Msg {
-    Handed(Handed),
-    /// A process's descriptor has events to read; the watcher waits for the answer.
-    Readable(u32, oneshot::Sender<()>),
-    /// A fault read while retrying a copy.
-    Fault(u32, u64),
-    /// A fork read while retrying a copy, with the parent's missing pages at that moment.
-    Forked {
-        parent: u32,
-        uffd: OwnedFd,
-        missing: Missing,
-    },
-    Gone(u32),
-    Chunk(PcHeader, Vec<u8>),
-    End,
-    /// The container may talk: background pages can start.
-    Go,
-    PeerLost(std::io::Error),
-}
-
-/// Where a page channel's reader puts what it read.
-enum Sink {
-    Priority(mpsc::UnboundedSender<Msg>),
-    Bulk(mpsc::Sender<Msg>),
-}
-
-impl Sink {
-    async fn put(&self, m: Msg) -> bool {
-        match self {
-            Sink::Priority(tx) => tx.send(m).is_ok(),
-            Sink::Bulk(tx) => tx.send(m).await.is_ok(),
-        }
-    }
-}
+/// Where a page channel's reader puts what it read: a bounded queue, so that a source
+/// cannot make the destination hold more than a few chunks it has not installed yet.
+type Sink = mpsc::Sender<Msg>;
 
 /// Reads a reference chunk's entries and pages and rebuilds its pages from the store.
 async fn read_refs<R: AsyncRead + Unpin>(
@@ -276,13 +215,14 @@ async fn read_peer<R: AsyncRead + Unpin>(mut r: R, out: Sink, store: Option<Arc<
     loop {
         let mut h = [0u8; PC_HEADER_LEN];
         if let Err(e) = r.read_exact(&mut h).await {
-            out.put(Msg::PeerLost(e)).await;
+            let _ = out.send(Msg::PeerLost(e)).await;
             return;
         }
         let h = match PcHeader::decode(&h) {
             Ok(h) => h,
             Err(e) => {
-                out.put(Msg::PeerLost(std::io::Error::other(e.to_string())))
+                let _ = out
+                    .send(Msg::PeerLost(std::io::Error::other(e.to_string())))
                     .await;
                 return;
             }
@@ -291,7 +231,7 @@ async fn read_peer<R: AsyncRead + Unpin>(mut r: R, out: Sink, store: Option<Arc<
             PcKind::Chunk | PcKind::Answer => {
                 let mut data = vec![0u8; h.data_len()];
                 if let Err(e) = r.read_exact(&mut data).await {
-                    out.put(Msg::PeerLost(e)).await;
+                    let _ = out.send(Msg::PeerLost(e)).await;
                     return;
                 }
                 Msg::Chunk(h, data)
@@ -310,13 +250,13 @@ async fn read_peer<R: AsyncRead + Unpin>(mut r: R, out: Sink, store: Option<Arc<
             }
             // The source sent every page: the bulk channel has nothing more to say.
             PcKind::End => {
-                out.put(Msg::End).await;
+                let _ = out.send(Msg::End).await;
                 return;
             }
             other => Msg::PeerLost(std::io::Error::other(format!("unexpected {other:?}"))),
         };
         let stop = matches!(msg, Msg::PeerLost(_));
-        if !out.put(msg).await || stop {
+        if out.send(msg).await.is_err() || stop {
             return;
         }
     }
@@ -355,6 +295,9 @@ impl Sweep {
     }
 }
 
+/// Answers read ahead of installing them: each may be 4 MiB.
+const URGENT_AHEAD: usize = 8;
+
 /// Background chunks read ahead of installing them: a little, so that the link stays busy
 /// while faults never wait behind much.
 const BULK_AHEAD: usize = 4;
@@ -386,9 +329,10 @@ where
     } = prepared;
     let (ur, pw) = tokio::io::split(channels.urgent);
     let (br, bulk_w) = tokio::io::split(channels.bulk);
-    // Everything but background chunks goes through `rx`, which the loop always reads
-    // first: hand-overs, faults, answers.
+    // The loop reads `rx` first (hand-overs, events, faults), then answers to demands,
+    // then background chunks.
     let (tx, mut rx) = mpsc::unbounded_channel();
+    let (utx, mut urx) = mpsc::channel(URGENT_AHEAD);
     let (btx, mut brx) = mpsc::channel(BULK_AHEAD);
     {
         let tx = tx.clone();
@@ -405,8 +349,8 @@ where
         })
     };
     let readers = [
-        tokio::spawn(read_peer(ur, Sink::Priority(tx.clone()), store.clone())),
-        tokio::spawn(read_peer(br, Sink::Bulk(btx), store)),
+        tokio::spawn(read_peer(ur, utx, store.clone())),
+        tokio::spawn(read_peer(br, btx, store)),
         go_task,
     ];
     let mut d = Daemon::new(pw, tx, installed, missing);
@@ -419,6 +363,7 @@ where
         let msg = tokio::select! {
             biased;
             m = rx.recv() => m,
+            m = urx.recv() => m,
             m = brx.recv(), if bulk_open => match m {
                 Some(m) => Some(m),
                 None => {
@@ -478,16 +423,6 @@ struct Daemon<W> {
     sweep: Sweep,
 }
 
-fn control(kind: PcKind) -> PcHeader {
-    PcHeader {
-        kind,
-        token: 0,
-        pid: 0,
-        nr_pages: 0,
-        vaddr: 0,
-    }
-}
-
 impl<W: AsyncWrite + Unpin> Daemon<W> {
     fn new(
         pw: W,
@@ -535,12 +470,12 @@ impl<W: AsyncWrite + Unpin> Daemon<W> {
     async fn start_or_end(&mut self) -> Option<Result<(), DaemonError>> {
         if self.finished && self.go && !self.started {
             self.started = true;
-            if let Err(e) = self.send(&control(PcKind::Start)).await {
+            if let Err(e) = self.send(&PcHeader::control(PcKind::Start)).await {
                 return Some(Err(e));
             }
         }
         if self.finished && self.procs.iter().all(|p| p.missing.is_empty()) {
-            return Some(self.send(&control(PcKind::Done)).await);
+            return Some(self.send(&PcHeader::control(PcKind::Done)).await);
         }
         None
     }
@@ -884,7 +819,7 @@ mod tests {
         });
         let (b1, b2) = tokio::io::duplex(1 << 20);
         let (u1, u2) = tokio::io::duplex(1 << 20);
-        let (go_tx, go) = oneshot::channel();
+        let (go_tx, go) = tokio::sync::oneshot::channel();
         go_tx.send(()).unwrap();
         let installed = Arc::new(AtomicU64::new(0));
         let daemon = tokio::spawn(run(
@@ -914,7 +849,7 @@ mod tests {
             bulk.write_all(&h.encode()).await.unwrap();
             bulk.write_all(&page(n)).await.unwrap();
         }
-        bulk.write_all(&control(PcKind::End).encode())
+        bulk.write_all(&PcHeader::control(PcKind::End).encode())
             .await
             .unwrap();
         let ask = next_control(&mut ur).await;

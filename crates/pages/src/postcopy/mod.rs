@@ -8,6 +8,7 @@
 //! - [`ranges`]: which pages are still missing; [`uffd`]: the kernel interface.
 
 pub mod daemon;
+mod msg;
 mod procs;
 pub mod pump;
 pub mod ranges;

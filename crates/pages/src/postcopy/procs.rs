@@ -15,7 +15,7 @@ use ferry_proto::postcopy::{PcHeader, PAGE_SIZE};
 use tokio::io::unix::AsyncFd;
 use tokio::sync::{mpsc, oneshot};
 
-use super::daemon::{DaemonError, Msg};
+use super::msg::{DaemonError, Msg};
 use super::ranges::Missing;
 use super::uffd::{self, Event, Fill};
 

@@ -95,6 +95,9 @@ const CRIU_AHEAD: usize = 4;
 const CLOSE_WITHIN: std::time::Duration = std::time::Duration::from_secs(30);
 /// Background chunks read from CRIU but not yet on the wire: enough to keep the link busy.
 const BULK_WINDOW: usize = 32;
+/// Demands waiting for CRIU: far more than a fork asks for at once (one per 4 MiB of
+/// missing memory), so that only a hostile destination reaches it.
+const MAX_QUEUED_DEMANDS: usize = 1 << 16;
 /// How long the destination may say nothing once every page went: it answers `Done`, or
 /// asks again for pages it lacks, well within this.
 const SILENT_FOR: std::time::Duration = std::time::Duration::from_secs(60);
@@ -189,13 +192,7 @@ async fn write_bulk<W: AsyncWrite + Unpin>(
                 Err(e) => Err(e),
             },
             Bulk::End => {
-                let end = PcHeader {
-                    kind: PcKind::End,
-                    token: 0,
-                    pid: 0,
-                    nr_pages: 0,
-                    vaddr: 0,
-                };
+                let end = PcHeader::control(PcKind::End);
                 w.write_all(&end.encode()).await.map(|()| PC_HEADER_LEN)
             }
         };
@@ -422,6 +419,11 @@ impl<CW: AsyncWrite + Unpin, UW: AsyncWrite + Unpin> Pumping<CW, UW> {
     fn on_peer(&mut self, m: Option<FromPeer>) -> Result<(), PumpError> {
         match m {
             Some(FromPeer::Demand(h)) => {
+                if self.demands.len() >= MAX_QUEUED_DEMANDS {
+                    return Err(PumpError::Protocol(format!(
+                        "the destination asked for more than {MAX_QUEUED_DEMANDS} runs of pages at once"
+                    )));
+                }
                 if let Some(req) = clamp(&self.runs, &h) {
                     self.demands.push_back(req);
                 }
@@ -655,14 +657,11 @@ mod tests {
             (PcKind::Answer, 3, 1, demand.vaddr)
         );
         // After it, every page comes on the bulk channel, then End.
-        let start = PcHeader {
-            kind: PcKind::Start,
-            token: 0,
-            pid: 0,
-            nr_pages: 0,
-            vaddr: 0,
-        };
-        theirs.urgent.write_all(&start.encode()).await.unwrap();
+        theirs
+            .urgent
+            .write_all(&PcHeader::control(PcKind::Start).encode())
+            .await
+            .unwrap();
         let mut pages = 0u64;
         let mut chunks = 0u64;
         while let Some((h, _)) = read_pages(&mut theirs.bulk).await {
@@ -704,22 +703,12 @@ mod tests {
             vaddr: 0,
             nr_pages: 100_000,
         }];
-        let _pump = tokio::spawn(pump(
-            criu_ours,
-            ours,
-            runs,
-            Arc::new(Sent::default()),
-            None,
-            None,
-        ));
-        let start = PcHeader {
-            kind: PcKind::Start,
-            token: 0,
-            pid: 0,
-            nr_pages: 0,
-            vaddr: 0,
-        };
-        theirs.urgent.write_all(&start.encode()).await.unwrap();
+        let _pump = tokio::spawn(pump(criu_ours, ours, runs, Arc::default(), None, None));
+        theirs
+            .urgent
+            .write_all(&PcHeader::control(PcKind::Start).encode())
+            .await
+            .unwrap();
         // Nobody reads the bulk channel: it fills up and stays full.
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         let demand = PcHeader {
@@ -767,22 +756,12 @@ mod tests {
             vaddr: 0x10000,
             nr_pages: 10,
         }];
-        let pump = tokio::spawn(pump(
-            criu_ours,
-            ours,
-            runs,
-            Arc::new(Sent::default()),
-            None,
-            None,
-        ));
-        let start = PcHeader {
-            kind: PcKind::Start,
-            token: 0,
-            pid: 0,
-            nr_pages: 0,
-            vaddr: 0,
-        };
-        theirs.urgent.write_all(&start.encode()).await.unwrap();
+        let pump = tokio::spawn(pump(criu_ours, ours, runs, Arc::default(), None, None));
+        theirs
+            .urgent
+            .write_all(&PcHeader::control(PcKind::Start).encode())
+            .await
+            .unwrap();
         while read_pages(&mut theirs.bulk).await.is_some() {}
         // Every page went; the destination never answers.
         let r = pump.await.unwrap();
