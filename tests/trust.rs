@@ -222,3 +222,34 @@ fn a_peer_s_hooks_and_host_mounts_are_refused_before_anything_runs() {
     assert_unbroken(&p);
     assert_eq!(lab.redis(&ip, &["dbsize"]), "20001");
 }
+
+#[test]
+fn a_page_stream_that_fills_the_destination_s_images_tmpfs_is_refused_naming_the_flag() {
+    let Some(env) =
+        e2e("a_page_stream_that_fills_the_destination_s_images_tmpfs_is_refused_naming_the_flag")
+    else {
+        return;
+    };
+    let lab = Lab::up(&env, 2);
+    let ip = lab.run_redis("a", "redis");
+    // About 100 MB of memory, where b's images may take 24 MB.
+    lab.redis(&ip, &["debug", "populate", "100000", "key", "1000"]);
+    let probe = lab.probe(&ip);
+    lab.ok(&["restart", "b", "--", "--images-size", "24M"]);
+    let (ok, r) = lab.migrate("redis", "b", &["--strategy", "cold"]);
+    assert!(!ok, "{r}");
+    assert_eq!(r["outcome"], "rolled_back", "{r}");
+    let reason = r["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("the destination says") && reason.contains("--images-size"),
+        "{reason}"
+    );
+    runs_on_a_only(&lab);
+    // With room again, it moves.
+    lab.ok(&["restart", "b"]);
+    let (ok, r) = lab.migrate("redis", "b", &["--strategy", "cold"]);
+    assert!(ok, "{r}");
+    let p = probe.stop();
+    assert_unbroken(&p);
+    assert_eq!(lab.redis(&ip, &["dbsize"]), "100001");
+}

@@ -40,6 +40,9 @@ pub fn ensure_tmpfs(dir: &Path, size: &str) -> std::io::Result<()> {
     let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     if !is_tmpfs_mount(&dir, &info) {
         mount(&dir, "ferry-images", size)?;
+    } else if let Err(e) = remount(&dir, size) {
+        // An earlier run's tmpfs: it keeps its size when what it holds does not fit.
+        tracing::warn!("{e}");
     }
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
 }
@@ -51,6 +54,22 @@ pub fn ensure_tmpfs_sized(dir: &Path, source: &str, size: &str) -> std::io::Resu
         return Ok(());
     }
     mount(dir, source, size)
+}
+
+/// Gives the tmpfs at `dir` the size this run was started with.
+fn remount(dir: &Path, size: &str) -> std::io::Result<()> {
+    let out = std::process::Command::new("mount")
+        .args(["-o", &format!("remount,mode=0700,size={size}")])
+        .arg(dir)
+        .output()?;
+    if !out.status.success() {
+        return Err(std::io::Error::other(format!(
+            "cannot resize the tmpfs on {} to {size}: {}",
+            dir.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(())
 }
 
 fn mount(dir: &Path, source: &str, size: &str) -> std::io::Result<()> {

@@ -321,10 +321,18 @@ async fn step(
         }
         DestAction::Abort { reason } => {
             tracing::info!(reason = ?reason, "the source aborted");
-            if let Some(s) = session.take() {
+            let mut why = None;
+            if let Some(mut s) = session.take() {
+                why = s.page_failure().await;
                 s.drop_all().await;
             }
-            now(PeerReply::Aborted)
+            // The source saw a broken page channel: say what broke it here.
+            now(match why {
+                Some(w) => PeerReply::Error {
+                    message: space_hint(settings, format!("the page transfer failed: {w}")),
+                },
+                None => PeerReply::Aborted,
+            })
         }
         DestAction::Probe { cpuinfo, paths } => now(PeerReply::Probed {
             host: ports.host.facts(cpuinfo.as_deref(), &paths),

@@ -381,6 +381,11 @@ impl DestSession {
     }
 
     /// Drops everything this session built.
+    /// Why the page transfer failed here, if it did.
+    pub async fn page_failure(&mut self) -> Option<String> {
+        self.half.as_mut()?.page_failure().await
+    }
+
     pub async fn drop_all(mut self) {
         if self.a.restored {
             let _ = self.ports.engine.delete(&self.a.container).await;

@@ -47,6 +47,13 @@ impl SourceRun {
         self.report
     }
 
+    fn exited(&self, reason: &str) -> String {
+        format!(
+            "container '{}' exited by itself during the migration, so there is nothing to move or resume ({reason})",
+            self.req.container
+        )
+    }
+
     /// The migration failed: roll back, or keep the container frozen where only the
     /// destination can tell whether it runs there.
     pub(crate) async fn fail(mut self, e: MigrateError) -> Report {
@@ -54,10 +61,7 @@ impl SourceRun {
         crate::logs::keep_logs(&self.settings, &self.session, &self.dir);
         let mut reason = e.to_string();
         if self.ports.subject.processes().is_empty() {
-            reason = format!(
-                "container '{}' exited by itself during the migration, so there is nothing to move or resume ({reason})",
-                self.req.container
-            );
+            reason = self.exited(&reason);
         }
         tracing::warn!(container = %self.req.container, reason = ?reason, "migration failed");
         self.report.reason = Some(reason.clone());
@@ -122,7 +126,7 @@ impl SourceRun {
 
     /// Tells the destination to drop what it built, then undoes the source's steps.
     async fn roll_back(mut self, plan: Rollback, reason: &str) -> Report {
-        self.abort_remote(reason).await;
+        let aborted = self.abort_remote(reason).await;
         let t = Instant::now();
         let undo_errors = match &plan {
             Rollback::Undo(steps) => undo(&*self.ports.network, &*self.ports.subject, steps).await,
@@ -131,6 +135,20 @@ impl SourceRun {
             }
         };
         self.tl.record("rollback", t);
+        // Once the container runs again: what the destination says broke there.
+        let theirs = match aborted {
+            true => self.abort_answer().await,
+            false => None,
+        };
+        let with_theirs;
+        let reason = match theirs {
+            Some(w) if !reason.contains(&w) => {
+                with_theirs = format!("{reason}; the destination says: {w}");
+                self.report.reason = Some(with_theirs.clone());
+                &with_theirs
+            }
+            _ => reason,
+        };
         if let Some(fz) = self.freeze_started() {
             self.report.downtime_ms = Some(ferry_types::ms(fz.elapsed()));
         }
@@ -143,11 +161,15 @@ impl SourceRun {
                 errors.join("; ")
             ));
         } else if let Err(why) = self.ports.subject.alive() {
-            // A rolled-back container is checked, never assumed, to run again.
+            // A rolled-back container is checked, never assumed, to run again. The source
+            // never stops it before the commit: with no process left, it ended itself
+            // (its last process may have been reaped only now).
             tracing::error!(container = %self.req.container, "after the rollback the container does not run: {why}");
-            self.report.reason = Some(format!(
-                "{reason}; the container was lost: after rolling back, {why}"
-            ));
+            self.report.reason = Some(match self.ports.subject.processes().is_empty() {
+                true if !reason.contains("exited by itself") => self.exited(reason),
+                true => reason.to_string(),
+                false => format!("{reason}; the container was lost: after rolling back, {why}"),
+            });
         } else {
             self.report.outcome = Outcome::RolledBack;
         }

@@ -340,15 +340,27 @@ impl SourceRun {
     }
 
     /// Sends an `Abort` without waiting long: the destination drops what it built.
-    pub(crate) async fn abort_remote(&mut self, reason: &str) {
-        if let Some(l) = self.link.as_mut() {
-            let _ = tokio::time::timeout(
-                Duration::from_secs(2),
-                l.send(&PeerRequest::Abort {
-                    reason: reason.to_string(),
-                }),
-            )
-            .await;
+    /// Returns whether it went.
+    pub(crate) async fn abort_remote(&mut self, reason: &str) -> bool {
+        let Some(l) = self.link.as_mut() else {
+            return false;
+        };
+        let abort = PeerRequest::Abort {
+            reason: reason.to_string(),
+        };
+        let sent = l.send(&abort);
+        matches!(
+            tokio::time::timeout(Duration::from_secs(2), sent).await,
+            Ok(Ok(()))
+        )
+    }
+
+    /// The destination's answer to `Abort`: its own reason for the failure, if it has
+    /// one (a page transfer that broke there, such as a full images tmpfs).
+    pub(crate) async fn abort_answer(&mut self) -> Option<String> {
+        match self.expect_within("aborted", Duration::from_secs(2)).await {
+            Err(PeerError::Refused(why)) => Some(why.chars().take(600).collect()),
+            _ => None,
         }
     }
 

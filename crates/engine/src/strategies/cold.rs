@@ -101,6 +101,10 @@ pub(crate) fn files_plan(s: &Arrival, lazy: bool) -> RestorePlan {
 
 #[async_trait]
 impl DestHalf for FilesDest {
+    async fn page_failure(&mut self) -> Option<String> {
+        super::task_failure(&mut self.task).await
+    }
+
     async fn images_stored(&mut self, pages_bytes: u64) -> Result<(), IncomingError> {
         await_page_files(self.task.take(), pages_bytes).await
     }

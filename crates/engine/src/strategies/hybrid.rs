@@ -55,6 +55,10 @@ struct HybridDest {
 
 #[async_trait]
 impl DestHalf for HybridDest {
+    async fn page_failure(&mut self) -> Option<String> {
+        super::task_failure(&mut self.rounds).await
+    }
+
     async fn images_stored(&mut self, _pages_bytes: u64) -> Result<(), IncomingError> {
         Ok(())
     }

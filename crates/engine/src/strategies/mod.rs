@@ -49,6 +49,22 @@ pub trait DestHalf: Send {
     fn after_commit(self: Box<Self>) -> AfterCommit;
     /// The session is dropped (its container already deleted): stop what it started.
     async fn abort(self: Box<Self>);
+    /// Why the page transfer failed here, if it did (the source sees only a broken
+    /// channel). Waits a moment for a page task that is about to end.
+    async fn page_failure(&mut self) -> Option<String> {
+        None
+    }
+}
+
+/// How a page task that the source gave up on ended here, if it failed.
+pub(crate) async fn task_failure<T: Send>(
+    task: &mut Option<crate::ports::pages::PageTask<T>>,
+) -> Option<String> {
+    let t = task.take()?;
+    match tokio::time::timeout(std::time::Duration::from_secs(1), t).await {
+        Ok(Ok(Err(e))) => Some(e.to_string()),
+        _ => None,
+    }
 }
 
 /// The strategy that runs `s`.

@@ -225,6 +225,27 @@ async fn page_faults_roll_back_where_they_strike() {
 }
 
 #[tokio::test]
+async fn a_page_stream_the_destination_broke_is_reported_with_its_reason() {
+    // The destination's page task fails (a full images tmpfs, say), so the source's
+    // stream breaks: the report carries the destination's reason, not only the source's.
+    for s in [Strategy::Cold, Strategy::Precopy] {
+        let (r, cfg) = migrate(with(&[Step::Stream, Step::DestPages]), s).await;
+        let reason = r.reason.clone().unwrap_or_default();
+        assert_back_at_source(&cfg.log, r.outcome, &reason);
+        assert!(
+            reason.contains("the destination says: the page transfer failed:"),
+            "{s}: {reason}"
+        );
+    }
+    // A destination whose pages were fine answers the abort plainly.
+    let (r, _) = migrate(with(&[Step::Stream]), Strategy::Cold).await;
+    assert!(!r
+        .reason
+        .unwrap_or_default()
+        .contains("the destination says"));
+}
+
+#[tokio::test]
 async fn a_peer_that_vanishes_mid_step_leaves_the_container_at_the_source() {
     // The connection breaks after so many frames: during the bundle, the images, the
     // restore.
