@@ -186,7 +186,9 @@ async fn serve(agent: Arc<Agent>, acc: ferry_transport::Accepted) {
             });
             match slot {
                 Some(tx) => {
-                    let _ = tx.send(acc.conn.into_stream());
+                    let stream = acc.conn.into_stream();
+                    stream.mark(crate::adapters::pages_source::traffic(role));
+                    let _ = tx.send(stream);
                 }
                 None => {
                     tracing::warn!(session = %id, "a page channel for an unknown session was refused")

@@ -77,19 +77,7 @@ pub async fn ferry_run(
     };
     s.extra
         .insert("freeze_to_run_ms".into(), report.downtime_ms.unwrap_or(0.0));
-    if let Some(pc) = report.postcopy_ms {
-        s.extra.insert("postcopy_ms".into(), pc);
-        let phase_end = |name: &str| {
-            report
-                .phases
-                .iter()
-                .find(|p| p.name == name)
-                .map(|p| t0 + Duration::from_secs_f64((p.start_ms + p.ms) / 1e3))
-        };
-        if let (Some(from), Some(to)) = (phase_end("commit"), phase_end("postcopy")) {
-            insert_window(&mut s, &seen, from, to);
-        }
-    }
+    insert_postcopy(&mut s, &report, &seen, t0);
     if let Some(u) = report.usage {
         let tmpfs = report.images.map_or(0, |i| i.total_bytes - i.pages_bytes);
         s.extra.insert(
@@ -98,6 +86,28 @@ pub async fn ferry_run(
         );
     }
     Ok(s)
+}
+
+/// Adds post-copy's time and the client's latencies while its pages came in; `t0` is when
+/// the migration started.
+pub fn insert_postcopy(
+    s: &mut Sample,
+    report: &ferry_types::Report,
+    seen: &crate::probe::ProbeResult,
+    t0: std::time::Instant,
+) {
+    let Some(pc) = report.postcopy_ms else { return };
+    s.extra.insert("postcopy_ms".into(), pc);
+    let phase_end = |name: &str| {
+        report
+            .phases
+            .iter()
+            .find(|p| p.name == name)
+            .map(|p| t0 + Duration::from_secs_f64((p.start_ms + p.ms) / 1e3))
+    };
+    if let (Some(from), Some(to)) = (phase_end("commit"), phase_end("postcopy")) {
+        insert_window(s, seen, from, to);
+    }
 }
 
 /// Adds the client's latencies between `from` and `to` (the page-in window).

@@ -57,6 +57,7 @@ async fn loaded_run(
     let load = crate::load::start(&lab.lab.client_netns, addr, keys, writes, true);
     tokio::time::sleep(BASELINE).await;
     let at = load.started.elapsed().as_secs_f64() * 1e3;
+    let t0 = std::time::Instant::now();
     let report = lab.migrate("a", name, "b", options).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let seen = probe.stop()?;
@@ -85,9 +86,7 @@ async fn loaded_run(
     };
     s.extra
         .insert("freeze_to_run_ms".into(), report.downtime_ms.unwrap_or(0.0));
-    if let Some(pc) = report.postcopy_ms {
-        s.extra.insert("postcopy_ms".into(), pc);
-    }
+    crate::cold::insert_postcopy(&mut s, &report, &seen, t0);
     s.extra.insert("writes_per_s".into(), writes as f64);
     if let Some(pc) = &report.precopy {
         s.extra.insert("rounds".into(), pc.rounds.len() as f64);

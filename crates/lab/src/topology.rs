@@ -238,10 +238,13 @@ async fn shape_uplink(
     fabric_if: &str,
 ) -> Result<(), LabError> {
     // Shape both directions of the host's uplink.
-    let up = shape::plan_shape("up0", rate, spec.delay_ms)?.in_netns(ferry_netns::netns_path(ns));
+    let up = shape::plan_shape("up0", rate, spec.delay_ms)?
+        .into_iter()
+        .map(|c| c.in_netns(ferry_netns::netns_path(ns)));
     let down = shape::plan_shape(fabric_if, rate, spec.delay_ms)?
-        .in_netns(ferry_netns::netns_path(fabric));
-    for c in [up, down] {
+        .into_iter()
+        .map(|c| c.in_netns(ferry_netns::netns_path(fabric)));
+    for c in up.chain(down).collect::<Vec<_>>() {
         run(c).await.map_err(|e| match e.to_string() {
             m if spec.delay_ms > 0.0 && shape::netem_missing(&m) => LabError::Invalid(
                 "this kernel lacks the netem qdisc (sch_netem), so the lab cannot add a delay; shape the rate alone with --link RATE and no --delay".into(),

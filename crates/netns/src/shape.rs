@@ -41,9 +41,12 @@ pub fn rate_bits(rate: &str) -> Option<u64> {
 }
 
 /// Shapes egress of `dev` (in the current namespace) to `rate`, with `delay_ms` of delay.
-/// Without delay a token bucket (`tbf`) does it; a delay needs `netem`, which some
-/// kernels lack (see [`netem_missing`]).
-pub fn plan_shape(dev: &str, rate: &str, delay_ms: f64) -> Result<Cmd, NetError> {
+/// Without delay a token bucket (`tbf`) does it, and its queue is `pfifo_fast`, three
+/// bands by priority: packets marked urgent (priority 6, as post-copy's urgent channel
+/// is) leave before the others, bulk ones (priority 2) after them. A delay needs
+/// `netem`, which some kernels lack (see [`netem_missing`]); its queue is ordered by
+/// time, so marks do not reorder it.
+pub fn plan_shape(dev: &str, rate: &str, delay_ms: f64) -> Result<Vec<Cmd>, NetError> {
     validate_rate(rate)?;
     if !(0.0..=10_000.0).contains(&delay_ms) {
         return Err(NetError::Invalid(format!(
@@ -55,24 +58,40 @@ pub fn plan_shape(dev: &str, rate: &str, delay_ms: f64) -> Result<Cmd, NetError>
         // at least one 64 KiB GSO packet.
         let bits = rate_bits(rate).unwrap_or(1_000_000_000);
         let burst = (bits / 8 / 250).max(128 << 10).to_string();
-        return Ok(Cmd::new(
-            "tc",
-            &[
-                "qdisc", "replace", "dev", dev, "root", "tbf", "rate", rate, "burst", &burst,
-                "latency", "20ms",
-            ],
-        ));
+        return Ok(vec![
+            Cmd::new(
+                "tc",
+                &[
+                    "qdisc", "replace", "dev", dev, "root", "handle", "1:", "tbf", "rate", rate,
+                    "burst", &burst, "latency", "20ms",
+                ],
+            ),
+            Cmd::new(
+                "tc",
+                &[
+                    "qdisc",
+                    "replace",
+                    "dev",
+                    dev,
+                    "parent",
+                    "1:1",
+                    "handle",
+                    "10:",
+                    "pfifo_fast",
+                ],
+            ),
+        ]);
     }
     let delay = format!("{delay_ms}ms");
     // netem's queue must hold a bandwidth-delay product plus bursts; 10000 packets is
     // ample for 10 Gbit/s with a few milliseconds.
-    Ok(Cmd::new(
+    Ok(vec![Cmd::new(
         "tc",
         &[
             "qdisc", "replace", "dev", dev, "root", "netem", "delay", &delay, "rate", rate,
             "limit", "10000",
         ],
-    ))
+    )])
 }
 
 /// Whether a failed `tc` said the qdisc is unknown to this kernel.
@@ -97,13 +116,21 @@ mod tests {
     fn shaping_uses_netem() {
         let c = plan_shape("veth0", "1gbit", 1.0).unwrap();
         assert_eq!(
-            c.display(),
+            c[0].display(),
             "tc qdisc replace dev veth0 root netem delay 1ms rate 1gbit limit 10000"
         );
         assert!(plan_shape("veth0", "1gbit", -1.0).is_err());
+        let tbf: Vec<String> = plan_shape("veth0", "1gbit", 0.0)
+            .unwrap()
+            .iter()
+            .map(Cmd::display)
+            .collect();
         assert_eq!(
-            plan_shape("veth0", "1gbit", 0.0).unwrap().display(),
-            "tc qdisc replace dev veth0 root tbf rate 1gbit burst 500000 latency 20ms"
+            tbf,
+            [
+                "tc qdisc replace dev veth0 root handle 1: tbf rate 1gbit burst 500000 latency 20ms",
+                "tc qdisc replace dev veth0 parent 1:1 handle 10: pfifo_fast"
+            ]
         );
     }
 }

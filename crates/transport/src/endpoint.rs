@@ -81,6 +81,26 @@ pub fn tune_tcp(s: &TcpStream) {
     );
 }
 
+/// What a connection carries, for the queues on its path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Traffic {
+    /// Pages a process waits for: ahead of everything else.
+    Urgent,
+    /// Pages nobody waits for yet: behind everything else.
+    Bulk,
+}
+
+impl Traffic {
+    /// `SO_PRIORITY` (this host's queues: a `prio` qdisc puts 6 in its first band and 2
+    /// in its last) and the DSCP (the network's: EF and CS1).
+    fn marks(self) -> (libc::c_int, libc::c_int) {
+        match self {
+            Traffic::Urgent => (6, 46 << 2),
+            Traffic::Bulk => (2, 8 << 2),
+        }
+    }
+}
+
 /// A connected byte stream.
 #[derive(Debug)]
 pub enum Stream {
@@ -91,6 +111,22 @@ pub enum Stream {
 }
 
 impl Stream {
+    /// Marks the connection's packets as `t` (nothing on a Unix socket).
+    pub fn mark(&self, t: Traffic) {
+        use std::os::fd::AsRawFd;
+        let fd = match self {
+            Stream::Tcp(s) => s.as_raw_fd(),
+            Stream::Tls(s) => s.get_ref().0.as_raw_fd(),
+            Stream::Unix(_) => return,
+        };
+        // SAFETY: the stream holds `fd` open for the duration of this call.
+        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        let (priority, tos) = t.marks();
+        // IP_TOS sets the priority from the TOS too: the explicit priority comes after.
+        set_int_opt(&fd, libc::IPPROTO_IP, libc::IP_TOS, tos);
+        set_int_opt(&fd, libc::SOL_SOCKET, libc::SO_PRIORITY, priority);
+    }
+
     /// The uid of the peer process (Unix sockets only).
     pub fn peer_uid(&self) -> Option<u32> {
         match self {
@@ -223,5 +259,38 @@ mod tests {
             Endpoint::Unix("/run/ferry/agent.sock".into())
         );
         assert!("nowhere".parse::<Endpoint>().is_err());
+    }
+
+    fn int_opt(fd: &impl std::os::fd::AsRawFd, level: libc::c_int, opt: libc::c_int) -> i32 {
+        let mut v: libc::c_int = -1;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: getsockopt writes one int into `v`.
+        unsafe {
+            libc::getsockopt(
+                fd.as_raw_fd(),
+                level,
+                opt,
+                std::ptr::addr_of_mut!(v).cast(),
+                &mut len,
+            )
+        };
+        v
+    }
+
+    #[tokio::test]
+    async fn marks_set_the_priority_and_the_dscp() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let a = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let (b, _) = l.accept().await.unwrap();
+        let (a, b) = (Stream::Tcp(a), Stream::Tcp(b));
+        a.mark(Traffic::Urgent);
+        b.mark(Traffic::Bulk);
+        let (Stream::Tcp(a), Stream::Tcp(b)) = (a, b) else {
+            unreachable!()
+        };
+        assert_eq!(int_opt(&a, libc::SOL_SOCKET, libc::SO_PRIORITY), 6);
+        assert_eq!(int_opt(&a, libc::IPPROTO_IP, libc::IP_TOS), 0xb8);
+        assert_eq!(int_opt(&b, libc::SOL_SOCKET, libc::SO_PRIORITY), 2);
+        assert_eq!(int_opt(&b, libc::IPPROTO_IP, libc::IP_TOS), 0x20);
     }
 }

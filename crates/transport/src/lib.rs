@@ -45,7 +45,7 @@ mod tls;
 
 pub use auth::{Auth, Credentials, Secret};
 pub use conn::{Conn, Incoming, DATA_CHUNK};
-pub use endpoint::{Endpoint, Stream};
+pub use endpoint::{Endpoint, Stream, Traffic};
 pub use error::TransportError;
 pub use handshake::{accept, accept_tcp, connect, Accepted, ClientHello};
 pub use identity::{Identity, OPERATOR_URI};

@@ -46,7 +46,9 @@ impl AgentPages {
             .dial(role, Some(session.to_string()))
             .await
             .map_err(|e| PagesError::Lost(e.to_string()))?;
-        Ok(conn.into_stream())
+        let stream = conn.into_stream();
+        stream.mark(traffic(role));
+        Ok(stream)
     }
 
     async fn open_fd(&self, session: &str) -> Result<OwnedFd, PagesError> {
@@ -54,6 +56,15 @@ impl AgentPages {
             .await?
             .into_blocking_fd()
             .map_err(|e| failed(format!("page channel: {e}")))
+    }
+}
+
+/// How a page channel's packets are marked: post-copy's urgent channel ahead of
+/// everything, page streams behind.
+pub(crate) fn traffic(role: Role) -> ferry_transport::Traffic {
+    match role {
+        Role::UrgentPages => ferry_transport::Traffic::Urgent,
+        _ => ferry_transport::Traffic::Bulk,
     }
 }
 

@@ -355,11 +355,14 @@ async fn precopy(a: PrecopyArgs) -> anyhow::Result<i32> {
             a.link, a.writes_pct
         ),
         "downtime = longest request latency a client doing INCR every 1 ms saw; freeze_to_run = ferry's own measure;".to_string(),
-        "throughput_in_rounds_pct = Redis throughput while the rounds ran, in percent of before".to_string(),
+        "throughput_in_rounds_pct = Redis throughput while the rounds ran, in percent of before;".to_string(),
+        "pagein = the client's latencies while post-copy's pages came in".to_string(),
     ];
     let extra = [
         "freeze_to_run_ms",
         "postcopy_ms",
+        "pagein_max_ms",
+        "pagein_p99_ms",
         "rounds",
         "threshold_pct",
         "throughput_in_rounds_pct",
