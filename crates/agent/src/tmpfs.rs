@@ -58,35 +58,29 @@ pub fn ensure_tmpfs_sized(dir: &Path, source: &str, size: &str) -> std::io::Resu
 
 /// Gives the tmpfs at `dir` the size this run was started with.
 fn remount(dir: &Path, size: &str) -> std::io::Result<()> {
-    let out = std::process::Command::new("mount")
-        .args(["-o", &format!("remount,mode=0700,size={size}")])
-        .arg(dir)
-        .output()?;
-    if !out.status.success() {
-        return Err(std::io::Error::other(format!(
-            "cannot resize the tmpfs on {} to {size}: {}",
-            dir.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
-    Ok(())
+    let opts = format!("remount,mode=0700,size={size}");
+    run_mount(
+        &["-o", &opts],
+        dir,
+        &format!("resize the tmpfs on {} to {size}", dir.display()),
+    )
 }
 
 fn mount(dir: &Path, source: &str, size: &str) -> std::io::Result<()> {
+    let opts = format!("mode=0700,size={size}");
+    let what = format!("mount a tmpfs on {}", dir.display());
+    run_mount(&["-t", "tmpfs", "-o", &opts, source], dir, &what)
+}
+
+/// `mount ARGS DIR`; a failure says it could not do `what`, with mount's own words.
+fn run_mount(args: &[&str], dir: &Path, what: &str) -> std::io::Result<()> {
     let out = std::process::Command::new("mount")
-        .args([
-            "-t",
-            "tmpfs",
-            "-o",
-            &format!("mode=0700,size={size}"),
-            source,
-        ])
+        .args(args)
         .arg(dir)
         .output()?;
     if !out.status.success() {
         return Err(std::io::Error::other(format!(
-            "cannot mount a tmpfs on {}: {}",
-            dir.display(),
+            "cannot {what}: {}",
             String::from_utf8_lossy(&out.stderr).trim()
         )));
     }

@@ -8,7 +8,7 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 
-use crate::sockopt::set_int_opt;
+use crate::sockopt::{get_int_opt, set_int_opt};
 use crate::TransportError;
 
 /// A TCP address or a Unix socket path.
@@ -158,22 +158,7 @@ impl Stream {
     /// The reverse of [`Stream::into_blocking_fd`]: a stream again, for the async side.
     /// Must be called inside a Tokio runtime.
     pub fn from_blocking_fd(fd: std::os::fd::OwnedFd) -> std::io::Result<Self> {
-        use std::os::fd::AsRawFd;
-        let mut domain: libc::c_int = 0;
-        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-        // SAFETY: getsockopt writes one int into `domain`.
-        let r = unsafe {
-            libc::getsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_DOMAIN,
-                std::ptr::addr_of_mut!(domain).cast(),
-                &mut len,
-            )
-        };
-        if r != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
+        let domain = get_int_opt(&fd, libc::SOL_SOCKET, libc::SO_DOMAIN)?;
         if domain == libc::AF_UNIX {
             let s = std::os::unix::net::UnixStream::from(fd);
             s.set_nonblocking(true)?;
@@ -262,19 +247,7 @@ mod tests {
     }
 
     fn int_opt(fd: &impl std::os::fd::AsRawFd, level: libc::c_int, opt: libc::c_int) -> i32 {
-        let mut v: libc::c_int = -1;
-        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-        // SAFETY: getsockopt writes one int into `v`.
-        unsafe {
-            libc::getsockopt(
-                fd.as_raw_fd(),
-                level,
-                opt,
-                std::ptr::addr_of_mut!(v).cast(),
-                &mut len,
-            )
-        };
-        v
+        get_int_opt(fd, level, opt).unwrap()
     }
 
     #[tokio::test]

@@ -18,3 +18,27 @@ pub(crate) fn set_int_opt(
         );
     }
 }
+
+/// Reads an integer socket option.
+pub(crate) fn get_int_opt(
+    s: &impl std::os::fd::AsRawFd,
+    level: libc::c_int,
+    opt: libc::c_int,
+) -> std::io::Result<libc::c_int> {
+    let mut v: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt writes one int into `v`.
+    let r = unsafe {
+        libc::getsockopt(
+            s.as_raw_fd(),
+            level,
+            opt,
+            std::ptr::addr_of_mut!(v).cast(),
+            &mut len,
+        )
+    };
+    match r {
+        0 => Ok(v),
+        _ => Err(std::io::Error::last_os_error()),
+    }
+}

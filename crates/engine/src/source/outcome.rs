@@ -140,15 +140,11 @@ impl SourceRun {
             true => self.abort_answer().await,
             false => None,
         };
-        let with_theirs;
         let reason = match theirs {
-            Some(w) if !reason.contains(&w) => {
-                with_theirs = format!("{reason}; the destination says: {w}");
-                self.report.reason = Some(with_theirs.clone());
-                &with_theirs
-            }
-            _ => reason,
+            Some(w) if !reason.contains(&w) => format!("{reason}; the destination says: {w}"),
+            _ => reason.to_string(),
         };
+        self.report.reason = Some(reason.clone());
         if let Some(fz) = self.freeze_started() {
             self.report.downtime_ms = Some(ferry_types::ms(fz.elapsed()));
         }
@@ -166,8 +162,8 @@ impl SourceRun {
             // (its last process may have been reaped only now).
             tracing::error!(container = %self.req.container, "after the rollback the container does not run: {why}");
             self.report.reason = Some(match self.ports.subject.processes().is_empty() {
-                true if !reason.contains("exited by itself") => self.exited(reason),
-                true => reason.to_string(),
+                true if !reason.contains("exited by itself") => self.exited(&reason),
+                true => reason.clone(),
                 false => format!("{reason}; the container was lost: after rolling back, {why}"),
             });
         } else {
