@@ -228,3 +228,63 @@ fn bad_requests_get_one_sentence() {
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("no lab named 'nolab' is up"));
 }
+
+/// Counts the TCP resets that enter or leave the client's namespace.
+fn count_resets(lab: &Lab, install: bool) -> u64 {
+    if install {
+        let rules = "table inet ferry-test-rst {\n counter resets { }\n \
+            chain input { type filter hook input priority 0; tcp flags & rst != 0 counter name \"resets\"; }\n \
+            chain output { type filter hook output priority 0; tcp flags & rst != 0 counter name \"resets\"; }\n}\n";
+        let path = std::env::temp_dir().join(unique("rst.nft"));
+        std::fs::write(&path, rules).expect("write the counting rules");
+        let out = lab.client(&["nft", "-f", path.to_str().expect("a UTF-8 path")]);
+        assert!(out.is_empty(), "cannot count resets: {out}");
+    }
+    let out = lab.client(&["nft", "list", "counter", "inet", "ferry-test-rst", "resets"]);
+    let packets = out
+        .split_whitespace()
+        .skip_while(|w| *w != "packets")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no counter: {out}"));
+    packets.parse().expect("a packet count")
+}
+
+#[test]
+fn the_client_waits_no_longer_than_the_downtime_and_sees_no_reset() {
+    let Some(env) = e2e("the_client_waits_no_longer_than_the_downtime_and_sees_no_reset") else {
+        return;
+    };
+    let lab = Lab::up_shaped(&env, 2, "1gbit");
+    let ip = lab.run_redis("a", "redis");
+    assert_eq!(
+        lab.redis(&ip, &["debug", "populate", "200000", "key", "1000"]),
+        "OK"
+    );
+    assert_eq!(count_resets(&lab, true), 0);
+    // Packets the client sends during the downtime are held and delivered at the
+    // commit, so its worst request ends with the downtime, not at its next
+    // retransmission (200 ms, then 400 ms more, ...).
+    for (to, back) in [("b", "a"), ("a", "b")] {
+        let probe = lab.probe(&ip);
+        let (ok, r) = lab.migrate("redis", to, &[]);
+        assert!(ok, "{back} -> {to}: {r}");
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let p = probe.stop();
+        assert_unbroken(&p);
+        let downtime = r["downtime_ms"].as_f64().unwrap();
+        let worst = p["max_latency_ms"].as_f64().unwrap();
+        assert!(
+            worst < downtime + 150.0,
+            "{back} -> {to}: the client waited {worst:.1} ms for a downtime of {downtime:.1} ms"
+        );
+        eprintln!(
+            "{back} -> {to}: downtime {downtime:.1} ms, client's worst request {worst:.1} ms"
+        );
+    }
+    assert_eq!(
+        count_resets(&lab, false),
+        0,
+        "a reset crossed the client's namespace"
+    );
+    assert_eq!(lab.redis(&ip, &["dbsize"]), "200001");
+}

@@ -81,8 +81,8 @@ pub async fn network(
         link = %host_if,
         "moving a container this agent did not start"
     );
-    Ok(AgentNetwork {
-        agent: agent.clone(),
-        net: ContainerNet::foreign(&agent.cfg.net, name, netns, spec, host_if),
-    })
+    Ok(AgentNetwork::new(
+        agent.clone(),
+        ContainerNet::foreign(&agent.cfg.net, name, netns, spec, host_if),
+    ))
 }

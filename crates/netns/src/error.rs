@@ -20,4 +20,16 @@ pub enum NetError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot catch the packets the lock of {netns} drops: {source}")]
+    Catch {
+        netns: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot deliver held packets in {netns}: {source}")]
+    Deliver {
+        netns: String,
+        #[source]
+        source: std::io::Error,
+    },
 }

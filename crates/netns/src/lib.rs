@@ -12,6 +12,7 @@
 mod arp;
 mod cmd;
 mod error;
+pub mod held;
 mod link;
 mod lock;
 mod ns;

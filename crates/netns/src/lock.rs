@@ -8,6 +8,7 @@
 
 use std::path::PathBuf;
 
+use crate::held::{GROUP_IN, GROUP_OUT};
 use crate::{Cmd, NetError, Runner};
 
 /// Packets CRIU sends itself carry this mark and pass every lock.
@@ -88,9 +89,17 @@ impl NetLock {
                 String::new()
             };
             script.push_str(&format!("table {family} {t} {{\n"));
-            for (chain, hook) in [("input", "input"), ("output", "output")] {
+            for (chain, group) in [("input", GROUP_IN), ("output", GROUP_OUT)] {
+                // ferry's hold lock keeps a copy of each TCP packet it drops (held.rs).
+                let log = if family == "inet" && self.kind == LockKind::Hold {
+                    format!(
+                        " meta nfproto ipv4 meta l4proto tcp log group {group} snaplen 65535 queue-threshold 1;"
+                    )
+                } else {
+                    String::new()
+                };
                 script.push_str(&format!(
-                    "\tchain {chain} {{ type filter hook {hook} priority -10; policy drop;{mark} }}\n"
+                    "\tchain {chain} {{ type filter hook {chain} priority -10; policy drop;{mark}{log} }}\n"
                 ));
             }
             script.push_str("}\n");
@@ -163,6 +172,8 @@ mod tests {
         assert!(script.contains("hook input") && script.contains("hook output"));
         assert_eq!(script.matches("policy drop").count(), 4);
         assert!(script.contains("meta mark 0xc114 accept"));
+        assert!(script.contains("tcp log group 17920 snaplen 65535 queue-threshold 1"));
+        assert!(script.contains("tcp log group 17921 snaplen 65535 queue-threshold 1"));
         assert_eq!(c.netns.unwrap(), PathBuf::from("/run/netns/x"));
         let r = l.plan_remove().stdin.unwrap();
         assert!(
@@ -175,6 +186,7 @@ mod tests {
         let l = NetLock::criu_nft("/n".into(), "CRIU-7bddd2f7").unwrap();
         let s = l.plan_install().stdin.unwrap();
         assert!(s.contains("table inet CRIU-7bddd2f7") && !s.contains("arp"));
+        assert!(!s.contains("log group"), "CRIU's lock keeps no copies");
     }
 
     #[test]

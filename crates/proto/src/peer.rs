@@ -3,7 +3,7 @@
 //! accepts only the requests valid in its state.
 
 use ferry_types::{
-    DestStats, EngineKind, Fault, FileEntry, HostFacts, NetSpec, PostcopyStats, SessionState,
+    DestStats, EngineKind, Fault, FileEntry, Held, HostFacts, NetSpec, PostcopyStats, SessionState,
     Strategy,
 };
 use serde::{Deserialize, Serialize};
@@ -59,7 +59,12 @@ pub enum PeerRequest {
     /// Restore now.
     Restore,
     /// The source saw `Restored` and commits: the destination's copy is the container now.
-    Commit,
+    /// `held`: the packets the container's peers sent it while the source's lock was on,
+    /// for the destination to deliver once it unlocks.
+    Commit {
+        #[serde(default)]
+        held: Held,
+    },
     /// Give up this session; the destination drops whatever it built.
     Abort {
         reason: String,
@@ -138,7 +143,7 @@ impl WireMessage for PeerRequest {
             PeerRequest::ImageFile { .. } => "image_file",
             PeerRequest::ImagesDone { .. } => "images_done",
             PeerRequest::Restore => "restore",
-            PeerRequest::Commit => "commit",
+            PeerRequest::Commit { .. } => "commit",
             PeerRequest::Abort { .. } => "abort",
             PeerRequest::Resolve { .. } => "resolve",
             PeerRequest::Probe { .. } => "probe",

@@ -10,6 +10,7 @@
 pub mod container;
 pub mod criu;
 pub mod files;
+pub mod held;
 pub mod net;
 pub mod preflight;
 pub mod report;
@@ -20,6 +21,7 @@ pub mod usage;
 pub use container::{ContainerInfo, EngineKind, SessionState};
 pub use criu::{DumpStats, ImageSizes, RestoreStats};
 pub use files::{FileEntry, FileKind};
+pub use held::{Delivered, Held, HeldPacket};
 pub use net::NetSpec;
 pub use preflight::{Action, Finding, HostFacts, Preflight, ProcessFacts, StrategyFit};
 pub use report::{

@@ -16,7 +16,7 @@ use ferry_containers::docker::DockerEngine;
 use ferry_containers::podman::PodmanEngine;
 use ferry_engine::ports::network::{ContainerNetwork, Network, NetworkError};
 use ferry_netns::{NetLock, RealRunner};
-use ferry_types::NetSpec;
+use ferry_types::{Delivered, Held, NetSpec};
 
 /// The engine that makes an arriving container's namespace.
 #[derive(Debug, Clone)]
@@ -197,6 +197,11 @@ impl ContainerNetwork for EngineNet {
     /// forgets its MAC here.
     async fn release(&self) -> Result<(), NetworkError> {
         self.bridge_lock(false).await
+    }
+    /// The bridge, not a catcher, held this side's packets: only the source's come.
+    async fn deliver(&self, held: Held) -> Result<Delivered, NetworkError> {
+        let ns = self.netns().await?;
+        super::held::deliver(&ns, &self.spec, held).await
     }
 }
 

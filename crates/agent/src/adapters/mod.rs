@@ -11,6 +11,7 @@
 
 pub mod container;
 pub mod engine_net;
+pub mod held;
 pub mod host;
 pub mod network;
 pub mod pages_dest;

@@ -15,7 +15,9 @@ use ferry_engine::ports::network::{ContainerNetwork, Network, NetworkError};
 use ferry_netns::{
     send_gratuitous_arp, ContainerLink, NetError, NetLock, Netns, RealRunner, Runner,
 };
-use ferry_types::NetSpec;
+use ferry_types::{Delivered, Held, NetSpec};
+
+use super::held::Keeper;
 
 use crate::config::NetMode;
 use crate::state::Agent;
@@ -209,15 +211,21 @@ pub fn container_net(agent: &Agent, name: &str, spec: &NetSpec) -> Result<Contai
 pub struct AgentNetwork {
     pub agent: Arc<Agent>,
     pub net: ContainerNet,
+    held: Keeper,
 }
 
 impl AgentNetwork {
+    pub fn new(agent: Arc<Agent>, net: ContainerNet) -> Self {
+        Self {
+            agent,
+            net,
+            held: Keeper::default(),
+        }
+    }
+
     /// The network of a registered container on this agent.
     pub fn of(agent: &Arc<Agent>, name: &str, spec: &NetSpec) -> Result<Self, NetError> {
-        Ok(Self {
-            agent: agent.clone(),
-            net: container_net(agent, name, spec)?,
-        })
+        Ok(Self::new(agent.clone(), container_net(agent, name, spec)?))
     }
 }
 
@@ -234,7 +242,9 @@ impl ContainerNetwork for AgentNetwork {
             .hold_lock()
             .install(&RealRunner)
             .await
-            .map_err(net_err)
+            .map_err(net_err)?;
+        self.held.start(self.net.netns_path()).await;
+        Ok(())
     }
     async fn unlock(&self) -> Result<(), NetworkError> {
         self.net
@@ -254,6 +264,12 @@ impl ContainerNetwork for AgentNetwork {
     }
     async fn release(&self) -> Result<(), NetworkError> {
         release_net(&self.agent, &self.net).await.map_err(net_err)
+    }
+    async fn take_held(&self) -> Held {
+        self.held.take().await
+    }
+    async fn deliver(&self, held: Held) -> Result<Delivered, NetworkError> {
+        super::held::deliver(&self.net.netns_path(), &self.net.spec, held).await
     }
 }
 

@@ -10,7 +10,7 @@
 //! ```
 
 use ferry_proto::{PeerRequest, Prepare, ProtoError, WireMessage};
-use ferry_types::FileEntry;
+use ferry_types::{FileEntry, Held};
 
 /// Where the receiver is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,7 +53,10 @@ pub enum DestAction {
         pages_bytes: u64,
     },
     Restore,
-    Commit,
+    /// Commit, then deliver what the source's lock held.
+    Commit {
+        held: Held,
+    },
     Abort {
         reason: String,
     },
@@ -186,9 +189,9 @@ impl DestMachine {
                 self.state = S::Restoring;
                 vec![DestAction::Restore]
             }
-            (S::AwaitCommit, PeerRequest::Commit) => {
+            (S::AwaitCommit, PeerRequest::Commit { held }) => {
                 self.state = S::Committed;
-                vec![DestAction::Commit]
+                vec![DestAction::Commit { held }]
             }
             (_, other) => return Err(self.unexpected(other.name())),
         };
@@ -347,8 +350,13 @@ mod tests {
         assert!(d.drop_on_disconnect());
         d.restored();
         assert_eq!(
-            d.on(m(PeerRequest::Commit)).unwrap(),
-            vec![DestAction::Commit]
+            d.on(m(PeerRequest::Commit {
+                held: Held::default()
+            }))
+            .unwrap(),
+            vec![DestAction::Commit {
+                held: Held::default()
+            }]
         );
         assert!(!d.drop_on_disconnect());
     }
@@ -357,7 +365,11 @@ mod tests {
     fn out_of_order_messages_are_refused() {
         let mut d = DestMachine::new();
         assert!(d.on(m(PeerRequest::Restore)).is_err());
-        assert!(d.on(m(PeerRequest::Commit)).is_err());
+        assert!(d
+            .on(m(PeerRequest::Commit {
+                held: Held::default()
+            }))
+            .is_err());
         assert!(d.on(Input::Data(vec![1])).is_err());
         d.on(m(prepare())).unwrap();
         assert!(d.on(m(prepare())).is_err(), "a second prepare");
@@ -375,7 +387,10 @@ mod tests {
             "bundle not asked for"
         );
         assert!(
-            d.on(m(PeerRequest::Commit)).is_err(),
+            d.on(m(PeerRequest::Commit {
+                held: Held::default()
+            }))
+            .is_err(),
             "commit before restore"
         );
     }

@@ -314,9 +314,9 @@ async fn step(
                 })
             }
         },
-        DestAction::Commit => {
+        DestAction::Commit { held } => {
             let s = session.take().ok_or(IncomingError::NoSession)?;
-            let (stats, last) = s.commit().await;
+            let (stats, last) = s.commit(held).await;
             Ok(Some(Reply::Committed(PeerReply::Committed { stats }, last)))
         }
         DestAction::Abort { reason } => {

@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use ferry_proto::Prepare;
-use ferry_types::{DestStats, EngineKind, Fault, FileEntry, NetSpec, SessionState};
+use ferry_types::held::{HELD_BYTES, HELD_PACKETS};
+use ferry_types::{DestStats, EngineKind, Fault, FileEntry, Held, NetSpec, SessionState};
 use serde::{Deserialize, Serialize};
 
 use super::arrival::{AfterCommit, Arrival};
@@ -296,12 +297,13 @@ impl DestSession {
 
     /// The source committed: release the container's network and keep it. Returns what
     /// the connection still waits for (post-copy's last page).
-    pub async fn commit(mut self) -> (DestStats, Option<super::LastPage>) {
+    pub async fn commit(mut self, from_source: Held) -> (DestStats, Option<super::LastPage>) {
         let t = Instant::now();
         if let Err(e) = self.net.unlock().await {
             tracing::error!("cannot remove the hold lock of {}: {e}", self.a.container);
         }
         self.a.tl.record("unlock", t);
+        self.deliver_held(from_source).await;
         if let Some(p) = &self.pod {
             p.leave();
         }
@@ -330,6 +332,45 @@ impl DestSession {
         let stats = self.a.stats.clone();
         let last = self.go_on(after);
         (stats, last)
+    }
+
+    /// Delivers what the locks held, the source's first (older): its peers' packets only,
+    /// and within the bounds a catcher keeps; then this side's own, both ways.
+    async fn deliver_held(&mut self, from_source: Held) {
+        let t = Instant::now();
+        let peers =
+            if from_source.inbound.len() <= HELD_PACKETS && from_source.bytes() <= HELD_BYTES {
+                Held {
+                    inbound: from_source.inbound,
+                    outbound: Vec::new(),
+                    overflow: from_source.overflow,
+                }
+            } else {
+                tracing::warn!(
+                    "the source sent {} held packets ({} bytes), over the bounds: not delivered",
+                    from_source.inbound.len(),
+                    from_source.bytes()
+                );
+                Held::default()
+            };
+        let held = peers.then(self.net.take_held().await);
+        if held.is_empty() {
+            return;
+        }
+        match self.net.deliver(held).await {
+            Ok(d) => {
+                self.a.tl.record("deliver-held", t);
+                tracing::info!(
+                    container = %self.a.container,
+                    "delivered held packets: {} from peers, {} of its own, {} refused",
+                    d.inbound, d.outbound, d.refused
+                );
+            }
+            Err(e) => tracing::warn!(
+                "cannot deliver the packets held for {}: {e}",
+                self.a.container
+            ),
+        }
     }
 
     /// Lets what fills the memory run on after the commit.

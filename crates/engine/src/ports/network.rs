@@ -5,11 +5,14 @@
 //! prepares the container's namespace unreachable and locked, attaches and announces it
 //! before the restore (so that no packet waits for an ARP retry), and unlocks it at
 //! `Commit`. Every step here undoes itself: a failed migration rolls back by them.
+//! While locked, a network may keep copies of what its lock drops; the copies go to
+//! wherever the container runs on (the destination at `Commit`, the source after a
+//! rollback), so its peers need not wait for their retransmission timers.
 
 use std::path::PathBuf;
 
 use async_trait::async_trait;
-use ferry_types::NetSpec;
+use ferry_types::{Delivered, Held, NetSpec};
 use thiserror::Error;
 
 /// A network step failed; the sentence names the command or hook and what it said.
@@ -34,6 +37,16 @@ pub trait ContainerNetwork: Send + Sync {
     async fn announce(&self) -> Result<(), NetworkError>;
     /// Removes the namespace here (a pod's goes with its last member).
     async fn release(&self) -> Result<(), NetworkError>;
+    /// Stops keeping copies of the packets the lock drops, and returns them (a network
+    /// that keeps none returns nothing).
+    async fn take_held(&self) -> Held {
+        Held::default()
+    }
+    /// Delivers copies of held packets once the container runs here for good, after
+    /// `unlock`: its peers' to its sockets, its own onwards.
+    async fn deliver(&self, _held: Held) -> Result<Delivered, NetworkError> {
+        Ok(Delivered::default())
+    }
 }
 
 /// This host's networks, for containers arriving.

@@ -139,6 +139,22 @@ pub async fn undo(
             errors.push(RollbackError::Network { step, source });
         }
     }
+    // The container runs here again: what its lock held is delivered, as a destination
+    // would have. Copies only save peers a retransmission, so a failure is not the
+    // rollback's.
+    if steps.contains(&Undo::Unlock) {
+        let held = net.take_held().await;
+        if !held.is_empty() {
+            match net.deliver(held).await {
+                Ok(d) => tracing::info!(
+                    "delivered held packets after the rollback: {} from peers, {} of its own",
+                    d.inbound,
+                    d.outbound
+                ),
+                Err(e) => tracing::warn!("cannot deliver held packets after the rollback: {e}"),
+            }
+        }
+    }
     errors
 }
 

@@ -305,7 +305,11 @@ impl SourceRun {
         let t = Instant::now();
         self.progress("commit", 0, 0);
         self.journal("commit-sent");
-        self.send(&PeerRequest::Commit).await?;
+        // What the source's lock held goes with the commit; its own packets stay behind
+        // (the destination's copy sends those itself).
+        let mut held = self.ports.network.take_held().await;
+        held.outbound.clear();
+        self.send(&PeerRequest::Commit { held }).await?;
         self.progress.commit_sent = true;
         match self.expect("committed").await? {
             PeerReply::Committed { .. } => {}

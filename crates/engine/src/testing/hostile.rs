@@ -150,7 +150,11 @@ async fn a_commit_before_the_restore_is_refused() {
     let mut l = destination(&cfg, dir.path());
     l.send(&prepare(Strategy::Precopy)).await.unwrap();
     reply(&mut *l).await;
-    l.send(&PeerRequest::Commit).await.unwrap();
+    l.send(&PeerRequest::Commit {
+        held: Default::default(),
+    })
+    .await
+    .unwrap();
     assert!(refused(&mut *l).await.contains("unexpected message commit"));
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(!cfg.log.has("dst adopt"));

@@ -186,6 +186,40 @@ async fn a_fault_before_the_commit_rolls_back_every_strategy() {
 }
 
 #[tokio::test]
+async fn held_packets_go_where_the_container_runs_on() {
+    for s in ALL {
+        // The source's peers' packets (not its own) ride with the commit; the
+        // destination delivers them, then its own, once it has unlocked.
+        let (r, cfg) = migrate(Config::default(), s).await;
+        assert_eq!(r.outcome, Outcome::Migrated);
+        let log = &cfg.log;
+        let delivered = "dst deliver in=src,dst out=1";
+        assert!(
+            log.before("dst unlock", delivered),
+            "{s}: {:#?}",
+            log.lines()
+        );
+        assert!(
+            !log.of("src").iter().any(|l| l.starts_with("deliver")),
+            "{s}"
+        );
+        // Rolled back, the source delivers its own copies once unlocked.
+        let (r, cfg) = migrate(with(&[Step::Restore]), s).await;
+        assert_eq!(r.outcome, Outcome::RolledBack);
+        let log = &cfg.log;
+        assert!(
+            log.before("src unlock", "src deliver in=src out=1"),
+            "{s}: {:#?}",
+            log.lines()
+        );
+        assert!(
+            !log.of("dst").iter().any(|l| l.starts_with("deliver")),
+            "{s}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_failed_dump_reports_criu_s_own_words() {
     let (r, _) = migrate(with(&[Step::Dump]), Strategy::Cold).await;
     let e = r.criu_errors.expect("CRIU's lines");
@@ -198,12 +232,20 @@ async fn a_restore_failure_keeps_the_dump_and_rolls_back_in_order() {
     let (r, cfg) = migrate(with(&[Step::Restore]), Strategy::Cold).await;
     assert_eq!(r.outcome, Outcome::RolledBack);
     // Reattach with the lock still holding, unlock, take the sockets out of repair mode,
-    // thaw, then announce the address.
+    // thaw, announce the address, then deliver what the lock held.
     let src = cfg.log.of("src");
-    let tail: Vec<&str> = src.iter().rev().take(5).rev().map(String::as_str).collect();
+    let tail: Vec<&str> = src.iter().rev().take(7).rev().map(String::as_str).collect();
     assert_eq!(
         tail,
-        ["attach", "unlock", "release sockets", "thaw", "announce"],
+        [
+            "attach",
+            "unlock",
+            "release sockets",
+            "thaw",
+            "announce",
+            "take held",
+            "deliver in=src out=1"
+        ],
         "{src:?}"
     );
     assert!(r.reason.unwrap().contains("Unable to map ANON_VMA"));

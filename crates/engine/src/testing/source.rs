@@ -196,6 +196,33 @@ impl ContainerNetwork for FakeNetwork {
     async fn release(&self) -> Result<(), NetworkError> {
         self.step("release", None)
     }
+    /// One packet from a peer, named after the side, and one of the container's own.
+    async fn take_held(&self) -> ferry_types::Held {
+        use ferry_types::HeldPacket;
+        self.cfg.log(format!("{} take held", self.side));
+        ferry_types::Held {
+            inbound: vec![HeldPacket(self.side.as_bytes().to_vec())],
+            outbound: vec![HeldPacket(b"own".to_vec())],
+            overflow: 0,
+        }
+    }
+    async fn deliver(
+        &self,
+        held: ferry_types::Held,
+    ) -> Result<ferry_types::Delivered, NetworkError> {
+        let from: Vec<String> = held
+            .inbound
+            .iter()
+            .map(|p| String::from_utf8_lossy(&p.0).into_owned())
+            .collect();
+        self.cfg.log(format!(
+            "{} deliver in={} out={}",
+            self.side,
+            from.join(","),
+            held.outbound.len()
+        ));
+        Ok(ferry_types::Delivered::default())
+    }
 }
 
 /// Reaches a destination half that runs in this process, one per connection.
