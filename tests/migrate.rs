@@ -280,6 +280,20 @@ fn the_client_waits_no_longer_than_the_downtime_and_sees_no_reset() {
         eprintln!(
             "{back} -> {to}: downtime {downtime:.1} ms, client's worst request {worst:.1} ms"
         );
+        // The report says when the client's connection came back, seen at the
+        // destination: the probe's connection, from its own address and port.
+        let peers = r["peers_resumed"].as_array().cloned().unwrap_or_default();
+        let probe_conn = p["local_addr"].as_str().unwrap();
+        let mine = peers
+            .iter()
+            .find(|c| c["peer"] == probe_conn)
+            .unwrap_or_else(|| panic!("{probe_conn} is not among the peers: {peers:?}"));
+        assert_eq!(mine["local_port"], 6379);
+        let first = mine["first_packet_ms"]
+            .as_f64()
+            .expect("the probe's packets came");
+        assert!(first < 1000.0, "{mine}");
+        eprintln!("{back} -> {to}: peers {peers:?}");
     }
     assert_eq!(
         count_resets(&lab, false),

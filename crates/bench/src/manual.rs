@@ -147,7 +147,12 @@ pub fn copy_dir_over(
     let got = receiver
         .join()
         .map_err(|_| anyhow::anyhow!("the copy's receiver panicked"))?;
-    sent.and(got)
+    // A receiver that failed breaks the sender's pipe: its own error says why.
+    match (sent, got) {
+        (_, Err(e)) => Err(e.context("the naive method's copy failed at the destination")),
+        (Err(e), Ok(())) => Err(e.context("the naive method's copy failed at the source")),
+        (Ok(()), Ok(())) => Ok(()),
+    }
 }
 
 /// CRIU's iptables lock, as CRIU itself installs it, in the namespace at `netns`.

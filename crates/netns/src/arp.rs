@@ -57,11 +57,7 @@ pub async fn send_gratuitous_arp(
 }
 
 fn send_blocking(netns: &Path, ifname: &str, mac: [u8; 6], ip: Ipv4Addr) -> std::io::Result<()> {
-    let ns = std::fs::File::open(netns)?;
-    // SAFETY: plain syscall on a valid descriptor; affects only this short-lived thread.
-    if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
+    crate::ns::enter_on_this_thread(netns)?;
     let cname = std::ffi::CString::new(ifname).map_err(std::io::Error::other)?;
     // SAFETY: cname is a valid NUL-terminated string.
     let index = unsafe { libc::if_nametoindex(cname.as_ptr()) };

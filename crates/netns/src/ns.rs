@@ -11,6 +11,18 @@ pub fn netns_path(name: &str) -> PathBuf {
     PathBuf::from(NETNS_DIR).join(name)
 }
 
+/// Moves the calling thread into the network namespace at `path`, for good: call it on
+/// a thread of its own.
+pub fn enter_on_this_thread(path: &std::path::Path) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let ns = std::fs::File::open(path)?;
+    // SAFETY: plain syscall on a valid descriptor; affects only the calling thread.
+    if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// A named network namespace.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Netns {

@@ -161,3 +161,68 @@ fn what_the_lock_held_arrives_once_delivered_not_at_the_next_retransmission() {
     server.read_exact(&mut got).unwrap();
     assert_eq!(&got, b"more");
 }
+
+#[test]
+fn a_watch_hears_each_peer_once_and_says_which_stayed_silent() {
+    use ferry_netns::held::watch::{established, Watch};
+    if !enabled() {
+        return;
+    }
+    let pair = Pair::new("2");
+    let listener = in_ns(&pair.server, || {
+        TcpListener::bind("10.99.7.2:7071").expect("bind")
+    })
+    .join()
+    .unwrap();
+    let mut talker = in_ns(&pair.client, || {
+        TcpStream::connect("10.99.7.2:7071").unwrap()
+    })
+    .join()
+    .unwrap();
+    let _silent = in_ns(&pair.client, || {
+        TcpStream::connect("10.99.7.2:7071").unwrap()
+    })
+    .join()
+    .unwrap();
+    let (_a, _) = listener.accept().unwrap();
+    let (_b, _) = listener.accept().unwrap();
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let ns = Pair::path(&pair.server);
+    let conns = rt.block_on(established(&ns)).unwrap();
+    assert_eq!(conns.len(), 2, "{conns:?}");
+    let watch = rt
+        .block_on(Watch::start(&ns, conns, Duration::from_millis(600)))
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    talker.write_all(b"hi").unwrap();
+    let t = Instant::now();
+    let seen = rt.block_on(watch.finish());
+    assert!(
+        t.elapsed() > Duration::from_millis(300),
+        "it waited for the silent one"
+    );
+    let talker_port = talker.local_addr().unwrap().port();
+    for (c, at) in &seen {
+        if c.peer.port() == talker_port {
+            let at = at.expect("the talker was heard");
+            assert!(
+                at >= Duration::from_millis(100) && at < Duration::from_millis(400),
+                "{at:?}"
+            );
+        } else {
+            assert_eq!(*at, None, "the silent one sent nothing");
+        }
+    }
+    let tables = Command::new("ip")
+        .args(["netns", "exec", &pair.server, "nft", "list", "tables"])
+        .output()
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&tables.stdout).contains("ferry-watch"),
+        "the watch's table is gone"
+    );
+}

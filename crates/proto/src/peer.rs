@@ -3,8 +3,8 @@
 //! accepts only the requests valid in its state.
 
 use ferry_types::{
-    DestStats, EngineKind, Fault, FileEntry, Held, HostFacts, NetSpec, PostcopyStats, SessionState,
-    Strategy,
+    DestStats, EngineKind, Fault, FileEntry, Held, HostFacts, NetSpec, PeerResumed, PostcopyStats,
+    SessionState, Strategy,
 };
 use serde::{Deserialize, Serialize};
 
@@ -113,6 +113,11 @@ pub enum PeerReply {
         session: String,
         state: SessionState,
     },
+    /// After `Committed` (and post-copy's `PostcopyDone`), when `Committed`'s stats said
+    /// the destination watches peers: when each restored connection's peer came back.
+    PeersResumed {
+        peers: Vec<PeerResumed>,
+    },
     /// Post-copy: every page is in place at the destination.
     PostcopyDone {
         stats: PostcopyStats,
@@ -164,6 +169,7 @@ impl WireMessage for PeerReply {
             PeerReply::Committed { .. } => "committed",
             PeerReply::Aborted => "aborted",
             PeerReply::Resolution { .. } => "resolution",
+            PeerReply::PeersResumed { .. } => "peers_resumed",
             PeerReply::PostcopyDone { .. } => "postcopy_done",
             PeerReply::PostcopyFailed { .. } => "postcopy_failed",
             PeerReply::Probed { .. } => "probed",

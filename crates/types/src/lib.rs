@@ -25,8 +25,8 @@ pub use held::{Delivered, Held, HeldPacket};
 pub use net::NetSpec;
 pub use preflight::{Action, Finding, HostFacts, Preflight, ProcessFacts, StrategyFit};
 pub use report::{
-    ms, CriuErrors, CriuStats, Operation, Outcome, Phase, PrecopyRound, PrecopySummary, Report,
-    StopReason,
+    ms, CriuErrors, CriuStats, Operation, Outcome, PeerResumed, Phase, PrecopyRound,
+    PrecopySummary, Report, StopReason,
 };
 pub use stats::{DestStats, PageCounters, PostcopyStats};
 pub use strategy::{Compress, Fault, MigrateOptions, Strategy, StrategyChoice, UnknownCompression};

@@ -134,9 +134,30 @@ pub struct Report {
     /// Pre-copy and hybrid: the rounds and the final copy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub precopy: Option<PrecopySummary>,
+    /// The restored established connections and when each peer's first packet reached
+    /// the container after its restore (seen at the destination).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub peers_resumed: Vec<PeerResumed>,
     /// Free-form notes: what ferry chose and why (for example which page path ran).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+}
+
+/// One restored established connection, as the destination saw its peer come back.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PeerResumed {
+    /// The peer's address and port.
+    pub peer: String,
+    /// The container's port of the connection.
+    pub local_port: u16,
+    /// From the end of the restore until the peer's first packet reached the container;
+    /// absent if none came while the destination watched (an idle connection).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_packet_ms: Option<f64>,
+    /// The peer's packet had come during the downtime: it was held and delivered at the
+    /// commit.
+    #[serde(default)]
+    pub held: bool,
 }
 
 /// One pre-copy round, sent while the container ran.
@@ -220,6 +241,7 @@ impl Report {
             postcopy_ms: None,
             source_released_ms: None,
             precopy: None,
+            peers_resumed: Vec::new(),
             notes: Vec::new(),
         }
     }

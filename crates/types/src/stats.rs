@@ -13,6 +13,10 @@ pub struct DestStats {
     pub criu_restore: Option<RestoreStats>,
     pub usage: Usage,
     pub notes: Vec<String>,
+    /// At `Committed`: the restored connections whose peers the destination watches; it
+    /// sends `PeersResumed` when it has seen them all, or its watch ends.
+    #[serde(default)]
+    pub watching_peers: u32,
 }
 
 /// What the destination's post-copy daemon did (in `PostcopyDone`).

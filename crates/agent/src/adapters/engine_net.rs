@@ -14,7 +14,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use ferry_containers::docker::DockerEngine;
 use ferry_containers::podman::PodmanEngine;
-use ferry_engine::ports::network::{ContainerNetwork, Network, NetworkError};
+use ferry_engine::ports::network::{ContainerNetwork, Network, NetworkError, PeerWatch};
 use ferry_netns::{NetLock, RealRunner};
 use ferry_types::{Delivered, Held, NetSpec};
 
@@ -202,6 +202,10 @@ impl ContainerNetwork for EngineNet {
     async fn deliver(&self, held: Held) -> Result<Delivered, NetworkError> {
         let ns = self.netns().await?;
         super::held::deliver(&ns, &self.spec, held).await
+    }
+    async fn watch_peers(&self, delivered: &Held) -> Option<Box<dyn PeerWatch>> {
+        let ns = self.netns().await.ok()?;
+        super::held::watch(&ns, delivered).await
     }
 }
 

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use ferry_engine::ports::network::{ContainerNetwork, Network, NetworkError};
+use ferry_engine::ports::network::{ContainerNetwork, Network, NetworkError, PeerWatch};
 use ferry_netns::{
     send_gratuitous_arp, ContainerLink, NetError, NetLock, Netns, RealRunner, Runner,
 };
@@ -270,6 +270,9 @@ impl ContainerNetwork for AgentNetwork {
     }
     async fn deliver(&self, held: Held) -> Result<Delivered, NetworkError> {
         super::held::deliver(&self.net.netns_path(), &self.net.spec, held).await
+    }
+    async fn watch_peers(&self, delivered: &Held) -> Option<Box<dyn PeerWatch>> {
+        super::held::watch(&self.net.netns_path(), delivered).await
     }
 }
 

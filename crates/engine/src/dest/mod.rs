@@ -219,9 +219,9 @@ async fn answer(
     session: &mut Option<DestSession>,
     reply: Reply,
 ) -> bool {
-    let (msg, last) = match reply {
-        Reply::Now(m) => (m, None),
-        Reply::Committed(m, last) => (m, last),
+    let (msg, last, peers) = match reply {
+        Reply::Now(m) => (m, None, None),
+        Reply::Committed(m, last, peers) => (m, last, peers),
     };
     let end = matches!(
         msg,
@@ -241,6 +241,10 @@ async fn answer(
         if let Some(l) = last {
             let _ = link.send(&l.finish().await).await;
         }
+        if let Some(p) = peers {
+            let peers = p.finish().await;
+            let _ = link.send(&PeerReply::PeersResumed { peers }).await;
+        }
         return false;
     }
     true
@@ -249,8 +253,8 @@ async fn answer(
 /// What a step answers.
 enum Reply {
     Now(PeerReply),
-    /// `Committed`, and post-copy's wait for the last page.
-    Committed(PeerReply, Option<LastPage>),
+    /// `Committed`, post-copy's wait for the last page, and the watch over the peers.
+    Committed(PeerReply, Option<LastPage>, Option<session::PeersPending>),
 }
 
 fn active(session: &mut Option<DestSession>) -> Result<&mut DestSession, IncomingError> {
@@ -316,8 +320,13 @@ async fn step(
         },
         DestAction::Commit { held } => {
             let s = session.take().ok_or(IncomingError::NoSession)?;
-            let (stats, last) = s.commit(held).await;
-            Ok(Some(Reply::Committed(PeerReply::Committed { stats }, last)))
+            let c = s.commit(held).await;
+            let stats = c.stats;
+            Ok(Some(Reply::Committed(
+                PeerReply::Committed { stats },
+                c.last,
+                c.peers,
+            )))
         }
         DestAction::Abort { reason } => {
             tracing::info!(reason = ?reason, "the source aborted");

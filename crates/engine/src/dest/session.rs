@@ -15,7 +15,7 @@ use crate::error::IncomingError;
 use crate::logs::{keep_logs, remove_session_dir};
 use crate::ports::container::ShipmentSink;
 use crate::ports::host::{AdmitError, HostSettings, PodArrival};
-use crate::ports::network::ContainerNetwork;
+use crate::ports::network::{ContainerNetwork, PeerWatch};
 use crate::strategies::DestHalf;
 use crate::timeline::Timeline;
 use crate::usage::UsageMeter;
@@ -62,6 +62,8 @@ pub struct DestSession {
     engine: EngineKind,
     pod: Option<Box<dyn PodArrival>>,
     meter: UsageMeter,
+    /// When the restore ended: peers' first packets count from here.
+    restored_at: Option<Instant>,
     _guard: Box<dyn Send + Sync>,
 }
 
@@ -144,6 +146,7 @@ impl DestSession {
             engine: p.engine,
             pod: admission.pod,
             meter: UsageMeter::start(),
+            restored_at: None,
             _guard: admission.guard,
         };
         if let Err(e) = create_dirs(&[&s.a.images, &s.a.work]) {
@@ -273,6 +276,7 @@ impl DestSession {
         }
         let half = self.half.as_mut().ok_or(IncomingError::NoSession)?;
         half.restore(&mut self.a).await?;
+        self.restored_at = Some(Instant::now());
         self.mark("restored");
         self.a.stats.phases = self.a.tl.phases().to_vec();
         self.a.stats.usage = self.meter.finish();
@@ -297,13 +301,18 @@ impl DestSession {
 
     /// The source committed: release the container's network and keep it. Returns what
     /// the connection still waits for (post-copy's last page).
-    pub async fn commit(mut self, from_source: Held) -> (DestStats, Option<super::LastPage>) {
+    pub async fn commit(mut self, from_source: Held) -> Committed {
         let t = Instant::now();
         if let Err(e) = self.net.unlock().await {
             tracing::error!("cannot remove the hold lock of {}: {e}", self.a.container);
         }
         self.a.tl.record("unlock", t);
-        self.deliver_held(from_source).await;
+        let delivered = self.deliver_held(from_source).await;
+        let t = Instant::now();
+        let peers = watch_peers(&*self.net, self.restored_at, &delivered).await;
+        if peers.is_some() {
+            self.a.tl.record("watch-peers", t);
+        }
         if let Some(p) = &self.pod {
             p.leave();
         }
@@ -329,14 +338,15 @@ impl DestSession {
             std::process::exit(101);
         }
         self.a.stats.phases = self.a.tl.phases().to_vec();
+        self.a.stats.watching_peers = peers.as_ref().map_or(0, |p| p.watch.watching());
         let stats = self.a.stats.clone();
         let last = self.go_on(after);
-        (stats, last)
+        Committed { stats, last, peers }
     }
 
     /// Delivers what the locks held, the source's first (older): its peers' packets only,
     /// and within the bounds a catcher keeps; then this side's own, both ways.
-    async fn deliver_held(&mut self, from_source: Held) {
+    async fn deliver_held(&mut self, from_source: Held) -> Held {
         let t = Instant::now();
         let peers =
             if from_source.inbound.len() <= HELD_PACKETS && from_source.bytes() <= HELD_BYTES {
@@ -355,9 +365,9 @@ impl DestSession {
             };
         let held = peers.then(self.net.take_held().await);
         if held.is_empty() {
-            return;
+            return held;
         }
-        match self.net.deliver(held).await {
+        match self.net.deliver(held.clone()).await {
             Ok(d) => {
                 self.a.tl.record("deliver-held", t);
                 tracing::info!(
@@ -371,6 +381,7 @@ impl DestSession {
                 self.a.container
             ),
         }
+        held
     }
 
     /// Lets what fills the memory run on after the commit.
@@ -452,5 +463,66 @@ impl DestSession {
     /// The session's id.
     pub fn id(&self) -> &str {
         &self.a.session
+    }
+}
+
+/// Starts watching the restored connections' peers.
+async fn watch_peers(
+    net: &dyn ContainerNetwork,
+    restored_at: Option<Instant>,
+    delivered: &Held,
+) -> Option<PeersPending> {
+    let watch = net.watch_peers(delivered).await?;
+    let since_restore_ms = restored_at.map_or(0.0, |t| ferry_types::ms(t.elapsed()));
+    Some(PeersPending {
+        watch,
+        since_restore_ms,
+    })
+}
+
+/// What a commit leaves to do after `Committed` is sent.
+pub struct Committed {
+    pub stats: DestStats,
+    /// Post-copy's wait for the last page.
+    pub last: Option<super::LastPage>,
+    /// The watch over the peers, for `PeersResumed`.
+    pub peers: Option<PeersPending>,
+}
+
+/// A watch over the peers, and how long after the restore it started.
+pub struct PeersPending {
+    watch: Box<dyn PeerWatch>,
+    since_restore_ms: f64,
+}
+
+impl std::fmt::Debug for Committed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Committed")
+            .field("stats", &self.stats)
+            .field("last_page_owed", &self.last.is_some())
+            .field("peers", &self.peers)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for PeersPending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PeersPending")
+            .field("watching", &self.watch.watching())
+            .field("since_restore_ms", &self.since_restore_ms)
+            .finish()
+    }
+}
+
+impl PeersPending {
+    /// Waits for the watch; the figures count from the end of the restore.
+    pub async fn finish(self) -> Vec<ferry_types::PeerResumed> {
+        let mut peers = self.watch.finish().await;
+        for p in &mut peers {
+            if let Some(ms) = p.first_packet_ms.as_mut() {
+                *ms += self.since_restore_ms;
+            }
+        }
+        peers
     }
 }

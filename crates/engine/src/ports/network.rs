@@ -12,7 +12,7 @@
 use std::path::PathBuf;
 
 use async_trait::async_trait;
-use ferry_types::{Delivered, Held, NetSpec};
+use ferry_types::{Delivered, Held, NetSpec, PeerResumed};
 use thiserror::Error;
 
 /// A network step failed; the sentence names the command or hook and what it said.
@@ -47,6 +47,22 @@ pub trait ContainerNetwork: Send + Sync {
     async fn deliver(&self, _held: Held) -> Result<Delivered, NetworkError> {
         Ok(Delivered::default())
     }
+    /// Right after `deliver`: starts watching the container's established connections for
+    /// their peers' first packets (`delivered`'s peers came back already). `None`: this
+    /// network cannot watch, or there is nothing to watch.
+    async fn watch_peers(&self, _delivered: &Held) -> Option<Box<dyn PeerWatch>> {
+        None
+    }
+}
+
+/// A watch over a restored container's connections.
+#[async_trait]
+pub trait PeerWatch: Send {
+    /// The connections watched.
+    fn watching(&self) -> u32;
+    /// Waits until every peer was heard from, or the watch's end; `first_packet_ms`
+    /// counts from the start of the watch.
+    async fn finish(self: Box<Self>) -> Vec<PeerResumed>;
 }
 
 /// This host's networks, for containers arriving.

@@ -102,6 +102,8 @@ pub struct SourceRun {
     link: Option<Box<ToDest>>,
     /// Bytes the page channels carried.
     pub(crate) pages_sent: u64,
+    /// The restored connections whose peers the destination watches (`PeersResumed`).
+    pub(crate) peers_watched: u32,
     t_freeze: Option<Instant>,
     /// Fires when the client lets the container freeze (`hold_freeze`).
     hold: Option<oneshot::Receiver<()>>,
@@ -155,6 +157,7 @@ impl SourceRun {
             report,
             link: None,
             pages_sent: 0,
+            peers_watched: 0,
             t_freeze: None,
             hold,
             events,

@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant};
 
+use ferry_proto::{PeerReply, WireMessage};
 use ferry_types::{Outcome, Report, SessionState};
 
 use super::journal::{ask_destination, JOURNAL};
@@ -12,6 +13,8 @@ use crate::error::MigrateError;
 
 /// How long the source keeps asking where an in-doubt migration ended, by default.
 pub const RESOLVE_FOR: Duration = Duration::from_secs(30);
+/// How long the source waits for `PeersResumed` (the destination watches for 1 s).
+const PEERS_WITHIN: Duration = Duration::from_secs(3);
 
 impl SourceRun {
     /// The container runs at the destination with all its memory: remove it here.
@@ -31,7 +34,29 @@ impl SourceRun {
         self.report.source_released_ms = Some(self.tl.elapsed_ms());
         self.report.notes.extend(warnings);
         self.report.outcome = Outcome::Migrated;
-        self.finish_report()
+        // The migration is over; what the destination saw of the peers comes after.
+        let total = self.tl.elapsed_ms();
+        self.hear_peers().await;
+        let mut report = self.finish_report();
+        report.total_ms = total;
+        report
+    }
+
+    /// Waits for `PeersResumed` when the destination said it watches peers.
+    async fn hear_peers(&mut self) {
+        if self.peers_watched == 0 {
+            return;
+        }
+        match self.expect_within("peers_resumed", PEERS_WITHIN).await {
+            Ok(PeerReply::PeersResumed { peers }) => self.report.peers_resumed = peers,
+            Ok(other) => self.report.notes.push(format!(
+                "the destination sent {} where it was to say when the peers came back",
+                other.name()
+            )),
+            Err(e) => self.report.notes.push(format!(
+                "the destination did not say when the peers came back: {e}"
+            )),
+        }
     }
 
     /// Nothing was done: forget the session.

@@ -10,6 +10,9 @@ use ferry_proto::{PeerReply, PeerRequest, Prepare, WireMessage};
 use ferry_types::{CriuErrors, DestStats, Fault};
 
 use super::journal::{OutJournal, JOURNAL};
+
+/// The destination's steps at the commit, noted in the report.
+const COMMIT_STEPS: [&str; 3] = ["unlock", "deliver-held", "watch-peers"];
 use super::{SourceRun, HOLD_LIMIT, PEER_TIMEOUT, READY};
 use crate::error::{
     CommitError, DumpError, PeerError, PrepareError, RestoreError, SendError, TransferError,
@@ -312,7 +315,19 @@ impl SourceRun {
         self.send(&PeerRequest::Commit { held }).await?;
         self.progress.commit_sent = true;
         match self.expect("committed").await? {
-            PeerReply::Committed { .. } => {}
+            PeerReply::Committed { stats } => {
+                self.peers_watched = stats.watching_peers;
+                // The destination's steps after the restore, as it timed them.
+                for p in stats
+                    .phases
+                    .iter()
+                    .filter(|p| COMMIT_STEPS.contains(&p.name.as_str()))
+                {
+                    self.report
+                        .notes
+                        .push(format!("destination {}: {:.1} ms", p.name, p.ms));
+                }
+            }
             other => return Err(PeerError::Unexpected(other.name()).into()),
         }
         self.progress.committed = true;

@@ -220,6 +220,25 @@ async fn held_packets_go_where_the_container_runs_on() {
 }
 
 #[tokio::test]
+async fn the_report_says_when_each_peer_came_back() {
+    for s in ALL {
+        let (r, _) = migrate(Config::default(), s).await;
+        assert_eq!(r.outcome, Outcome::Migrated, "{s}: {r:?}");
+        assert_eq!(r.peers_resumed.len(), 1, "{s}: {r:?}");
+        let p = &r.peers_resumed[0];
+        assert_eq!((p.peer.as_str(), p.local_port), ("10.77.0.100:40000", 6379));
+        // Counted from the end of the restore: the watch's 5 ms and the commit before it.
+        assert!(p.first_packet_ms.unwrap() >= 5.0, "{s}: {p:?}");
+        assert!(
+            r.notes
+                .iter()
+                .any(|n| n.starts_with("destination watch-peers:")),
+            "{s}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_failed_dump_reports_criu_s_own_words() {
     let (r, _) = migrate(with(&[Step::Dump]), Strategy::Cold).await;
     let e = r.criu_errors.expect("CRIU's lines");

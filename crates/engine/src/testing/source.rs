@@ -223,6 +223,31 @@ impl ContainerNetwork for FakeNetwork {
         ));
         Ok(ferry_types::Delivered::default())
     }
+    async fn watch_peers(
+        &self,
+        _delivered: &ferry_types::Held,
+    ) -> Option<Box<dyn crate::ports::network::PeerWatch>> {
+        (self.side == "dst")
+            .then(|| Box::new(FakeWatch) as Box<dyn crate::ports::network::PeerWatch>)
+    }
+}
+
+/// One peer, heard 5 ms into the watch.
+struct FakeWatch;
+
+#[async_trait]
+impl crate::ports::network::PeerWatch for FakeWatch {
+    fn watching(&self) -> u32 {
+        1
+    }
+    async fn finish(self: Box<Self>) -> Vec<ferry_types::PeerResumed> {
+        vec![ferry_types::PeerResumed {
+            peer: "10.77.0.100:40000".into(),
+            local_port: 6379,
+            first_packet_ms: Some(5.0),
+            held: false,
+        }]
+    }
 }
 
 /// Reaches a destination half that runs in this process, one per connection.

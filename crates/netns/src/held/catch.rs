@@ -4,19 +4,13 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 use super::nflog::{self, Msg};
 use super::{Held, GROUP_IN, GROUP_OUT};
 use crate::NetError;
 
 const RECV_BUF: usize = 4 << 20;
-
-/// Keeps copies of what a locked namespace drops, until [`Catcher::finish`].
-#[derive(Debug)]
-pub struct Catcher {
-    stop: OwnedFd,
-    thread: Option<JoinHandle<Held>>,
-}
 
 fn last_err() -> std::io::Error {
     std::io::Error::last_os_error()
@@ -30,10 +24,27 @@ fn check(r: libc::c_int) -> std::io::Result<libc::c_int> {
     }
 }
 
-impl Catcher {
-    /// Starts catching in the namespace at `netns`; returns once both log groups are
-    /// bound, so every packet the lock drops from now on is copied.
-    pub fn start(netns: &Path) -> Result<Catcher, NetError> {
+/// A thread inside a namespace that reads netfilter log groups into a `T` until it is
+/// stopped, its deadline passes, or `on_packet` says it has seen enough.
+#[derive(Debug)]
+pub(crate) struct LogReader<T: Send + 'static> {
+    stop: OwnedFd,
+    thread: Option<JoinHandle<T>>,
+}
+
+/// What a reader does with one logged packet; true once it needs no more.
+pub(crate) type OnPacket<T> = fn(&mut T, u16, &[u8]) -> bool;
+
+impl<T: Send + Default + 'static> LogReader<T> {
+    /// Starts reading `groups` in the namespace at `netns`; returns once they are bound,
+    /// so every packet logged from now on is read.
+    pub(crate) fn start(
+        netns: &Path,
+        groups: &'static [u16],
+        deadline: Option<Instant>,
+        init: T,
+        on_packet: OnPacket<T>,
+    ) -> Result<Self, NetError> {
         let err = |source| NetError::Catch {
             netns: netns.display().to_string(),
             source,
@@ -47,19 +58,21 @@ impl Catcher {
         let path: PathBuf = netns.to_path_buf();
         let thread = std::thread::Builder::new()
             .name("ferry-catch".into())
-            .spawn(move || match open(&path) {
+            .spawn(move || match open(&path, groups) {
                 Ok(sock) => {
                     let _ = ready_tx.send(Ok(()));
-                    read_until_stopped(&sock, stop_fd)
+                    let mut state = init;
+                    read_until_stopped(&sock, stop_fd, deadline, &mut state, on_packet);
+                    state
                 }
                 Err(e) => {
                     let _ = ready_tx.send(Err(e));
-                    Held::default()
+                    T::default()
                 }
             })
             .map_err(err)?;
         match ready_rx.recv() {
-            Ok(Ok(())) => Ok(Catcher {
+            Ok(Ok(())) => Ok(Self {
                 stop,
                 thread: Some(thread),
             }),
@@ -68,9 +81,14 @@ impl Catcher {
         }
     }
 
-    /// Stops catching and returns the copies, oldest first.
-    pub fn finish(mut self) -> Held {
+    /// Stops reading (after what is queued) and returns what was read.
+    pub(crate) fn finish(self) -> T {
         self.signal();
+        self.wait()
+    }
+
+    /// Waits for the reader to end by itself (its deadline, or enough seen).
+    pub(crate) fn wait(mut self) -> T {
         self.thread
             .take()
             .and_then(|t| t.join().ok())
@@ -84,20 +102,42 @@ impl Catcher {
     }
 }
 
-impl Drop for Catcher {
+impl<T: Send + 'static> Drop for LogReader<T> {
     fn drop(&mut self) {
         if let Some(t) = self.thread.take() {
-            self.signal();
+            let one = 1u64.to_ne_bytes();
+            // SAFETY: writes 8 bytes from a valid buffer to our own eventfd.
+            unsafe { libc::write(self.stop.as_raw_fd(), one.as_ptr().cast(), one.len()) };
             let _ = t.join();
         }
     }
 }
 
-/// Enters the namespace (this thread only) and binds both groups.
-fn open(netns: &Path) -> std::io::Result<OwnedFd> {
-    let ns = std::fs::File::open(netns)?;
-    // SAFETY: plain syscall on a valid descriptor; affects only this thread.
-    check(unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) })?;
+/// Keeps copies of what a locked namespace drops, until [`Catcher::finish`].
+#[derive(Debug)]
+pub struct Catcher(LogReader<Held>);
+
+impl Catcher {
+    /// Starts catching in the namespace at `netns`; returns once both log groups are
+    /// bound, so every packet the lock drops from now on is copied.
+    pub fn start(netns: &Path) -> Result<Catcher, NetError> {
+        let groups = &[GROUP_IN, GROUP_OUT];
+        LogReader::start(netns, groups, None, Held::default(), |held, group, p| {
+            super::keep(held, group == GROUP_IN, p);
+            false
+        })
+        .map(Catcher)
+    }
+
+    /// Stops catching and returns the copies, oldest first.
+    pub fn finish(self) -> Held {
+        self.0.finish()
+    }
+}
+
+/// Enters the namespace (this thread only) and binds `groups`.
+fn open(netns: &Path, groups: &[u16]) -> std::io::Result<OwnedFd> {
+    crate::ns::enter_on_this_thread(netns)?;
     // SAFETY: plain socket(2); checked before use.
     let raw = check(unsafe {
         libc::socket(
@@ -131,7 +171,7 @@ fn open(netns: &Path) -> std::io::Result<OwnedFd> {
         )
     })?;
     let mut seq = 1;
-    for group in [GROUP_IN, GROUP_OUT] {
+    for &group in groups {
         request(raw, &nflog::bind(seq, group), seq)?;
         seq += 1;
         request(raw, &nflog::whole_packets(seq, group, 0xffff), seq)?;
@@ -164,9 +204,15 @@ fn request(sock: RawFd, msg: &[u8], seq: u32) -> std::io::Result<()> {
     }
 }
 
-/// Reads logged packets until `stop` is signalled, then drains what is queued.
-fn read_until_stopped(sock: &OwnedFd, stop: RawFd) -> Held {
-    let mut held = Held::default();
+/// Reads logged packets until `stop` is signalled (then drains what is queued), the
+/// deadline passes, or `on_packet` has seen enough.
+fn read_until_stopped<T>(
+    sock: &OwnedFd,
+    stop: RawFd,
+    deadline: Option<Instant>,
+    state: &mut T,
+    on_packet: OnPacket<T>,
+) {
     let mut buf = vec![0u8; 1 << 17];
     loop {
         let mut fds = [
@@ -181,35 +227,61 @@ fn read_until_stopped(sock: &OwnedFd, stop: RawFd) -> Held {
                 revents: 0,
             },
         ];
+        let wait = match deadline {
+            Some(d) => match d.checked_duration_since(Instant::now()) {
+                Some(left) => left.as_millis().min(i32::MAX as u128) as i32,
+                None => return,
+            },
+            None => -1,
+        };
         // SAFETY: fds is valid for two entries.
-        let r = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+        let r = unsafe { libc::poll(fds.as_mut_ptr(), 2, wait) };
         if r < 0 && last_err().kind() != std::io::ErrorKind::Interrupted {
             tracing::warn!("the packet catcher stopped early: {}", last_err());
-            return held;
+            return;
         }
         let stopping = fds[1].revents != 0;
         // Read everything queued; after the stop signal this is the final drain.
-        while drain_one(sock.as_raw_fd(), &mut buf, &mut held) {}
+        loop {
+            match drain_one(sock.as_raw_fd(), &mut buf, state, on_packet) {
+                Drained::More => {}
+                Drained::Empty => break,
+                Drained::Enough => return,
+            }
+        }
         if stopping {
-            return held;
+            return;
         }
     }
 }
 
-/// Reads one datagram without waiting; false once nothing is queued.
-fn drain_one(sock: RawFd, buf: &mut [u8], held: &mut Held) -> bool {
+enum Drained {
+    More,
+    Empty,
+    Enough,
+}
+
+/// Reads one datagram without waiting.
+fn drain_one<T>(sock: RawFd, buf: &mut [u8], state: &mut T, on_packet: OnPacket<T>) -> Drained {
     // SAFETY: buf is valid for its length.
     let n = unsafe { libc::recv(sock, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
     if n < 0 {
-        // ENOBUFS: the kernel dropped copies it could not queue; TCP resends those.
-        let lost = last_err().raw_os_error() == Some(libc::ENOBUFS);
-        held.overflow += u32::from(lost);
-        return lost;
+        // ENOBUFS: the kernel dropped messages it could not queue; TCP resends those.
+        if last_err().raw_os_error() == Some(libc::ENOBUFS) {
+            tracing::debug!("the packet catcher lost messages the kernel could not queue");
+            return Drained::More;
+        }
+        return Drained::Empty;
+    }
+    if n == 0 {
+        return Drained::Empty;
     }
     for m in nflog::parse(&buf[..n as usize]) {
         if let Msg::Packet { group, payload } = m {
-            super::keep(held, group == GROUP_IN, payload);
+            if on_packet(state, group, payload) {
+                return Drained::Enough;
+            }
         }
     }
-    n > 0
+    Drained::More
 }

@@ -18,6 +18,7 @@ mod catch;
 mod nflog;
 pub mod packet;
 mod replay;
+pub mod watch;
 
 pub use catch::Catcher;
 pub use ferry_types::held::{HELD_BYTES, HELD_PACKETS};

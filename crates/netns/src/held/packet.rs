@@ -30,14 +30,28 @@ impl TcpPacket {
 
 /// Parses `p` as one whole IPv4 TCP packet, or says no.
 pub fn parse(p: &[u8]) -> Option<TcpPacket> {
+    parse_as(p, true)
+}
+
+/// Parses the headers of an IPv4 TCP packet of which `p` may be only the start.
+pub fn parse_headers(p: &[u8]) -> Option<TcpPacket> {
+    parse_as(p, false)
+}
+
+fn parse_as(p: &[u8], whole: bool) -> Option<TcpPacket> {
     if p.len() < 40 || p[0] >> 4 != 4 {
         return None;
     }
     let ip_len = usize::from(p[0] & 0x0f) * 4;
     let total = usize::from(u16::from_be_bytes([p[2], p[3]]));
+    let length_ok = if whole {
+        total == p.len()
+    } else {
+        total >= p.len()
+    };
     // A fragment cannot be put back alone.
     let frag = u16::from_be_bytes([p[6], p[7]]);
-    if ip_len < 20 || total != p.len() || p[9] != TCP || frag & 0x3fff != 0 {
+    if ip_len < 20 || !length_ok || p[9] != TCP || frag & 0x3fff != 0 {
         return None;
     }
     let tcp = p.get(ip_len..)?;

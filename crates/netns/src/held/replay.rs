@@ -26,11 +26,7 @@ pub async fn deliver(netns: &Path, local: Ipv4Addr, held: Held) -> Result<Delive
 }
 
 fn deliver_blocking(netns: &Path, local: Ipv4Addr, held: &Held) -> std::io::Result<Delivered> {
-    let ns = std::fs::File::open(netns)?;
-    // SAFETY: plain syscall on a valid descriptor; affects only this thread.
-    if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
+    crate::ns::enter_on_this_thread(netns)?;
     // IPPROTO_RAW sockets send whole IP packets, headers included.
     // SAFETY: plain socket(2); checked before use.
     let raw = unsafe {
