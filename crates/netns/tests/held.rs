@@ -69,6 +69,33 @@ impl Pair {
     }
 }
 
+impl Pair {
+    /// A listener on the server's `port`.
+    fn listen(&self, port: u16) -> TcpListener {
+        in_ns(&self.server, move || {
+            TcpListener::bind(("10.99.7.2", port)).expect("bind")
+        })
+        .join()
+        .expect("the listening thread")
+    }
+
+    /// A connection from the client to the server's `port`.
+    fn connect(&self, port: u16) -> TcpStream {
+        in_ns(&self.client, move || {
+            TcpStream::connect(("10.99.7.2", port)).expect("connect")
+        })
+        .join()
+        .expect("the connecting thread")
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime")
+}
+
 impl Drop for Pair {
     fn drop(&mut self) {
         self.remove();
@@ -96,25 +123,14 @@ fn what_the_lock_held_arrives_once_delivered_not_at_the_next_retransmission() {
         return;
     }
     let pair = Pair::new("1");
-    let listener = in_ns(&pair.server, || {
-        TcpListener::bind("10.99.7.2:7070").unwrap()
-    })
-    .join()
-    .unwrap();
-    let mut client = in_ns(&pair.client, || {
-        TcpStream::connect("10.99.7.2:7070").unwrap()
-    })
-    .join()
-    .unwrap();
+    let listener = pair.listen(7070);
+    let mut client = pair.connect(7070);
     let (mut server, _) = listener.accept().unwrap();
     client.write_all(b"hello").unwrap();
     let mut buf = [0u8; 5];
     server.read_exact(&mut buf).unwrap();
 
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let ns = Pair::path(&pair.server);
     let lock = NetLock::ferry_hold(ns.clone());
     rt.block_on(lock.install(&RealRunner)).unwrap();
@@ -169,28 +185,13 @@ fn a_watch_hears_each_peer_once_and_says_which_stayed_silent() {
         return;
     }
     let pair = Pair::new("2");
-    let listener = in_ns(&pair.server, || {
-        TcpListener::bind("10.99.7.2:7071").expect("bind")
-    })
-    .join()
-    .unwrap();
-    let mut talker = in_ns(&pair.client, || {
-        TcpStream::connect("10.99.7.2:7071").unwrap()
-    })
-    .join()
-    .unwrap();
-    let _silent = in_ns(&pair.client, || {
-        TcpStream::connect("10.99.7.2:7071").unwrap()
-    })
-    .join()
-    .unwrap();
+    let listener = pair.listen(7071);
+    let mut talker = pair.connect(7071);
+    let _silent = pair.connect(7071);
     let (_a, _) = listener.accept().unwrap();
     let (_b, _) = listener.accept().unwrap();
 
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let ns = Pair::path(&pair.server);
     let conns = rt.block_on(established(&ns)).unwrap();
     assert_eq!(conns.len(), 2, "{conns:?}");

@@ -15,7 +15,7 @@ use crate::error::IncomingError;
 use crate::logs::{keep_logs, remove_session_dir};
 use crate::ports::container::ShipmentSink;
 use crate::ports::host::{AdmitError, HostSettings, PodArrival};
-use crate::ports::network::{ContainerNetwork, PeerWatch};
+use crate::ports::network::{deliver_and_log, ContainerNetwork, PeerWatch};
 use crate::strategies::DestHalf;
 use crate::timeline::Timeline;
 use crate::usage::UsageMeter;
@@ -364,22 +364,9 @@ impl DestSession {
                 Held::default()
             };
         let held = peers.then(self.net.take_held().await);
-        if held.is_empty() {
-            return held;
-        }
-        match self.net.deliver(held.clone()).await {
-            Ok(d) => {
-                self.a.tl.record("deliver-held", t);
-                tracing::info!(
-                    container = %self.a.container,
-                    "delivered held packets: {} from peers, {} of its own, {} refused",
-                    d.inbound, d.outbound, d.refused
-                );
-            }
-            Err(e) => tracing::warn!(
-                "cannot deliver the packets held for {}: {e}",
-                self.a.container
-            ),
+        let when = format!("for {} at the commit", self.a.container);
+        if deliver_and_log(&*self.net, held.clone(), &when).await {
+            self.a.tl.record("deliver-held", t);
         }
         held
     }

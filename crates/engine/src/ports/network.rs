@@ -55,6 +55,30 @@ pub trait ContainerNetwork: Send + Sync {
     }
 }
 
+/// Delivers `held` (if any) through `net` and logs what became of it, `when` naming the
+/// moment. Copies only spare peers a retransmission, so a failure is logged, not
+/// returned. True if something was delivered.
+pub async fn deliver_and_log(net: &dyn ContainerNetwork, held: Held, when: &str) -> bool {
+    if held.is_empty() {
+        return false;
+    }
+    match net.deliver(held).await {
+        Ok(d) => {
+            tracing::info!(
+                "delivered held packets {when}: {} from peers, {} of its own, {} refused",
+                d.inbound,
+                d.outbound,
+                d.refused
+            );
+            true
+        }
+        Err(e) => {
+            tracing::warn!("cannot deliver held packets {when}: {e}");
+            false
+        }
+    }
+}
+
 /// A watch over a restored container's connections.
 #[async_trait]
 pub trait PeerWatch: Send {

@@ -9,7 +9,7 @@
 use thiserror::Error;
 
 use crate::ports::container::{ContainerError, Subject};
-use crate::ports::network::{ContainerNetwork, NetworkError};
+use crate::ports::network::{deliver_and_log, ContainerNetwork, NetworkError};
 
 /// One undo step of a rollback failed.
 #[derive(Debug, Error)]
@@ -144,16 +144,7 @@ pub async fn undo(
     // rollback's.
     if steps.contains(&Undo::Unlock) {
         let held = net.take_held().await;
-        if !held.is_empty() {
-            match net.deliver(held).await {
-                Ok(d) => tracing::info!(
-                    "delivered held packets after the rollback: {} from peers, {} of its own",
-                    d.inbound,
-                    d.outbound
-                ),
-                Err(e) => tracing::warn!("cannot deliver held packets after the rollback: {e}"),
-            }
-        }
+        deliver_and_log(net, held, "after the rollback").await;
     }
     errors
 }

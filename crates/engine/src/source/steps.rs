@@ -318,15 +318,9 @@ impl SourceRun {
             PeerReply::Committed { stats } => {
                 self.peers_watched = stats.watching_peers;
                 // The destination's steps after the restore, as it timed them.
-                for p in stats
-                    .phases
-                    .iter()
-                    .filter(|p| COMMIT_STEPS.contains(&p.name.as_str()))
-                {
-                    self.report
-                        .notes
-                        .push(format!("destination {}: {:.1} ms", p.name, p.ms));
-                }
+                let steps = stats.phases.iter();
+                let at_commit = steps.filter(|p| COMMIT_STEPS.contains(&p.name.as_str()));
+                self.note_dest_phases(at_commit);
             }
             other => return Err(PeerError::Unexpected(other.name()).into()),
         }
@@ -341,12 +335,17 @@ impl SourceRun {
     fn absorb_dest_stats(&mut self, d: DestStats) {
         self.report.criu.restore = d.criu_restore;
         self.report.destination_usage = Some(d.usage);
-        for p in d.phases {
+        self.note_dest_phases(d.phases.iter());
+        self.report.notes.extend(d.notes);
+    }
+
+    /// Notes the destination's phases as it timed them.
+    fn note_dest_phases<'a>(&mut self, phases: impl Iterator<Item = &'a ferry_types::Phase>) {
+        for p in phases {
             self.report
                 .notes
                 .push(format!("destination {}: {:.1} ms", p.name, p.ms));
         }
-        self.report.notes.extend(d.notes);
     }
 
     /// Everything sent to the destination: messages, bundle, images and pages.

@@ -94,7 +94,9 @@ impl<T: Send + Default + 'static> LogReader<T> {
             .and_then(|t| t.join().ok())
             .unwrap_or_default()
     }
+}
 
+impl<T: Send + 'static> LogReader<T> {
     fn signal(&self) {
         let one = 1u64.to_ne_bytes();
         // SAFETY: writes 8 bytes from a valid buffer to our own eventfd.
@@ -105,9 +107,7 @@ impl<T: Send + Default + 'static> LogReader<T> {
 impl<T: Send + 'static> Drop for LogReader<T> {
     fn drop(&mut self) {
         if let Some(t) = self.thread.take() {
-            let one = 1u64.to_ne_bytes();
-            // SAFETY: writes 8 bytes from a valid buffer to our own eventfd.
-            unsafe { libc::write(self.stop.as_raw_fd(), one.as_ptr().cast(), one.len()) };
+            self.signal();
             let _ = t.join();
         }
     }

@@ -5,7 +5,7 @@
 //! established connection's peer first sent one. The watch ends when every connection
 //! was heard from, or at its deadline; then its table goes.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -53,7 +53,7 @@ pub async fn established(netns: &Path) -> Result<Vec<Conn>, NetError> {
 #[derive(Debug, Default)]
 struct Seen {
     /// (peer address, peer port, local port) → still waited for.
-    waiting: HashMap<(Ipv4Addr, u16, u16), ()>,
+    waiting: HashSet<(Ipv4Addr, u16, u16)>,
     first: HashMap<(Ipv4Addr, u16, u16), Instant>,
 }
 
@@ -61,7 +61,7 @@ fn on_packet(seen: &mut Seen, _group: u16, p: &[u8]) -> bool {
     // Only the headers are logged: parse them as a whole packet of that length.
     if let Some(t) = packet::parse_headers(p) {
         let key = (t.src, t.src_port, t.dst_port);
-        if seen.waiting.remove(&key).is_some() {
+        if seen.waiting.remove(&key) {
             seen.first.insert(key, Instant::now());
         }
     }
@@ -88,7 +88,7 @@ impl Watch {
             .collect();
         let deadline = started + limit;
         let seen = Seen {
-            waiting: keys.into_iter().map(|k| (k, ())).collect(),
+            waiting: keys.into_iter().collect(),
             first: HashMap::new(),
         };
         // Bound before the table logs anything, so no first packet is missed.
@@ -182,8 +182,8 @@ mod tests {
         let mut seen = Seen::default();
         let a = (Ipv4Addr::new(10, 0, 0, 1), 40000, 6379);
         let b = (Ipv4Addr::new(10, 0, 0, 9), 40000, 6379);
-        seen.waiting.insert(a, ());
-        seen.waiting.insert(b, ());
+        seen.waiting.insert(a);
+        seen.waiting.insert(b);
         let p = packet::tests::packet([10, 0, 0, 1], [10, 0, 0, 2], 0x18, b"x");
         assert!(!on_packet(&mut seen, GROUP_WATCH, &p[..40]));
         assert!(seen.first.contains_key(&a));
