@@ -8,7 +8,7 @@
 //! |---|---|
 //! | 1 | kind (see [`PcKind`]) |
 //! | 3 | zero |
-//! | 4 | token: which copy of a process the pages are for (0 = the restored process) |
+//! | 4 | token: which copy of a process the pages are for (a forked copy's has [`FORKED`] set) |
 //! | 4 | pid, as numbered in the images |
 //! | 4 | number of 4 KiB pages |
 //! | 8 | address, as in the images |
@@ -25,6 +25,10 @@ pub const PC_HEADER_LEN: usize = 32;
 /// Most pages one chunk or demand may cover (4 MiB).
 pub const PC_MAX_PAGES: u32 = 1024;
 pub const PAGE_SIZE: u64 = 4096;
+/// Set in the token of a process copy that forked after the restore. Background chunks
+/// go to the restored process, so only what a restored process was answered need not
+/// be pushed again.
+pub const FORKED: u32 = 1 << 31;
 
 #[repr(u8)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

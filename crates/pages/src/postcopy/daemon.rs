@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ferry_criu::images::{read_meta_file, read_pagemap, read_pstree, read_vmas, PE_LAZY};
-use ferry_proto::postcopy::{PcHeader, PcKind, PAGE_SIZE, PC_HEADER_LEN};
+use ferry_proto::postcopy::{PcHeader, PcKind, FORKED, PAGE_SIZE, PC_HEADER_LEN};
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::sync::mpsc;
@@ -485,7 +485,7 @@ impl<W: AsyncWrite + Unpin> Daemon<W> {
             Msg::Handed(Handed::Process(h)) => {
                 let fd = Arc::new(async_fd(h.uffd)?);
                 let m = self.missing.remove(&h.pid).unwrap_or_default();
-                self.adopt(h.pid, fd, m);
+                self.adopt(h.pid, fd, m, false);
             }
             Msg::Handed(Handed::Finished) => self.finished = true,
             Msg::Go => self.go = true,
@@ -529,8 +529,14 @@ impl<W: AsyncWrite + Unpin> Daemon<W> {
     }
 
     /// A process copy to serve, under a new token.
-    fn adopt(&mut self, pid: u32, fd: Arc<AsyncFd<OwnedFd>>, missing: Missing) -> u32 {
-        let token = self.next_token;
+    fn adopt(
+        &mut self,
+        pid: u32,
+        fd: Arc<AsyncFd<OwnedFd>>,
+        missing: Missing,
+        forked: bool,
+    ) -> u32 {
+        let token = (self.next_token & !FORKED) | if forked { FORKED } else { 0 };
         self.next_token += 1;
         let events = procs::watch(token, fd.clone(), self.tx.clone());
         self.procs.push(Proc {
@@ -631,7 +637,7 @@ impl<W: AsyncWrite + Unpin> Daemon<W> {
         }
         let fd = Arc::new(async_fd(uffd)?);
         let pid = self.procs[idx].pid;
-        let token = self.adopt(pid, fd, missing.clone());
+        let token = self.adopt(pid, fd, missing.clone(), true);
         self.ask_all(token, pid, &missing).await
     }
 

@@ -3,14 +3,16 @@
 //! answers to the destination: background pages on the bulk channel, pages a process
 //! faulted on (demands) on the urgent one. Demands jump CRIU's queue too.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use ferry_criu::images::{read_pagemap, PE_LAZY};
 use ferry_criu::pageserver::{Psi, PSI_LEN, PS_IOV_ADD_F};
-use ferry_proto::postcopy::{PcHeader, PcKind, PAGE_SIZE, PC_HEADER_LEN, PC_MAX_PAGES, REF_ENTRY};
+use ferry_proto::postcopy::{
+    PcHeader, PcKind, FORKED, PAGE_SIZE, PC_HEADER_LEN, PC_MAX_PAGES, REF_ENTRY,
+};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
@@ -343,6 +345,8 @@ struct Pumping<CW, UW> {
     dedupe: Option<Arc<Dedupe>>,
     stats: PumpStats,
     background: VecDeque<Req>,
+    /// Pages a restored process was answered on demand (pid, address): not pushed again.
+    answered: HashSet<(u32, u64)>,
     demands: VecDeque<Req>,
     /// Requests CRIU has, in order; a background one holds its window slot.
     outstanding: VecDeque<(Req, Option<OwnedSemaphorePermit>)>,
@@ -382,6 +386,7 @@ impl<CW: AsyncWrite + Unpin, UW: AsyncWrite + Unpin> Pumping<CW, UW> {
             dedupe,
             stats,
             background,
+            answered: HashSet::new(),
             demands: VecDeque::new(),
             outstanding: VecDeque::new(),
             end_queued: false,
@@ -521,6 +526,10 @@ impl<CW: AsyncWrite + Unpin, UW: AsyncWrite + Unpin> Pumping<CW, UW> {
                     .bytes
                     .fetch_add((PC_HEADER_LEN + data.len()) as u64, Ordering::Relaxed);
                 self.stats.pages_answered += psi.nr_pages;
+                if req.token & FORKED == 0 {
+                    let pages = (0..psi.nr_pages).map(|k| (req.pid, psi.vaddr + k * PAGE_SIZE));
+                    self.answered.extend(pages);
+                }
             }
         }
         let so_far = self.sent.pages.fetch_add(psi.nr_pages, Ordering::Relaxed) + psi.nr_pages;
@@ -535,7 +544,7 @@ impl<CW: AsyncWrite + Unpin, UW: AsyncWrite + Unpin> Pumping<CW, UW> {
 
     /// A window slot is free: ask CRIU for the next background pages.
     async fn ask_background(&mut self, permit: OwnedSemaphorePermit) -> Result<(), PumpError> {
-        let Some(req) = self.background.pop_front() else {
+        let Some(req) = self.next_background() else {
             return Ok(());
         };
         self.cw
@@ -544,6 +553,36 @@ impl<CW: AsyncWrite + Unpin, UW: AsyncWrite + Unpin> Pumping<CW, UW> {
             .map_err(PumpError::Criu)?;
         self.outstanding.push_back((req, Some(permit)));
         Ok(())
+    }
+
+    /// The next background request, without the pages already answered on demand: the
+    /// first run of unanswered pages of the queue's head (the rest goes back).
+    fn next_background(&mut self) -> Option<Req> {
+        while let Some(req) = self.background.pop_front() {
+            let answered = |k: u64| {
+                self.answered
+                    .contains(&(req.pid, req.vaddr + k * PAGE_SIZE))
+            };
+            let Some(first) = (0..req.nr_pages).find(|&k| !answered(k)) else {
+                continue;
+            };
+            let end = (first..req.nr_pages)
+                .find(|&k| answered(k))
+                .unwrap_or(req.nr_pages);
+            if end < req.nr_pages {
+                self.background.push_front(Req {
+                    vaddr: req.vaddr + end * PAGE_SIZE,
+                    nr_pages: req.nr_pages - end,
+                    ..req
+                });
+            }
+            return Some(Req {
+                vaddr: req.vaddr + first * PAGE_SIZE,
+                nr_pages: end - first,
+                ..req
+            });
+        }
+        None
     }
 
     /// Every page is at the destination: let CRIU finish its dump. It answers with a
@@ -670,7 +709,10 @@ mod tests {
             assert!(u64::from(h.nr_pages) <= BACKGROUND_PAGES);
             pages += u64::from(h.nr_pages);
         }
-        assert_eq!(pages, 2005, "every page once");
+        assert_eq!(
+            pages, 2004,
+            "every page once: the answered one is not pushed again"
+        );
         let done = PcHeader {
             kind: PcKind::Done,
             token: 0,
@@ -682,15 +724,45 @@ mod tests {
         let stats = pump.await.unwrap().unwrap();
         assert_eq!(
             (stats.pages_total, stats.pages_answered, stats.pages_pushed),
-            (2005, 1, 2005)
+            (2005, 1, 2004)
         );
-        assert_eq!(sent.pages.load(Ordering::Relaxed), 2006);
+        assert_eq!(sent.pages.load(Ordering::Relaxed), 2005);
         // Pages, plus a header for the answer, each chunk and the end.
         assert_eq!(
             sent.bytes.load(Ordering::Relaxed),
-            2006 * PAGE_SIZE + (chunks + 2) * PC_HEADER_LEN as u64
+            2005 * PAGE_SIZE + (chunks + 2) * PC_HEADER_LEN as u64
         );
         assert!(criu.await.unwrap(), "CRIU was told to finish");
+    }
+
+    #[test]
+    fn pushes_skip_what_a_restored_process_was_answered_but_not_a_forked_copy() {
+        let runs = vec![LazyRun {
+            pid: 1,
+            vaddr: 0,
+            nr_pages: 10,
+        }];
+        let (btx, _brx) = mpsc::unbounded_channel();
+        let mut p = Pumping::new(
+            tokio::io::sink(),
+            tokio::io::sink(),
+            runs,
+            btx,
+            Arc::new(Sent::default()),
+            None,
+            None,
+        );
+        p.answered.extend([
+            (1, 0),
+            (1, 3 * PAGE_SIZE),
+            (1, 4 * PAGE_SIZE),
+            (2, PAGE_SIZE),
+        ]);
+        let mut got = Vec::new();
+        while let Some(r) = p.next_background() {
+            got.push((r.vaddr / PAGE_SIZE, r.nr_pages));
+        }
+        assert_eq!(got, vec![(1, 2), (5, 5)], "pages 0, 3 and 4 were answered");
     }
 
     #[tokio::test]
