@@ -21,6 +21,9 @@ pub enum Command {
     /// Make OCI bundles that run programs of this host (no image registry needed).
     #[command(subcommand)]
     Bundle(cmd::bundle::Command),
+    /// Read, change and compare a checkpoint's CRIU images, byte for byte.
+    #[command(subcommand)]
+    Images(cmd::images::Command),
     /// Move a running container to another host.
     Migrate(cmd::migrate::Args),
     /// What a migration of a container would find and do, before anything is frozen.
@@ -51,6 +54,7 @@ pub fn run(command: Command, log: &str) -> ! {
             Command::Restore(a) => cmd::restore::run(a).await,
             Command::Bundle(c) => cmd::bundle::run(c).await,
             Command::Bench(c) => cmd::bench::run(c).await,
+            Command::Images(c) => cmd::images::run(c).await,
             Command::Migrate(a) => cmd::migrate::run(a).await,
             Command::Check(a) => cmd::check::run(a).await,
             Command::Lab(a) => cmd::lab::run(a).await,

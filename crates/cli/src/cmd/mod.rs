@@ -6,6 +6,7 @@ pub mod certs;
 pub mod check;
 pub mod checkpoint;
 pub mod doctor;
+pub mod images;
 pub mod keeper;
 pub mod lab;
 pub mod migrate;

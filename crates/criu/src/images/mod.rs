@@ -11,6 +11,7 @@ pub mod reserve;
 mod sizes;
 mod stats;
 mod tree;
+pub mod wire;
 
 pub use format::{entries, write_image, ImageError, Magic, MAX_ENTRY};
 pub use inventory::Inventory;
