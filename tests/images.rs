@@ -163,21 +163,10 @@ fn a_checkpoint_changed_with_images_edit_restores_with_the_change() {
     else {
         return;
     };
-    let ns = env.netns("fi");
-    let bundle = env.redis_bundle("redis", &ns);
-    env.run("redis", &bundle);
-    wait_redis(&ns);
-    load_keys(&ns, 1000);
+    let (ns, bundle) = env.running_redis("redis", "fi", 1000);
     let images = env.work.join("images");
     let root = env.root_arg();
-    env.ferry_ok(&[
-        "checkpoint",
-        "redis",
-        "--images",
-        images.to_str().unwrap(),
-        "--runtime-root",
-        &root,
-    ]);
+    env.checkpoint("redis", &images, &[]);
     let dir = images.to_str().unwrap();
     let pid = json_of(&env.ferry_ok(&["images", "show", dir, "--file", "pstree.img"]))["files"][0]
         ["entries"][0]["pid"]

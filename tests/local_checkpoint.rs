@@ -11,25 +11,18 @@ fn redis_with_10000_keys_survives_checkpoint_and_restore() {
     let Some(mut env) = e2e("redis_with_10000_keys_survives_checkpoint_and_restore") else {
         return;
     };
-    let ns = env.netns("fr");
-    let bundle = env.redis_bundle("redis", &ns);
-    env.run("redis", &bundle);
-    wait_redis(&ns);
-    load_keys(&ns, 10_000);
-
+    let (ns, bundle) = env.running_redis("redis", "fr", 10_000);
     let images = env.work.join("images");
     let report_file = env.work.join("checkpoint.json");
-    env.ferry_ok(&[
-        "checkpoint",
+    env.checkpoint(
         "redis",
-        "--images",
-        images.to_str().unwrap(),
-        "--tcp-established",
-        "--runtime-root",
-        &env.root_arg(),
-        "--report",
-        report_file.to_str().unwrap(),
-    ]);
+        &images,
+        &[
+            "--tcp-established",
+            "--report",
+            report_file.to_str().unwrap(),
+        ],
+    );
     assert_eq!(
         env.status("redis"),
         "absent",

@@ -128,6 +128,32 @@ impl Env {
         name
     }
 
+    /// Redis (`name`) running in a fresh namespace, with `keys` keys; returns the
+    /// namespace and the bundle.
+    pub fn running_redis(&mut self, name: &str, prefix: &str, keys: usize) -> (String, PathBuf) {
+        let ns = self.netns(prefix);
+        let bundle = self.redis_bundle(name, &ns);
+        self.run(name, &bundle);
+        wait_redis(&ns);
+        load_keys(&ns, keys);
+        (ns, bundle)
+    }
+
+    /// `ferry checkpoint NAME --images DIR` in this environment's runc root, with `extra`.
+    pub fn checkpoint(&self, name: &str, images: &Path, extra: &[&str]) -> String {
+        let root = self.root_arg();
+        let mut args = vec![
+            "checkpoint",
+            name,
+            "--images",
+            images.to_str().unwrap_or_default(),
+            "--runtime-root",
+            &root,
+        ];
+        args.extend_from_slice(extra);
+        self.ferry_ok(&args)
+    }
+
     /// A bundle running redis-server in `netns`.
     pub fn redis_bundle(&self, name: &str, netns: &str) -> PathBuf {
         let dir = self.work.join(format!("bundle-{name}"));
