@@ -132,7 +132,9 @@ fn a_three_level_group_moves_with_the_pipeline_and_rolls_back_as_one() {
         starts[1] < front_end,
         "the worker started before the front's migration ended (a pipeline): {r}"
     );
-    // The worker waited, prepared, until the front was being restored, then froze.
+    // The worker waited, prepared, until the front's dump and transfer were over, then
+    // froze; the front waited, frozen, for the worker, which waited for the database:
+    // each restored only once what it calls ran at the destination.
     let phase_at = |c: usize, name: &str| -> Option<(usize, f64)> {
         r["containers"][c]["timeline"]
             .as_array()
@@ -142,13 +144,27 @@ fn a_three_level_group_moves_with_the_pipeline_and_rolls_back_as_one() {
             .find(|(_, p)| p[0] == name)
             .map(|(i, p)| (i, p[1].as_f64().unwrap()))
     };
-    let (_, front_restore) = phase_at(0, "restore").expect("the front's restore");
+    let at = |c: usize, name: &str| {
+        phase_at(c, name)
+            .unwrap_or_else(|| panic!("{c} {name}: {r}"))
+            .1
+    };
     let (i, _) = phase_at(1, "ready").expect("the worker waited before freezing");
     let after_ready = r["containers"][1]["timeline"][i + 1][1].as_f64().unwrap();
     assert!(
-        after_ready >= front_restore,
-        "the worker froze only once the front was being restored: {r}"
+        after_ready >= at(0, "restore-ready"),
+        "the worker froze only once the front's transfer was over: {r}"
     );
+    assert_eq!(r["restore_order"], "dependencies-first", "{r}");
+    assert!(
+        at(2, "cleanup") <= at(1, "restore"),
+        "the database ran before the worker restored: {r}"
+    );
+    assert!(
+        at(1, "cleanup") <= at(0, "restore"),
+        "the worker ran before the front restored: {r}"
+    );
+    assert!(phase_at(2, "restore-ready").is_some(), "{r}");
     for c in r["containers"].as_array().unwrap() {
         assert!(c["downtime_ms"].as_f64().unwrap() > 0.0, "{r}");
     }
@@ -183,6 +199,12 @@ fn a_three_level_group_moves_with_the_pipeline_and_rolls_back_as_one() {
     assert_eq!(r["outcome"], "rolled_back", "{r}");
     assert_eq!(r["failed"], "db", "{r}");
     assert!(r["reason"].as_str().unwrap().contains("db"), "{r}");
+    // The front and the worker waited, frozen, for the database: never restored at a,
+    // they ran on b again by themselves; there was nothing to move back.
+    assert_eq!(r["moved_back"], serde_json::json!([]), "{r}");
+    for c in r["containers"].as_array().unwrap() {
+        assert_eq!(c["outcome"], "rolled_back", "{r}");
+    }
     let mut on_b = lab.containers_on("b");
     on_b.sort();
     assert_eq!(on_b, ["db", "front", "worker"], "{r}");

@@ -8,7 +8,7 @@ use ferry_transport::{Conn, Endpoint};
 use crate::containers;
 use crate::migrate::{migrate, MigrateRequest};
 use crate::state::Agent;
-use ferry_proto::READY_PHASE as READY;
+use ferry_proto::{READY_PHASE as READY, RESTORE_READY_PHASE as RESTORE_READY};
 
 /// Serves one control connection until the client goes away.
 pub async fn serve(agent: Arc<Agent>, mut conn: Conn) {
@@ -58,34 +58,30 @@ async fn answer(agent: &Arc<Agent>, conn: &mut Conn, msg: ControlRequest) -> Con
                 Err(e) => return error(e),
             };
             let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-            let (mut go, hold) = if options.hold_freeze {
-                let (g, h) = tokio::sync::oneshot::channel();
-                (Some(g), Some(h))
-            } else {
-                (None, None)
-            };
+            let (words, holds) = Words::new(&options);
             let req = MigrateRequest {
                 container,
                 dest,
                 options,
             };
             // The migration runs on its own: if the CLI goes away, it still ends cleanly.
-            let mut task = tokio::spawn(migrate(agent.clone(), req, tx, hold));
+            let mut task = tokio::spawn(migrate(agent.clone(), req, tx, holds));
+            let mut words = words;
             let result = loop {
                 tokio::select! {
                     Some(ev) = rx.recv() => {
-                        let ready = matches!(&ev, ControlReply::Progress { phase, .. } if phase == READY);
+                        let waits = match &ev {
+                            ControlReply::Progress { phase, .. } => words.waiting_at(phase),
+                            _ => None,
+                        };
                         let _ = conn.send(&ev).await;
-                        // The migration waits for the client's word before it freezes;
-                        // it sends nothing meanwhile.
-                        if ready {
+                        // The migration waits for the client's word; it sends nothing
+                        // meanwhile. Anything but `Proceed` (or a lost client) drops
+                        // the word: no freeze, or no restore.
+                        if let Some(word) = waits {
                             if let Ok(ControlRequest::Proceed) = conn.recv_msg::<ControlRequest>().await {
-                                if let Some(g) = go.take() {
-                                    let _ = g.send(());
-                                }
+                                let _ = word.send(());
                             }
-                            // Anything else (or a lost client) drops `go`: no freeze.
-                            go = None;
                         }
                     }
                     r = &mut task => break r,
@@ -139,4 +135,36 @@ async fn check(
         &subject,
         facts.as_ref(),
     ))
+}
+
+/// The words a held migration waits for, on the agent's side: each fires once, on the
+/// client's `Proceed` after the phase that asks for it.
+struct Words {
+    freeze: Option<tokio::sync::oneshot::Sender<()>>,
+    restore: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Words {
+    fn new(options: &ferry_types::MigrateOptions) -> (Self, ferry_engine::source::Holds) {
+        let mut holds = ferry_engine::source::Holds::default();
+        let pair = |on: bool, slot: &mut Option<tokio::sync::oneshot::Receiver<()>>| {
+            on.then(|| {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                *slot = Some(rx);
+                tx
+            })
+        };
+        let freeze = pair(options.hold_freeze, &mut holds.freeze);
+        let restore = pair(options.hold_restore, &mut holds.restore);
+        (Words { freeze, restore }, holds)
+    }
+
+    /// The word the migration waits for after reporting `phase`, if any.
+    fn waiting_at(&mut self, phase: &str) -> Option<tokio::sync::oneshot::Sender<()>> {
+        match phase {
+            READY => self.freeze.take(),
+            RESTORE_READY => self.restore.take(),
+            _ => None,
+        }
+    }
 }

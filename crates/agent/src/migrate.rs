@@ -77,13 +77,14 @@ async fn subject(agent: &Arc<Agent>, name: &str) -> Result<(Managed, AgentNetwor
 }
 
 /// Migrates a container. Bad input is an error (nothing changed); anything else ends in a
-/// report whose outcome says where the container runs. With `hold`, the migration waits
-/// for it to fire before freezing (it fails, unchanged, if it is dropped).
+/// report whose outcome says where the container runs. With `holds`, the migration waits
+/// for the client's word before freezing and before the destination restores
+/// ([`ferry_engine::source::Holds`]).
 pub async fn migrate(
     agent: Arc<Agent>,
     req: MigrateRequest,
     events: UnboundedSender<ControlReply>,
-    hold: Option<tokio::sync::oneshot::Receiver<()>>,
+    holds: ferry_engine::source::Holds,
 ) -> Result<Report, AgentError> {
     let choice = effective_strategy(&req.options, agent.lazy_pages).map_err(Refusal::from)?;
     let _claim = agent.claim(&req.container)?;
@@ -172,7 +173,7 @@ pub async fn migrate(
         notes,
     };
     let settings = agent.host_settings();
-    Ok(ferry_engine::migration::migrate(ports, &settings, request, Events(events), hold).await?)
+    Ok(ferry_engine::migration::migrate(ports, &settings, request, Events(events), holds).await?)
 }
 
 /// `auto`'s choice, or the first that fits after it (pre-copy, cold); none when neither

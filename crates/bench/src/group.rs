@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use ferry_controller::group::{run_group, GroupReport, GroupRun, Placement};
-use ferry_engine::group::{Group, Schedule};
+use ferry_engine::group::{Group, RestoreOrder, Schedule};
 use ferry_transport::Endpoint;
 use ferry_types::MigrateOptions;
 
@@ -23,6 +23,8 @@ pub struct GroupBench {
     pub link: Option<String>,
     /// Data in each of the two databases.
     pub db_bytes: u64,
+    /// The group file's restore order.
+    pub restore_order: RestoreOrder,
 }
 
 const GROUP: &str = r#"
@@ -113,7 +115,8 @@ fn placements(
 pub async fn run_bench(b: &GroupBench) -> anyhow::Result<GroupOutcome> {
     let mut lab = BenchLab::up("bench", b.link.clone(), 0.0, b.ferry.clone()).await?;
     let result = async {
-        let group = Group::parse(GROUP).context("the bench's group")?;
+        let text = format!("restore_order = \"{}\"\n{GROUP}", b.restore_order.name());
+        let group = Group::parse(&text).context("the bench's group")?;
         let probes = deploy(&mut lab, b).await?;
         let mut samples: [Vec<Sample>; 3] = Default::default();
         let mut last = Vec::new();
@@ -135,7 +138,7 @@ pub async fn run_bench(b: &GroupBench) -> anyhow::Result<GroupOutcome> {
                     pods: vec![None; group.members.len()],
                     fault_member: None,
                 });
-                let r = run_group(run).await;
+                let r = run_group(run).await?;
                 if r.outcome != "migrated" {
                     bail!(
                         "the {} group migration did not succeed: {}",

@@ -15,6 +15,7 @@ fn colour(phase: &str) -> &'static str {
         p if p.starts_with("round") => "#8bc34a",
         "pages" | "post-copy" => "#2196f3",
         "restore" => "#ff9800",
+        "ready" | "restore-ready" => "#e0e0e0",
         _ => "#673ab7",
     }
 }
@@ -91,6 +92,7 @@ pub fn timeline_svg(reports: &[GroupReport]) -> String {
         ("rounds", "#8bc34a"),
         ("pages", "#2196f3"),
         ("restore", "#ff9800"),
+        ("waits", "#e0e0e0"),
         ("other", "#673ab7"),
     ];
     for (i, (name, col)) in legend.iter().enumerate() {
@@ -117,6 +119,7 @@ mod tests {
         let member = MemberResult {
             name: "db<1>".into(),
             level: 0,
+            restore_level: 0,
             strategy: None,
             outcome: "migrated".into(),
             start_ms: 0.0,
@@ -129,6 +132,7 @@ mod tests {
         let r = GroupReport {
             group: "g".into(),
             schedule: Schedule::Pipeline,
+            restore_order: Default::default(),
             outcome: "migrated".into(),
             total_ms: 100.0,
             worst_downtime_ms: Some(50.0),

@@ -38,6 +38,9 @@ pub enum ControllerError {
     /// A group file that cannot be read or is not a valid group.
     #[error("{}: {reason}", path.display())]
     GroupFile { path: PathBuf, reason: String },
+    /// The group cannot be laid out (pods that would wait for each other).
+    #[error(transparent)]
+    GroupPlan(#[from] ferry_engine::group::GroupError),
     /// A group names some containers of a pod but not all.
     #[error("container '{container}' shares the network namespace of pod '{pod}' with '{mate}', which group '{group}' does not name; a pod moves as a whole: add '{mate}' to the group")]
     PartialPod {

@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use ferry_proto::{ControlReply, ControlRequest, READY_PHASE};
+use ferry_proto::{ControlReply, ControlRequest, READY_PHASE, RESTORE_READY_PHASE};
 use ferry_transport::{accept, Auth, Endpoint, TransportError};
 use ferry_types::{ContainerInfo, Operation, Outcome, Report, Strategy};
 use tokio::net::{UnixListener, UnixStream};
@@ -28,6 +28,8 @@ pub struct FakeAgent {
 
 /// Why a held migration gives up, as the agent says it.
 pub const GAVE_UP: &str = "the client did not let the container freeze (it went away or waited too long); nothing changed";
+/// Why a migration held before its restore rolls back, as the agent says it.
+pub const NOT_RESTORED: &str = "the client did not let the container restore (it went away, gave up or waited too long); it runs on the source again";
 
 impl FakeAgent {
     pub fn start(script: Script) -> Self {
@@ -78,6 +80,15 @@ fn progress(phase: &str) -> ControlReply {
     }
 }
 
+/// Reports `phase` and waits for the client's word: whether it was `Proceed`.
+async fn word(
+    conn: &mut ferry_transport::Conn<UnixStream>,
+    phase: &str,
+) -> Result<bool, TransportError> {
+    conn.send(&progress(phase)).await?;
+    Ok(conn.recv_msg::<ControlRequest>().await? == ControlRequest::Proceed)
+}
+
 async fn serve(
     stream: UnixStream,
     script: &Script,
@@ -118,6 +129,9 @@ async fn serve(
             if script.fail.contains(&container) {
                 note(format!("failed {container}"));
                 report(&container, Outcome::RolledBack, Some("could not restore"))
+            } else if options.hold_restore && !word(&mut conn, RESTORE_READY_PHASE).await? {
+                note(format!("not restored {container}"));
+                report(&container, Outcome::RolledBack, Some(NOT_RESTORED))
             } else {
                 note(format!("restore {container}"));
                 conn.send(&progress("restore")).await?;

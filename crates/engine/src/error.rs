@@ -122,6 +122,8 @@ pub enum TransferError {
 pub enum RestoreError {
     #[error("the destination could not restore the container: {0}")]
     Remote(String),
+    #[error("the client did not let the container restore (it went away, gave up or waited too long); it runs on the source again")]
+    NotReleased,
     #[error(transparent)]
     Peer(#[from] PeerError),
 }

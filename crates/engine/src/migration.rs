@@ -3,26 +3,26 @@
 //! rollback, [`crate::strategies`] for what each strategy does in between).
 
 use ferry_types::Report;
-use tokio::sync::oneshot;
 
 use crate::error::PrepareError;
 use crate::ports::host::HostSettings;
-use crate::source::{Events, SourcePorts, SourceRequest, SourceRun};
+use crate::source::{Events, Holds, SourcePorts, SourceRequest, SourceRun};
 use crate::strategies;
 
 /// Migrates a container. Setting the migration up can fail (nothing changed); anything
-/// after ends in a report whose outcome says where the container runs. With `hold`, the
-/// migration waits for it to fire before freezing (it fails, unchanged, if it is dropped).
+/// after ends in a report whose outcome says where the container runs. With `holds`, the
+/// migration waits for the client's word before freezing (it fails, unchanged, if that
+/// is dropped) and before the destination restores (it rolls back if that is dropped).
 pub async fn migrate(
     ports: SourcePorts,
     settings: &HostSettings,
     req: SourceRequest,
     events: Events,
-    hold: Option<oneshot::Receiver<()>>,
+    holds: Holds,
 ) -> Result<Report, PrepareError> {
     let strategy = strategies::of(req.strategy);
     let container = req.container.clone();
-    let mut run = SourceRun::new(ports, settings, req, events, hold)?;
+    let mut run = SourceRun::new(ports, settings, req, events, holds)?;
     let outcome = match run.connect().await {
         // The destination is this host: there is nothing to move, and nothing changed.
         Ok(host) if host == settings.name => {

@@ -10,6 +10,11 @@ use crate::WireMessage;
 /// freeze: it then waits for [`ControlRequest::Proceed`].
 pub const READY_PHASE: &str = "ready";
 
+/// The progress phase a migration started with `hold_restore` reports once its images
+/// are at the destination, frozen at the source: it then waits for
+/// [`ControlRequest::Proceed`] before the destination restores it.
+pub const RESTORE_READY_PHASE: &str = "restore-ready";
+
 /// CLI → agent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
@@ -45,8 +50,9 @@ pub enum ControlRequest {
         dest: Option<String>,
         options: MigrateOptions,
     },
-    /// During a migration started with `hold_freeze`: freeze now. Anything else sent
-    /// instead (a `Ping`) lets it give up, unchanged.
+    /// During a migration started with `hold_freeze`: freeze now; with `hold_restore`,
+    /// after [`RESTORE_READY_PHASE`]: restore now. Anything else sent instead (a `Ping`)
+    /// lets it give up: unchanged before the freeze, rolled back after it.
     Proceed,
 }
 

@@ -54,7 +54,7 @@ mod wire;
 #[cfg(test)]
 mod tests;
 
-pub use control::{ControlReply, ControlRequest, READY_PHASE};
+pub use control::{ControlReply, ControlRequest, READY_PHASE, RESTORE_READY_PHASE};
 pub use error::ProtoError;
 pub use frame::{
     decode_frame, encode_frame, Frame, FrameHeader, FrameKind, HEADER_LEN, MAX_DATA_PAYLOAD,

@@ -191,6 +191,10 @@ pub struct MigrateOptions {
     /// control connection before freezing (groups schedule freezes this way).
     #[serde(default)]
     pub hold_freeze: bool,
+    /// Once the images are at the destination, wait for `Proceed` before the destination
+    /// restores (groups restore in order this way); the container stays frozen meanwhile.
+    #[serde(default)]
+    pub hold_restore: bool,
     /// The group this migration is part of (`ferry migrate --group`).
     #[serde(default)]
     pub group: Option<String>,
@@ -217,6 +221,7 @@ impl Default for MigrateOptions {
             threshold_pct: None,
             compress: None,
             hold_freeze: false,
+            hold_restore: false,
             group: None,
             pod: Vec::new(),
             inject_fault: None,

@@ -139,6 +139,7 @@ fn options(a: &Args) -> MigrateOptions {
         threshold_pct: a.threshold,
         compress: a.compress.clone(),
         hold_freeze: false,
+        hold_restore: false,
         group: None,
         pod: Vec::new(),
     }
@@ -203,7 +204,9 @@ async fn run_group(a: &Args, file: &std::path::Path) -> anyhow::Result<i32> {
         pods,
         fault_member: a.fault_member.clone(),
     });
-    let report = ferry_controller::group::run_group(run).await;
+    let report = ferry_controller::group::run_group(run)
+        .await
+        .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
     let json = serde_json::to_string_pretty(&report)?;
     if let Some(p) = &a.report {
         std::fs::write(p, &json)

@@ -4,7 +4,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use ferry_engine::group::Member;
-use ferry_proto::{ControlReply, ControlRequest, WireMessage, READY_PHASE};
+use ferry_proto::{ControlReply, ControlRequest, WireMessage, READY_PHASE, RESTORE_READY_PHASE};
+use ferry_transport::Conn;
 use ferry_types::{MigrateOptions, Report, Strategy};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -13,32 +14,62 @@ use super::pods::pod_mates;
 use super::{GroupRun, MemberResult, Placement};
 use crate::{client, ControllerError};
 
-/// Signals of one member's migration to the scheduler.
+/// Signals between one member's migration and the scheduler.
+#[derive(Default)]
 pub(super) struct Signals {
     /// Fire to let the member freeze (with `hold_freeze`).
     pub gate: Option<oneshot::Receiver<()>>,
-    /// Fired once the member restores at the destination (see [`RELEASE_AT`]).
+    /// Fired once the member's dump and transfer are over (see [`RELEASE_AT`]).
     pub released: Option<oneshot::Sender<()>>,
+    /// Fire to let the destination restore the member (with `hold_restore`).
+    pub restore_gate: Option<oneshot::Receiver<()>>,
+    /// Fired once the member runs at the destination (see [`COMMITTED_AT`]).
+    pub committed: Option<oneshot::Sender<()>>,
 }
 
 impl Signals {
-    /// A member that freezes when it is ready, and tells nobody when it restores.
+    /// A member that freezes and restores when it is ready, and tells nobody.
     pub fn free() -> Self {
-        Signals {
-            gate: None,
-            released: None,
-        }
+        Signals::default()
     }
 }
 
-/// The phase after which the next member may freeze: the member is being restored at the
-/// destination, so its dump and transfer are over and the next one's dump and transfer
-/// overlap its restore.
-const RELEASE_AT: [&str; 3] = ["restore", "cleanup", "post-copy"];
+/// The phases after which the next member may freeze: the member's dump and transfer
+/// are over (it waits for its restore, or is being restored), so the next one's dump
+/// and transfer overlap its restore.
+const RELEASE_AT: [&str; 4] = [RESTORE_READY_PHASE, "restore", "cleanup", "post-copy"];
+
+/// The phases a migration reports only once the destination committed: the member
+/// runs there.
+const COMMITTED_AT: [&str; 2] = ["cleanup", "post-copy"];
+
+fn fire(tx: &mut Option<oneshot::Sender<()>>) {
+    if let Some(tx) = tx.take() {
+        let _ = tx.send(());
+    }
+}
+
+/// Waits for the scheduler's word (none needed without a gate), then gives it to the
+/// agent: `Proceed`, or a `Ping` that lets the migration give up.
+async fn pass_word(
+    conn: &mut Conn,
+    gate: Option<oneshot::Receiver<()>>,
+) -> Result<(), ControllerError> {
+    let go = match gate {
+        Some(g) => g.await.is_ok(),
+        None => true,
+    };
+    let word = if go {
+        ControlRequest::Proceed
+    } else {
+        ControlRequest::Ping
+    };
+    conn.send(&word).await.map_err(ControllerError::MemberLost)
+}
 
 /// The member's options: the group's, with its own strategy, its pod, and whether it
-/// waits for the scheduler's word before freezing.
-fn member_options(run: &GroupRun, m: &Member, hold: bool) -> MigrateOptions {
+/// waits for the scheduler's word before freezing and before its restore.
+fn member_options(run: &GroupRun, m: &Member, signals: &Signals) -> MigrateOptions {
     let mut options = run.base.clone();
     if let Some(s) = m.strategy {
         options.strategy = s;
@@ -46,7 +77,8 @@ fn member_options(run: &GroupRun, m: &Member, hold: bool) -> MigrateOptions {
     if run.fault_member.as_deref() != Some(m.name.as_str()) {
         options.inject_fault = None;
     }
-    options.hold_freeze = hold;
+    options.hold_freeze = signals.gate.is_some();
+    options.hold_restore = signals.restore_gate.is_some();
     options.pod = pod_mates(run, m);
     options
 }
@@ -71,7 +103,7 @@ async fn converse(
     let msg = ControlRequest::Migrate {
         container: m.name.clone(),
         dest: p.dest.clone(),
-        options: member_options(run, m, signals.gate.is_some()),
+        options: member_options(run, m, signals),
     };
     let lost = ControllerError::MemberLost;
     conn.send(&msg).await.map_err(lost)?;
@@ -84,25 +116,27 @@ async fn converse(
             timeline.push((phase.clone(), since(t0)));
         }
         if RELEASE_AT.contains(&phase.as_str()) {
-            if let Some(tx) = signals.released.take() {
-                let _ = tx.send(());
-            }
+            fire(&mut signals.released);
         }
+        if COMMITTED_AT.contains(&phase.as_str()) {
+            fire(&mut signals.committed);
+        }
+        // Without the scheduler's word, the agent gives up before freezing, or rolls
+        // back before the restore.
         if phase == READY_PHASE {
-            // Without the scheduler's word, the agent gives up before freezing.
-            let go = match signals.gate.take() {
-                Some(g) => g.await.is_ok(),
-                None => true,
-            };
-            if go {
-                conn.send(&ControlRequest::Proceed).await.map_err(lost)?;
-            } else {
-                conn.send(&ControlRequest::Ping).await.map_err(lost)?;
-            }
+            pass_word(&mut conn, signals.gate.take()).await?;
+        }
+        if phase == RESTORE_READY_PHASE {
+            pass_word(&mut conn, signals.restore_gate.take()).await?;
         }
     };
     match reply {
-        ControlReply::Report { report } => Ok(*report),
+        ControlReply::Report { report } => {
+            if report.outcome.is_success() {
+                fire(&mut signals.committed);
+            }
+            Ok(*report)
+        }
         ControlReply::Error { message } => Err(ControllerError::Refused(message)),
         other => Err(ControllerError::UnexpectedAnswer(other.name())),
     }
@@ -123,6 +157,7 @@ async fn migrate_one(
         Ok(r) => MemberResult {
             name: m.name.clone(),
             level: m.level,
+            restore_level: m.restore_level,
             strategy: r.strategy.map(Into::into),
             outcome: r.outcome.name().to_string(),
             start_ms,
@@ -135,6 +170,7 @@ async fn migrate_one(
         Err(e) => MemberResult {
             name: m.name.clone(),
             level: m.level,
+            restore_level: m.restore_level,
             strategy: m.strategy,
             outcome: "refused".into(),
             start_ms,
@@ -173,6 +209,7 @@ pub(super) async fn finish(m: &Member, h: JoinHandle<MemberResult>) -> MemberRes
     h.await.unwrap_or_else(|e| MemberResult {
         name: m.name.clone(),
         level: m.level,
+        restore_level: m.restore_level,
         strategy: m.strategy,
         outcome: "failed".into(),
         start_ms: 0.0,

@@ -8,10 +8,12 @@
 //!
 //! - [`run_group`] and the schedules: `run.rs`;
 //! - one member's migration, and moving it back: `member.rs`;
+//! - the restore order between units: `order.rs`;
 //! - pods (members sharing a network namespace move as one unit): `pods.rs`;
 //! - the group's report: `report.rs`.
 
 mod member;
+mod order;
 mod pods;
 mod report;
 mod run;
@@ -24,7 +26,7 @@ use ferry_types::MigrateOptions;
 
 use crate::ControllerError;
 
-pub use ferry_engine::group::Schedule;
+pub use ferry_engine::group::{RestoreOrder, Schedule};
 pub use pods::discover_pods;
 pub use report::{render, GroupReport, MemberResult};
 pub use run::run_group;

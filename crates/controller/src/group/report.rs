@@ -3,13 +3,14 @@
 use ferry_types::{Report, StrategyChoice};
 use serde::Serialize;
 
-use super::Schedule;
+use super::{RestoreOrder, Schedule};
 
 /// What the CLI knows of one member once it ran.
 #[derive(Debug, Clone, Serialize)]
 pub struct MemberResult {
     pub name: String,
     pub level: u32,
+    pub restore_level: u32,
     pub strategy: Option<StrategyChoice>,
     pub outcome: String,
     pub start_ms: f64,
@@ -29,6 +30,7 @@ pub struct MemberResult {
 pub struct GroupReport {
     pub group: String,
     pub schedule: Schedule,
+    pub restore_order: RestoreOrder,
     pub outcome: String,
     pub total_ms: f64,
     /// The longest downtime of any one member.
@@ -48,9 +50,10 @@ pub fn render(r: &GroupReport) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "ferry migrate --group {}  schedule {}  outcome {}  total {:.1} ms  worst downtime {}",
+        "ferry migrate --group {}  schedule {}  restore {}  outcome {}  total {:.1} ms  worst downtime {}",
         r.group,
         r.schedule.name(),
+        r.restore_order.name(),
         r.outcome,
         r.total_ms,
         r.worst_downtime_ms
@@ -61,15 +64,16 @@ pub fn render(r: &GroupReport) -> String {
     }
     let _ = writeln!(
         s,
-        "  {:<20}{:>6}{:>12}{:>12}{:>14}  outcome",
-        "container", "level", "start ms", "end ms", "downtime ms"
+        "  {:<20}{:>6}{:>8}{:>12}{:>12}{:>14}  outcome",
+        "container", "level", "restore", "start ms", "end ms", "downtime ms"
     );
     for c in &r.containers {
         let _ = writeln!(
             s,
-            "  {:<20}{:>6}{:>12.1}{:>12.1}{:>14}  {}",
+            "  {:<20}{:>6}{:>8}{:>12.1}{:>12.1}{:>14}  {}",
             c.name,
             c.level,
+            c.restore_level,
             c.start_ms,
             c.end_ms,
             c.downtime_ms.map_or("-".into(), |d| format!("{d:.1}")),

@@ -10,6 +10,11 @@ use crate::fake::{FakeAgent, Script};
 /// `front` depends on `worker`, which depends on `db`.
 const CHAIN: &str = "name = \"shop\"\n[[container]]\nname = \"front\"\nafter = [\"worker\"]\n[[container]]\nname = \"worker\"\nafter = [\"db\"]\n[[container]]\nname = \"db\"\n";
 
+/// The same, each restored as soon as it arrives.
+fn unordered() -> String {
+    format!("restore_order = \"unordered\"\n{CHAIN}")
+}
+
 fn group_run(agent: &FakeAgent, text: &str, schedule: Schedule) -> GroupRun {
     let group = Group::parse(text).expect("a group");
     let placement = Placement {
@@ -40,14 +45,25 @@ fn position(notes: &[String], note: &str) -> usize {
 async fn every_schedule_moves_the_whole_group() {
     for schedule in Schedule::ALL {
         let agent = FakeAgent::start(Script::default());
-        let r = run_group(Arc::new(group_run(&agent, CHAIN, schedule))).await;
+        let r = run_group(Arc::new(group_run(&agent, CHAIN, schedule)))
+            .await
+            .unwrap();
         assert_eq!(r.outcome, "migrated", "{schedule:?}: {r:?}");
+        let n = agent.notes();
+        assert!(
+            position(&n, "restore db") < position(&n, "restore worker"),
+            "{schedule:?}: {n:?}"
+        );
+        assert!(
+            position(&n, "restore worker") < position(&n, "restore front"),
+            "{schedule:?}: {n:?}"
+        );
         assert_eq!(r.containers.len(), 3);
         assert_eq!(r.worst_downtime_ms, Some(6.0), "worker's");
         assert!(r.reason.is_none() && r.failed.is_none() && r.moved_back.is_empty());
         let text = render(&r);
         assert!(text.starts_with(&format!(
-            "ferry migrate --group shop  schedule {}  outcome migrated",
+            "ferry migrate --group shop  schedule {}  restore dependencies-first  outcome migrated",
             schedule.name()
         )));
         assert_eq!(text.lines().count(), 5, "{text}");
@@ -57,7 +73,13 @@ async fn every_schedule_moves_the_whole_group() {
 #[tokio::test]
 async fn the_pipeline_lets_each_member_freeze_once_the_one_before_restores() {
     let agent = FakeAgent::start(Script::default());
-    let r = run_group(Arc::new(group_run(&agent, CHAIN, Schedule::Pipeline))).await;
+    let r = run_group(Arc::new(group_run(
+        &agent,
+        &unordered(),
+        Schedule::Pipeline,
+    )))
+    .await
+    .unwrap();
     assert_eq!(r.outcome, "migrated", "{r:?}");
     let n = agent.notes();
     assert!(
@@ -79,7 +101,13 @@ async fn a_failure_moves_the_others_back() {
         fail: vec!["db".into()],
         ..Default::default()
     });
-    let r = run_group(Arc::new(group_run(&agent, CHAIN, Schedule::Sequential))).await;
+    let r = run_group(Arc::new(group_run(
+        &agent,
+        &unordered(),
+        Schedule::Sequential,
+    )))
+    .await
+    .unwrap();
     assert_eq!(r.outcome, "rolled_back", "{r:?}");
     assert_eq!(r.failed.as_deref(), Some("db"));
     assert_eq!(
@@ -97,7 +125,9 @@ async fn in_a_pipeline_those_not_let_freeze_are_not_failures() {
         fail: vec!["front".into()],
         ..Default::default()
     });
-    let r = run_group(Arc::new(group_run(&agent, CHAIN, Schedule::Pipeline))).await;
+    let r = run_group(Arc::new(group_run(&agent, CHAIN, Schedule::Pipeline)))
+        .await
+        .unwrap();
     assert_eq!(r.outcome, "rolled_back", "{r:?}");
     assert_eq!(r.failed.as_deref(), Some("front"));
     let names: Vec<&str> = r.containers.iter().map(|c| c.name.as_str()).collect();
@@ -113,11 +143,11 @@ async fn moving_back_without_the_agents_addresses_says_so() {
         fail: vec!["db".into()],
         ..Default::default()
     });
-    let mut run = group_run(&agent, CHAIN, Schedule::Sequential);
+    let mut run = group_run(&agent, &unordered(), Schedule::Sequential);
     for p in &mut run.placements {
         p.dest_control = None;
     }
-    let r = run_group(Arc::new(run)).await;
+    let r = run_group(Arc::new(run)).await.unwrap();
     assert_eq!(r.outcome, "failed", "{r:?}");
     assert_eq!(
         r.reason.as_deref(),
@@ -130,7 +160,7 @@ async fn an_unreachable_member_is_refused_with_its_reason() {
     let agent = FakeAgent::start(Script::default());
     let mut run = group_run(&agent, CHAIN, Schedule::Parallel);
     run.placements[0].source = Endpoint::Unix("/nonexistent/agent.sock".into());
-    let r = run_group(Arc::new(run)).await;
+    let r = run_group(Arc::new(run)).await.unwrap();
     let front = r
         .containers
         .iter()
@@ -144,6 +174,100 @@ async fn an_unreachable_member_is_refused_with_its_reason() {
             .is_some_and(|x| x.starts_with("cannot reach its agent: ")),
         "{front:?}"
     );
+}
+
+#[tokio::test]
+async fn dependencies_restore_first_and_wait_for_each_other_frozen() {
+    for schedule in Schedule::ALL {
+        let agent = FakeAgent::start(Script::default());
+        let r = run_group(Arc::new(group_run(&agent, CHAIN, schedule)))
+            .await
+            .unwrap();
+        assert_eq!(r.outcome, "migrated", "{schedule:?}: {r:?}");
+        let front = r.containers.iter().find(|c| c.name == "front").unwrap();
+        let phases: Vec<&str> = front.timeline.iter().map(|(p, _)| p.as_str()).collect();
+        assert!(
+            phases.contains(&"restore-ready"),
+            "{schedule:?}: {phases:?}"
+        );
+        let n = agent.notes();
+        if schedule != Schedule::Parallel {
+            // Dependents still freeze first, and each restores only after what it
+            // calls was restored.
+            assert!(
+                position(&n, "migrate front") < position(&n, "migrate db"),
+                "{n:?}"
+            );
+        }
+        assert!(
+            position(&n, "restore db") < position(&n, "restore worker"),
+            "{n:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_dependency_that_fails_leaves_the_frozen_dependents_at_the_source() {
+    for schedule in Schedule::ALL {
+        let agent = FakeAgent::start(Script {
+            fail: vec!["db".into()],
+            ..Default::default()
+        });
+        let r = run_group(Arc::new(group_run(&agent, CHAIN, schedule)))
+            .await
+            .unwrap();
+        assert_eq!(r.outcome, "rolled_back", "{schedule:?}: {r:?}");
+        assert_eq!(r.failed.as_deref(), Some("db"), "{schedule:?}: {r:?}");
+        // front and worker waited frozen for db, were never restored at the
+        // destination, and run on the source again: nothing to move back.
+        assert!(r.moved_back.is_empty(), "{schedule:?}: {r:?}");
+        let n = agent.notes();
+        assert!(
+            !n.iter().any(|x| x.starts_with("restore ")),
+            "{schedule:?}: {n:?}"
+        );
+        for c in &r.containers {
+            assert_eq!(c.outcome, "rolled_back", "{schedule:?}: {c:?}");
+        }
+    }
+}
+
+#[test]
+fn with_a_restore_order_the_pipeline_freezes_a_level_at_once() {
+    let agent_less = |text: &str| {
+        let group = Group::parse(text).expect("a group");
+        let run = GroupRun {
+            placements: Vec::new(),
+            pods: vec![None; group.members.len()],
+            group,
+            schedule: Schedule::Pipeline,
+            base: Default::default(),
+            creds: Credentials::default(),
+            fault_member: None,
+        };
+        pods::units(&run)
+    };
+    let two = "name = \"g\"\n[[container]]\nname = \"f1\"\nafter = [\"d1\"]\n[[container]]\nname = \"f2\"\nafter = [\"d2\"]\n[[container]]\nname = \"d1\"\n[[container]]\nname = \"d2\"\n";
+    let units = agent_less(two);
+    assert_eq!(
+        run::freeze_steps(&units, true),
+        vec![vec![0, 1], vec![2, 3]]
+    );
+    assert_eq!(
+        run::freeze_steps(&units, false),
+        vec![vec![0], vec![1], vec![2], vec![3]]
+    );
+}
+
+#[tokio::test]
+async fn pods_that_would_wait_for_each_other_are_refused_before_anything_moves() {
+    let agent = FakeAgent::start(Script::default());
+    let ring = "name = \"g\"\n[[container]]\nname = \"a\"\n[[container]]\nname = \"x\"\nafter = [\"a\"]\n[[container]]\nname = \"b\"\nafter = [\"x\"]\n";
+    let mut run = group_run(&agent, ring, Schedule::Pipeline);
+    run.pods = vec![Some("p".into()), None, Some("p".into())];
+    let e = run_group(Arc::new(run)).await.unwrap_err();
+    assert!(e.to_string().contains("must wait for the other"), "{e}");
+    assert!(agent.notes().is_empty(), "{:?}", agent.notes());
 }
 
 fn member(name: &str, pod: Option<&str>) -> ContainerInfo {

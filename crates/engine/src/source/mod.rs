@@ -35,11 +35,27 @@ use rollback::SourceProgress;
 /// The progress phase a migration started with `hold_freeze` reports when it waits for
 /// the client's `Proceed` before freezing.
 pub use ferry_proto::READY_PHASE as READY;
+/// The progress phase a migration started with `hold_restore` reports when its images
+/// are at the destination and it waits for the client's `Proceed` before the restore.
+pub use ferry_proto::RESTORE_READY_PHASE as RESTORE_READY;
 
 /// How long the source waits for the destination's answers.
 pub const PEER_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long a held migration waits for `Proceed`.
 const HOLD_LIMIT: Duration = Duration::from_secs(600);
+/// How long a frozen container waits for the word to restore before it resumes here.
+const RESTORE_HOLD_LIMIT: Duration = Duration::from_secs(300);
+
+/// The client's words a migration waits for: groups schedule their members with them.
+/// A word whose sender is dropped lets the migration give up: unchanged before the
+/// freeze, rolled back after it.
+#[derive(Debug, Default)]
+pub struct Holds {
+    /// Fires when the container may freeze (`hold_freeze`).
+    pub freeze: Option<oneshot::Receiver<()>>,
+    /// Fires when the destination may restore it (`hold_restore`).
+    pub restore: Option<oneshot::Receiver<()>>,
+}
 
 /// Everything a migration's source half touches.
 pub struct SourcePorts {
@@ -105,8 +121,7 @@ pub struct SourceRun {
     /// The restored connections whose peers the destination watches (`PeersResumed`).
     pub(crate) peers_watched: u32,
     t_freeze: Option<Instant>,
-    /// Fires when the client lets the container freeze (`hold_freeze`).
-    hold: Option<oneshot::Receiver<()>>,
+    holds: Holds,
     pub(crate) events: Events,
 }
 
@@ -132,7 +147,7 @@ impl SourceRun {
         settings: &HostSettings,
         req: SourceRequest,
         events: Events,
-        hold: Option<oneshot::Receiver<()>>,
+        holds: Holds,
     ) -> Result<Self, PrepareError> {
         let session = new_session_id(&req.container)?;
         let dir = settings.images_dir.join(format!("out-{session}"));
@@ -159,7 +174,7 @@ impl SourceRun {
             pages_sent: 0,
             peers_watched: 0,
             t_freeze: None,
-            hold,
+            holds,
             events,
         })
     }

@@ -13,7 +13,7 @@ use super::journal::{OutJournal, JOURNAL};
 
 /// The destination's steps at the commit, noted in the report.
 const COMMIT_STEPS: [&str; 3] = ["unlock", "deliver-held", "watch-peers"];
-use super::{SourceRun, HOLD_LIMIT, PEER_TIMEOUT, READY};
+use super::{SourceRun, HOLD_LIMIT, PEER_TIMEOUT, READY, RESTORE_HOLD_LIMIT, RESTORE_READY};
 use crate::error::{
     CommitError, DumpError, PeerError, PrepareError, RestoreError, SendError, TransferError,
 };
@@ -131,7 +131,7 @@ impl SourceRun {
     /// The downtime starts: freeze the container and lock its network (after the
     /// client's word, with `hold_freeze`).
     pub(crate) async fn freeze_and_lock(&mut self) -> Result<(), crate::error::MigrateError> {
-        if let Some(hold) = self.hold.take() {
+        if let Some(hold) = self.holds.freeze.take() {
             let t = Instant::now();
             self.progress(READY, 0, 0);
             match tokio::time::timeout(HOLD_LIMIT, hold).await {
@@ -288,8 +288,18 @@ impl SourceRun {
         Ok(())
     }
 
-    /// `Restore` until `Restored`: the container runs at the destination, still isolated.
+    /// `Restore` until `Restored`: the container runs at the destination, still isolated
+    /// (after the client's word, with `hold_restore`).
     pub(crate) async fn restore_remote(&mut self) -> Result<(), RestoreError> {
+        if let Some(hold) = self.holds.restore.take() {
+            let t = Instant::now();
+            self.progress(RESTORE_READY, 0, 0);
+            match tokio::time::timeout(RESTORE_HOLD_LIMIT, hold).await {
+                Ok(Ok(())) => {}
+                _ => return Err(RestoreError::NotReleased),
+            }
+            self.tl.record("restore-hold", t);
+        }
         let t = Instant::now();
         self.progress("restore", 0, 0);
         self.send(&PeerRequest::Restore).await?;

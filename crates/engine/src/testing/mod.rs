@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod dest;
+mod holds;
 mod hostile;
 mod link;
 mod sequences;
@@ -202,6 +203,19 @@ pub async fn migrate_result(
     strategy: Strategy,
     options: MigrateOptions,
 ) -> (Result<Report, crate::error::PrepareError>, Arc<Config>) {
+    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+    migrate_held(cfg, strategy, options, Default::default(), tx).await
+}
+
+/// A migration that waits for the client's words in `holds`, and sends its progress to
+/// `tx`.
+pub async fn migrate_held(
+    cfg: Config,
+    strategy: Strategy,
+    options: MigrateOptions,
+    holds: crate::source::Holds,
+    tx: tokio::sync::mpsc::UnboundedSender<ferry_proto::ControlReply>,
+) -> (Result<Report, crate::error::PrepareError>, Arc<Config>) {
     let dir = tempfile::tempdir().unwrap();
     let cfg = Arc::new(cfg);
     let dst_settings = settings("dst", dir.path(), cfg.lazy_pages);
@@ -222,8 +236,7 @@ pub async fn migrate_result(
         strategy,
         notes: Vec::new(),
     };
-    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
-    let report = try_migrate(cfg.clone(), dir.path(), ports, req, tx).await;
+    let report = try_migrate(cfg.clone(), dir.path(), ports, req, tx, holds).await;
     // The destination's half may still be finishing (a dropped session).
     tokio::time::sleep(Duration::from_millis(50)).await;
     (report, cfg)
@@ -235,7 +248,8 @@ async fn try_migrate(
     ports: SourcePorts,
     req: SourceRequest,
     tx: tokio::sync::mpsc::UnboundedSender<ferry_proto::ControlReply>,
+    holds: crate::source::Holds,
 ) -> Result<Report, crate::error::PrepareError> {
     let src_settings = settings(cfg.source_name, dir, cfg.lazy_pages);
-    crate::migration::migrate(ports, &src_settings, req, Events(tx), None).await
+    crate::migration::migrate(ports, &src_settings, req, Events(tx), holds).await
 }
