@@ -95,6 +95,17 @@ async fn answer(agent: &Arc<Agent>, conn: &mut Conn, msg: ControlRequest) -> Con
                 Err(e) => error(format!("the migration task failed: {e}")),
             }
         }
+        ControlRequest::Readdress {
+            container,
+            from,
+            to,
+        } => match crate::readdress::readdress(agent, &container, &from, &to).await {
+            Ok(r) => ControlReply::Readdressed {
+                sockets: r.sockets,
+                downtime_ms: r.downtime_ms,
+            },
+            Err(e) => error(e),
+        },
         ControlRequest::Resume { name } => match crate::migrate::resume(agent, &name).await {
             Ok(()) => ControlReply::Resumed,
             Err(e) => error(e),

@@ -94,6 +94,8 @@ pub enum AgentError {
         name: String,
         errors: Vec<RollbackError>,
     },
+    #[error("readdressing the container: {0}")]
+    Readdress(String),
     #[error("{context}: {source}")]
     Io {
         context: String,

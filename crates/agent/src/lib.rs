@@ -24,6 +24,7 @@ pub mod migrate;
 pub mod outcomes;
 pub mod pod;
 pub mod preflight;
+pub mod readdress;
 pub mod recover;
 pub mod registry;
 pub mod state;

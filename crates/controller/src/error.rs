@@ -65,4 +65,16 @@ pub enum ControllerError {
     /// A migration's task ended without an answer.
     #[error(transparent)]
     Task(#[from] tokio::task::JoinError),
+    /// `--new-ip` cannot be taken.
+    #[error(transparent)]
+    NewAddress(#[from] ferry_types::NewAddressError),
+    /// The container has no address ferry knows of.
+    #[error("container '{0}' has no network of ferry's, so it has no address to change; move it without --new-ip")]
+    NoAddress(String),
+    /// Peers follow a new address only.
+    #[error("--peers follow the container to a new address: give --new-ip too")]
+    PeersWithoutNewIp,
+    /// The agent that moves the container went away.
+    #[error("lost the source agent: {0}")]
+    SourceLost(TransportError),
 }

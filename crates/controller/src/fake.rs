@@ -112,6 +112,23 @@ async fn serve(
             items: script.containers.clone(),
         },
         ControlRequest::Resume { .. } => ControlReply::Resumed,
+        ControlRequest::Readdress {
+            container,
+            from,
+            to,
+        } => {
+            note(format!("readdress {container} {from}->{to}"));
+            if script.fail.contains(&container) {
+                ControlReply::Error {
+                    message: format!("'{container}' cannot be checkpointed"),
+                }
+            } else {
+                ControlReply::Readdressed {
+                    sockets: 1,
+                    downtime_ms: 5.0,
+                }
+            }
+        }
         ControlRequest::Migrate {
             container, options, ..
         } => {

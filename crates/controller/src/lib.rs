@@ -3,7 +3,8 @@
 //! - [`client`]: a control connection to an agent, one request and its answer;
 //! - [`migrate`](mod@migrate): one container: move it, resume it; the containers an
 //!   agent runs;
-//! - [`group`]: a group's migrations by a schedule, moved back as one on failure.
+//! - [`group`]: a group's migrations by a schedule, moved back as one on failure;
+//! - [`readdress`]: one container to a new address, its peers following it.
 //!
 //! Every failure is a [`ControllerError`], a sentence for people.
 
@@ -11,6 +12,7 @@ pub mod client;
 mod error;
 pub mod group;
 pub mod migrate;
+pub mod readdress;
 
 #[cfg(test)]
 mod fake;

@@ -73,6 +73,10 @@ pub enum PrepareError {
     },
     #[error("the client did not let the container freeze (it went away or waited too long); nothing changed")]
     NotReleased,
+    #[error(transparent)]
+    NewAddress(#[from] ferry_types::NewAddressError),
+    #[error("--new-ip moves runc containers only; {0} keeps the container's address in its own network configuration: move it without --new-ip")]
+    NewAddressEngine(&'static str),
     #[error("container '{container}' already runs on {host}; there is nothing to move")]
     AlreadyHere { container: String, host: String },
 }
@@ -180,6 +184,8 @@ pub use crate::source::rollback::RollbackError;
 pub enum IncomingError {
     #[error(transparent)]
     Admit(#[from] AdmitError),
+    #[error("moving the container's sockets to its new address: {0}")]
+    Readdress(String),
     #[error(transparent)]
     Network(#[from] NetworkError),
     #[error(transparent)]

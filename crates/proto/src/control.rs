@@ -50,6 +50,14 @@ pub enum ControlRequest {
         dest: Option<String>,
         options: MigrateOptions,
     },
+    /// Checkpoint `container` in place, point its sockets connected to `from` (an IPv4
+    /// address) at `to`, and restore it: a peer of a container that moves to a new
+    /// address (`ferry migrate --new-ip --peers`).
+    Readdress {
+        container: String,
+        from: String,
+        to: String,
+    },
     /// During a migration started with `hold_freeze`: freeze now; with `hold_restore`,
     /// after [`RESTORE_READY_PHASE`]: restore now. Anything else sent instead (a `Ping`)
     /// lets it give up: unchanged before the freeze, rolled back after it.
@@ -72,6 +80,12 @@ pub enum ControlReply {
     },
     Removed,
     Resumed,
+    /// A peer readdressed: how many of its sockets now point at the new address, and
+    /// how long it was stopped.
+    Readdressed {
+        sockets: u32,
+        downtime_ms: f64,
+    },
     /// Progress of a long operation.
     Progress {
         phase: String,
@@ -105,6 +119,7 @@ impl WireMessage for ControlRequest {
             ControlRequest::Resume { .. } => "resume",
             ControlRequest::Check { .. } => "check",
             ControlRequest::Proceed => "proceed",
+            ControlRequest::Readdress { .. } => "readdress",
         }
     }
 }
@@ -119,6 +134,7 @@ impl WireMessage for ControlReply {
             ControlReply::Containers { .. } => "containers",
             ControlReply::Removed => "removed",
             ControlReply::Resumed => "resumed",
+            ControlReply::Readdressed { .. } => "readdressed",
             ControlReply::Progress { .. } => "progress",
             ControlReply::Report { .. } => "report",
             ControlReply::Checked { .. } => "checked",

@@ -35,6 +35,10 @@ pub struct Prepare {
     /// The engine that restores it at the destination (and makes it its own).
     #[serde(default)]
     pub engine: EngineKind,
+    /// The container's address at the source, when it takes the new one in `net`
+    /// (`--new-ip`): the destination rewrites its sockets from this address to that one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub readdress_from: Option<String>,
 }
 
 /// Source agent → destination agent.

@@ -58,6 +58,7 @@ fn peer_messages_round_trip() {
         group: None,
         pod_members: Vec::new(),
         engine: Default::default(),
+        readdress_from: Some("10.0.0.1".into()),
     }));
     round_trip(PeerRequest::BundleFile {
         entry: FileEntry {

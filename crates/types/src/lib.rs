@@ -22,7 +22,7 @@ pub use container::{ContainerInfo, EngineKind, SessionState};
 pub use criu::{DumpStats, ImageSizes, RestoreStats};
 pub use files::{FileEntry, FileKind};
 pub use held::{Delivered, Held, HeldPacket};
-pub use net::NetSpec;
+pub use net::{NetSpec, NewAddress, NewAddressError};
 pub use preflight::{Action, Finding, HostFacts, Preflight, ProcessFacts, StrategyFit};
 pub use report::{
     ms, CriuErrors, CriuStats, Operation, Outcome, PeerResumed, Phase, PrecopyRound,

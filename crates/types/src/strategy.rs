@@ -195,6 +195,10 @@ pub struct MigrateOptions {
     /// restores (groups restore in order this way); the container stays frozen meanwhile.
     #[serde(default)]
     pub hold_restore: bool,
+    /// The address the container takes at the destination (`ADDR[/PREFIX]`); its own
+    /// sockets are rewritten to it there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_ip: Option<String>,
     /// The group this migration is part of (`ferry migrate --group`).
     #[serde(default)]
     pub group: Option<String>,
@@ -222,6 +226,7 @@ impl Default for MigrateOptions {
             compress: None,
             hold_freeze: false,
             hold_restore: false,
+            new_ip: None,
             group: None,
             pod: Vec::new(),
             inject_fault: None,

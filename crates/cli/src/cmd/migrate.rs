@@ -42,6 +42,20 @@ pub struct Args {
     /// Pre-copy: compress pages on the wire where it pays (zstd) or never (none).
     #[arg(long, value_parser = ["zstd", "none"])]
     compress: Option<String>,
+    /// The address the container takes at the destination (ADDR[/PREFIX], the current
+    /// prefix without one); its established connections carry on (docs/new-address.md).
+    #[arg(long, value_name = "ADDR[/PREFIX]", conflicts_with = "group")]
+    new_ip: Option<String>,
+    /// With --new-ip: containers (on any of ferry's hosts) whose connections to this one
+    /// follow it to the new address; each is checkpointed, rewritten and restored in
+    /// place while the container waits for its own restore.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "P1,P2,…",
+        requires = "new_ip"
+    )]
+    peers: Vec<String>,
     /// The agent that runs the container now: a lab host name, a Unix socket, or
     /// HOST:PORT. Default: in a lab, the host running it; otherwise /var/lib/ferry/agent.sock.
     #[arg(long)]
@@ -140,6 +154,7 @@ fn options(a: &Args) -> MigrateOptions {
         compress: a.compress.clone(),
         hold_freeze: false,
         hold_restore: false,
+        new_ip: a.new_ip.clone(),
         group: None,
         pod: Vec::new(),
     }
@@ -238,6 +253,28 @@ async fn resolve(a: &Args, container: &str) -> anyhow::Result<(Endpoint, Credent
     Ok((source, creds, dest))
 }
 
+/// The agents of `--peers`.
+async fn peers_of(
+    a: &Args,
+    container: &str,
+) -> anyhow::Result<Vec<ferry_controller::readdress::Peer>> {
+    let lab = ferry_lab::LabState::load(&a.lab).ok();
+    let mut out = Vec::new();
+    for name in &a.peers {
+        if name == container {
+            anyhow::bail!("--peers names '{name}', the container that moves; name the containers connected to it");
+        }
+        let agent = super::agent_of(None, lab.as_ref(), name, "running")
+            .await
+            .with_context(|| format!("peer '{name}'"))?;
+        out.push(ferry_controller::readdress::Peer {
+            name: name.clone(),
+            agent,
+        });
+    }
+    Ok(out)
+}
+
 pub async fn run(a: Args) -> anyhow::Result<i32> {
     if let Some(file) = a.group.clone() {
         return run_group(&a, &file).await;
@@ -245,10 +282,24 @@ pub async fn run(a: Args) -> anyhow::Result<i32> {
     let container = a.container.clone().unwrap_or_default();
     let (source, creds, dest) = resolve(&a, &container).await?;
     let bar = crate::output::Progress::new();
-    let r = ferry_controller::migrate(&source, &creds, &container, &dest, options(&a), |ev| {
-        bar.update(ev)
-    })
-    .await?;
+    let r = if a.peers.is_empty() {
+        ferry_controller::migrate(&source, &creds, &container, &dest, options(&a), |ev| {
+            bar.update(ev)
+        })
+        .await?
+    } else {
+        let peers = peers_of(&a, &container).await?;
+        ferry_controller::readdress::migrate_with_peers(
+            &source,
+            &creds,
+            &container,
+            &dest,
+            options(&a),
+            &peers,
+            |ev| bar.update(ev),
+        )
+        .await?
+    };
     bar.finish();
     crate::output::emit_report(&r, a.json, a.report.as_deref())?;
     if r.outcome.is_success() {

@@ -283,6 +283,7 @@ mod tests {
             group: None,
             pod_members: Vec::new(),
             engine: Default::default(),
+            readdress_from: None,
         })
     }
 

@@ -64,6 +64,8 @@ pub struct DestSession {
     meter: UsageMeter,
     /// When the restore ended: peers' first packets count from here.
     restored_at: Option<Instant>,
+    /// `--new-ip`: the container's sockets move from the first address to the second.
+    readdress: Option<(std::net::Ipv4Addr, std::net::Ipv4Addr)>,
     _guard: Box<dyn Send + Sync>,
 }
 
@@ -96,6 +98,7 @@ impl DestSession {
         if crate::policy::auto::needs_lazy_pages(p.strategy) && !ports.engine.restores_lazily() {
             return Err(AdmitError::EngineNotLazy(p.engine).into());
         }
+        let readdress = readdress_of(&p)?;
         let admission = ports.host.admit(&p).await?;
         let mut tl = Timeline::new();
         let t = Instant::now();
@@ -147,6 +150,7 @@ impl DestSession {
             pod: admission.pod,
             meter: UsageMeter::start(),
             restored_at: None,
+            readdress,
             _guard: admission.guard,
         };
         if let Err(e) = create_dirs(&[&s.a.images, &s.a.work]) {
@@ -259,6 +263,17 @@ impl DestSession {
         }
         self.a.pages_bytes = pages_bytes;
         self.a.tl.record("pages-stored", t);
+        if let Some((old, new)) = self.readdress {
+            let t = Instant::now();
+            let side = ferry_criu::images::wire::readdress::Side::Local;
+            let n = ferry_criu::images::wire::readdress::readdress(&self.a.images, old, new, side)
+                .map_err(|e| IncomingError::Readdress(e.to_string()))?;
+            tracing::info!(
+                "{}: {n} socket(s) moved from {old} to {new}",
+                self.a.container
+            );
+            self.a.tl.record("readdress", t);
+        }
         self.mark("images");
         Ok(())
     }
@@ -512,4 +527,26 @@ impl PeersPending {
         }
         peers
     }
+}
+
+/// The addresses a `--new-ip` move rewrites the container's sockets between: from the
+/// source's, to the one the destination builds the namespace with.
+fn readdress_of(
+    p: &Prepare,
+) -> Result<Option<(std::net::Ipv4Addr, std::net::Ipv4Addr)>, IncomingError> {
+    let Some(from) = &p.readdress_from else {
+        return Ok(None);
+    };
+    let bad = || {
+        IncomingError::Readdress(format!("the source asked to move the container's sockets from '{from}' to '{}', which are not two IPv4 addresses", p.net.address))
+    };
+    let old = from.parse().map_err(|_| bad())?;
+    let new = p
+        .net
+        .address
+        .split('/')
+        .next()
+        .and_then(|a| a.parse().ok())
+        .ok_or_else(bad)?;
+    Ok(Some((old, new)))
 }

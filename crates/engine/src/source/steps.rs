@@ -85,7 +85,21 @@ impl SourceRun {
         let t = Instant::now();
         let shipment = self.ports.subject.shipment()?;
         let o = &self.req.options;
-        let spec = self.ports.network.spec().clone();
+        let mut spec = self.ports.network.spec().clone();
+        let mut readdress_from = None;
+        if let Some(ip) = &o.new_ip {
+            let engine = self.ports.subject.engine();
+            if engine != ferry_types::EngineKind::Runc {
+                return Err(PrepareError::NewAddressEngine(engine.name()));
+            }
+            let n = spec.readdressed(ip).map_err(PrepareError::NewAddress)?;
+            self.report.notes.push(format!(
+                "the container takes the address {} at the destination (it had {}); its own sockets are rewritten there",
+                n.spec.address, spec.address
+            ));
+            readdress_from = Some(n.old.to_string());
+            spec = n.spec;
+        }
         let prepare = PeerRequest::Prepare(Prepare {
             session: self.session.clone(),
             container: self.req.container.clone(),
@@ -101,6 +115,7 @@ impl SourceRun {
             },
             net: spec,
             engine: self.ports.subject.engine(),
+            readdress_from,
         });
         self.send(&prepare).await?;
         let need_bundle = match self.expect("prepared").await? {

@@ -23,6 +23,7 @@ fn prepare(strategy: Strategy) -> PeerRequest {
         group: None,
         pod_members: Vec::new(),
         engine: Default::default(),
+        readdress_from: None,
     })
 }
 

@@ -7,6 +7,7 @@ pub mod diff;
 mod file;
 pub mod json;
 mod magic;
+pub mod readdress;
 pub mod schema;
 pub mod tree;
 
