@@ -76,21 +76,31 @@ apt_install "${RUNTIME_PKGS[@]}"
 # The container engines ferry moves containers of besides plain runc (docs/engines.md).
 # Their packages would start system-wide daemons; nothing here wants those (the lab starts
 # its own per host), so services are kept from starting while they install.
-ENGINE_PKGS=(podman containernetworking-plugins docker.io)
-if [ "${FERRY_SKIP_ENGINES:-0}" != 1 ] && [ -n "$(missing "${ENGINE_PKGS[@]}")" ]; then
-    placed_policy=0
+# apt_install_no_services PKG...: installs without starting the services they bring.
+apt_install_no_services() {
+    [ -n "$(missing "$@")" ] || return 0
+    local placed_policy=0
     if [ ! -e /usr/sbin/policy-rc.d ]; then
         printf '#!/bin/sh\n# ferry install-deps: no service starts while packages install\nexit 101\n' >/usr/sbin/policy-rc.d
         chmod 755 /usr/sbin/policy-rc.d
         placed_policy=1
         trap 'rm -f /usr/sbin/policy-rc.d' EXIT
     fi
-    apt_install "${ENGINE_PKGS[@]}"
+    apt_install "$@"
     if [ "$placed_policy" = 1 ]; then
         rm -f /usr/sbin/policy-rc.d
         trap - EXIT
     fi
+}
+ENGINE_PKGS=(podman containernetworking-plugins docker.io)
+if [ "${FERRY_SKIP_ENGINES:-0}" != 1 ]; then
+    apt_install_no_services "${ENGINE_PKGS[@]}"
 fi
+
+# ferry without agents goes over SSH (docs/ssh.md); the lab runs an OpenSSH server on
+# each host, on the host's own address, so no system-wide server is started.
+SSH_PKGS=(openssh-client openssh-server)
+apt_install_no_services "${SSH_PKGS[@]}"
 
 # Docker starts a container from a checkpoint (what ferry restores Docker's containers
 # with) only with its experimental features on: set in the daemon's configuration, the

@@ -10,6 +10,7 @@
 #![allow(clippy::unwrap_used)]
 
 pub mod apps;
+pub mod handmade;
 pub mod lab;
 
 use std::path::{Path, PathBuf};

@@ -124,7 +124,7 @@ pub fn enter_netns(name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn hostname() -> String {
+pub(crate) fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
         .unwrap_or_else(|_| "host".into())
@@ -132,6 +132,12 @@ fn hostname() -> String {
 
 /// Runs the agent until it is told to stop.
 pub async fn run(a: Args) -> anyhow::Result<i32> {
+    crate::daemon::run(config(a)?).await?;
+    Ok(0)
+}
+
+/// The agent's configuration from its arguments (files they name are read here).
+pub fn config(a: Args) -> anyhow::Result<AgentConfig> {
     let name = a.name.unwrap_or_else(hostname);
     let criu = CriuBinary::locate(a.criu.as_deref())?;
     let mut creds = a.creds.load()?;
@@ -175,8 +181,7 @@ pub async fn run(a: Args) -> anyhow::Result<i32> {
             None => ferry_runtime::policy::RestorePolicy::default(),
         }),
     };
-    crate::daemon::run(cfg).await?;
-    Ok(0)
+    Ok(cfg)
 }
 
 /// The socket `DOCKER_HOST` names (`unix://PATH`), or Docker's own.

@@ -27,6 +27,13 @@ fn private_state(cfg: &AgentConfig) -> Result<(), AgentError> {
 
 /// Runs an agent until SIGTERM or SIGINT.
 pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
+    let agent = start(cfg).await?;
+    serve_listeners(agent).await
+}
+
+/// Checks the configuration, probes this host, opens the agent's records and settles
+/// what a previous run left half-way: an agent ready to serve connections.
+pub async fn start(cfg: AgentConfig) -> Result<Arc<Agent>, AgentError> {
     cfg.check()?;
     private_state(&cfg)?;
     let criu = CriuBinary::probe(&cfg.criu)
@@ -35,6 +42,7 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
         && ["/usr/sbin/nft", "/sbin/nft"]
             .iter()
             .any(|p| std::path::Path::new(p).exists());
+    tracing::info!(nftables = nft, "network lock back end");
     // CRIU caches what it learns about the kernel in a tmpfs file; without it each dump
     // and restore spends ~30 ms finding out again.
     if let Err(e) =
@@ -69,7 +77,12 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
     outcomes.after_restart();
     let agent = Arc::new(Agent::new(cfg, registry, outcomes, can));
     recover::recover(&agent).await;
+    Ok(agent)
+}
 
+/// Serves the control socket and the TCP listener until SIGTERM or SIGINT.
+async fn serve_listeners(agent: Arc<Agent>) -> Result<(), AgentError> {
+    let lazy = agent.lazy_pages;
     let control_path = agent.cfg.control.clone();
     if let Some(dir) = control_path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| AgentError::io(dir.display().to_string(), e))?;
@@ -92,7 +105,6 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
         control = %control_path.display(),
         listen = ?agent.cfg.listen,
         lazy_pages = lazy,
-        nftables = nft,
         "ferry agent ready"
     );
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -101,7 +113,7 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
         tokio::select! {
             r = unix.accept() => {
                 if let Ok((s, _)) = r {
-                    tokio::spawn(handle(agent.clone(), Stream::Unix(s), Auth::PeerCredentials));
+                    serve_local(agent.clone(), s);
                 }
             }
             r = async { match &tcp { Some(l) => l.accept().await, None => std::future::pending().await } } => {
@@ -137,6 +149,11 @@ fn memory_bound(cfg: &AgentConfig) -> Option<Arc<MemoryBound>> {
             None
         }
     }
+}
+
+/// Serves one connection on a root-only Unix socket, on a task of its own.
+pub fn serve_local(agent: Arc<Agent>, s: tokio::net::UnixStream) {
+    tokio::spawn(handle(agent, Stream::Unix(s), Auth::PeerCredentials));
 }
 
 async fn handle(agent: Arc<Agent>, stream: Stream, auth: Auth) {

@@ -27,6 +27,7 @@ pub mod preflight;
 pub mod readdress;
 pub mod recover;
 pub mod registry;
+pub mod ssh;
 pub mod state;
 pub mod tmpfs;
 

@@ -45,8 +45,24 @@ pub enum Command {
     Keeper(cmd::keeper::Args),
 }
 
-/// Runs `command` with ferry's own messages logged at `log`, and exits.
-pub fn run(command: Command, log: &str) -> ! {
+/// What `ferry migrate --to ssh://…` runs: a migration without agents, whose source is
+/// this process. The binary plugs in the agent's ([`Daemonless::migrate`]); the CLI itself
+/// only drives agents.
+pub trait Daemonless: Sync {
+    /// Moves `container` to `to` (`ssh://…`): the report, whatever its outcome, or why
+    /// nothing was tried.
+    fn migrate<'a>(
+        &'a self,
+        to: &'a str,
+        container: &'a str,
+        options: ferry_types::MigrateOptions,
+        progress: &'a mut dyn FnMut(&ferry_proto::ControlReply),
+    ) -> std::pin::Pin<Box<dyn Future<Output = anyhow::Result<ferry_types::Report>> + 'a>>;
+}
+
+/// Runs `command` with ferry's own messages logged at `log`, and exits. `daemonless`
+/// runs migrations over SSH.
+pub fn run(command: Command, log: &str, daemonless: &'static dyn Daemonless) -> ! {
     exec(log, || Ok(()), async move {
         match command {
             Command::Doctor(a) => cmd::doctor::run(a).await,
@@ -55,7 +71,7 @@ pub fn run(command: Command, log: &str) -> ! {
             Command::Bundle(c) => cmd::bundle::run(c).await,
             Command::Bench(c) => cmd::bench::run(c).await,
             Command::Images(c) => cmd::images::run(c).await,
-            Command::Migrate(a) => cmd::migrate::run(a).await,
+            Command::Migrate(a) => cmd::migrate::run(a, daemonless).await,
             Command::Check(a) => cmd::check::run(a).await,
             Command::Lab(a) => cmd::lab::run(a).await,
             Command::Certs(a) => cmd::certs::run(a),

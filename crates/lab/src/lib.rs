@@ -18,6 +18,7 @@ mod error;
 pub mod image;
 pub mod resources;
 mod spawn;
+pub mod ssh;
 mod state;
 mod topology;
 

@@ -130,6 +130,11 @@ async fn build(spec: &LabSpec, state: &mut LabState, prefix: &str) -> Result<(),
     for h in &state.hosts {
         wait_agent(h).await?;
     }
+    if crate::ssh::available() {
+        crate::ssh::start_all(state, spec.faults).await?;
+    } else {
+        eprintln!("ferry lab: no OpenSSH server on this machine (/usr/sbin/sshd): the hosts run none, and --to ssh://HOST cannot be tried; run scripts/install-deps.sh");
+    }
     if spec.docker {
         if crate::engines::which("dockerd").is_none() {
             return Err(LabError::Invalid(
@@ -454,6 +459,7 @@ pub async fn down(name: &str) -> Result<(), LabError> {
     }
     // Containers of the hosts' engines, then those in every host's runtime root.
     for h in state.iter().flat_map(|s| &s.hosts) {
+        crate::ssh::stop(&h.state_dir);
         crate::engines::remove_podman_containers(h);
         crate::docker::stop(h).await;
     }
@@ -501,8 +507,13 @@ pub async fn down(name: &str) -> Result<(), LabError> {
     if let Ok(rd) = std::fs::read_dir(&dir) {
         for e in rd.filter_map(Result::ok) {
             let host = e.file_name().to_string_lossy().into_owned();
-            for parent in crate::resources::cgroup_dirs(&format!("ferry-{name}-{host}")) {
-                crate::resources::remove_cgroup_tree(&parent);
+            for prefix in [
+                format!("ferry-{name}-{host}"),
+                format!("ferry-{name}-{host}-ssh"),
+            ] {
+                for parent in crate::resources::cgroup_dirs(&prefix) {
+                    crate::resources::remove_cgroup_tree(&parent);
+                }
             }
         }
     }

@@ -14,6 +14,7 @@ pub mod held;
 pub mod net;
 pub mod preflight;
 pub mod report;
+pub mod ssh;
 pub mod stats;
 pub mod strategy;
 pub mod usage;

@@ -141,6 +141,9 @@ pub struct Report {
     /// Free-form notes: what ferry chose and why (for example which page path ran).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// A daemonless migration's way there, over SSH.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh: Option<crate::ssh::ViaSsh>,
 }
 
 /// One restored established connection, as the destination saw its peer come back.
@@ -243,6 +246,7 @@ impl Report {
             precopy: None,
             peers_resumed: Vec::new(),
             notes: Vec::new(),
+            ssh: None,
         }
     }
 
@@ -272,6 +276,9 @@ impl Report {
         let _ = writeln!(s, "  outcome {}", self.outcome.name());
         if let Some(r) = &self.reason {
             let _ = writeln!(s, "  reason: {r}");
+        }
+        if let Some(v) = &self.ssh {
+            let _ = writeln!(s, "  {}", v.line());
         }
         if let Some(d) = self.downtime_ms {
             let _ = writeln!(s, "  {:<22}{:>10.1} ms", "downtime", d);

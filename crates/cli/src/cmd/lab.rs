@@ -194,6 +194,7 @@ fn engines_env(lab: &LabState, host: &str) -> Vec<(String, String)> {
     };
     let mut env = ferry_lab::engines::podman_env(h);
     env.extend(ferry_lab::docker::docker_env(h));
+    env.extend(ferry_lab::ssh::env(lab, h));
     env
 }
 

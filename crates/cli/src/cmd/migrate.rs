@@ -17,7 +17,8 @@ pub struct Args {
     /// With --group: sequential, parallel or pipeline.
     #[arg(long, default_value = "pipeline", requires = "group")]
     schedule: ferry_engine::group::Schedule,
-    /// Destination: a lab host name, or an agent address HOST:PORT.
+    /// Destination: a lab host name, an agent address HOST:PORT, or ssh://[USER@]HOST[:PORT]
+    /// (no agent on either side: docs/ssh.md).
     #[arg(long)]
     to: String,
     /// cold (every page moves before the container restarts), precopy (pages move while
@@ -162,6 +163,9 @@ fn options(a: &Args) -> MigrateOptions {
 
 async fn run_group(a: &Args, file: &std::path::Path) -> anyhow::Result<i32> {
     use ferry_controller::group::{GroupRun, Placement};
+    if is_ssh(&a.to) {
+        anyhow::bail!("--group moves with agents, and --to ssh://… runs none; move the group's containers one by one over SSH, or start agents");
+    }
     let group = ferry_controller::group::load(file)?;
     let lab = ferry_lab::LabState::load(&a.lab).ok();
     let (dest, dest_control) = dest_of(&a.to, lab.as_ref())?;
@@ -275,13 +279,22 @@ async fn peers_of(
     Ok(out)
 }
 
-pub async fn run(a: Args) -> anyhow::Result<i32> {
+pub async fn run(a: Args, daemonless: &dyn crate::Daemonless) -> anyhow::Result<i32> {
     if let Some(file) = a.group.clone() {
         return run_group(&a, &file).await;
     }
     let container = a.container.clone().unwrap_or_default();
-    let (source, creds, dest) = resolve(&a, &container).await?;
     let bar = crate::output::Progress::new();
+    if is_ssh(&a.to) {
+        check_ssh(&a)?;
+        let mut progress = |ev: &ferry_proto::ControlReply| bar.update(ev);
+        let r = daemonless
+            .migrate(&a.to, &container, options(&a), &mut progress)
+            .await?;
+        bar.finish();
+        return conclude(&a, &r);
+    }
+    let (source, creds, dest) = resolve(&a, &container).await?;
     let r = if a.peers.is_empty() {
         ferry_controller::migrate(&source, &creds, &container, &dest, options(&a), |ev| {
             bar.update(ev)
@@ -301,7 +314,28 @@ pub async fn run(a: Args) -> anyhow::Result<i32> {
         .await?
     };
     bar.finish();
-    crate::output::emit_report(&r, a.json, a.report.as_deref())?;
+    conclude(&a, &r)
+}
+
+/// Whether `to` is a destination without an agent (`ssh://…`).
+fn is_ssh(to: &str) -> bool {
+    to.starts_with("ssh://")
+}
+
+/// With `--to ssh://…`, the options that need agents are refused.
+fn check_ssh(a: &Args) -> anyhow::Result<()> {
+    if a.agent.is_some() {
+        anyhow::bail!("--agent and --to ssh://… do not go together: over SSH the container moves from this host; run ferry on the host that runs it");
+    }
+    if !a.peers.is_empty() {
+        anyhow::bail!("--peers needs the peers' agents, and --to ssh://… runs none; name no peers, or move with agents");
+    }
+    Ok(())
+}
+
+/// Prints the report; the exit code from its outcome.
+fn conclude(a: &Args, r: &ferry_types::Report) -> anyhow::Result<i32> {
+    crate::output::emit_report(r, a.json, a.report.as_deref())?;
     if r.outcome.is_success() {
         Ok(0)
     } else {
