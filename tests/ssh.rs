@@ -67,6 +67,27 @@ fn stop_agents(lab: &Lab) {
     }
 }
 
+/// Processes of this lab's far sides (`ssh-serve`, and the ssh commands that run it).
+fn serving(lab: &Lab) -> usize {
+    count(&format!("lab/{}/ssh/bin/[f]erry-.*ssh-serve", lab.name))
+}
+
+/// The pattern of this lab's SSH master connections.
+fn master_pattern(lab: &Lab) -> String {
+    format!("[s]sh -F /run/ferry/lab/{}/ssh/config .*-M -N", lab.name)
+}
+
+fn masters(lab: &Lab) -> usize {
+    count(&master_pattern(lab))
+}
+
+fn count(pattern: &str) -> usize {
+    sh(&format!("pgrep -fc '{pattern}' || true"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
 fn where_it_runs(lab: &Lab, name: &str) -> (Option<String>, Option<String>) {
     (runc_status(lab, "a", name), runc_status(lab, "b", name))
 }
@@ -151,8 +172,57 @@ fn a_container_moves_over_ssh_with_every_strategy_and_no_agent_anywhere() {
     );
 
     // Nothing of the runs is left: no far side still serving, no socket directory.
-    let left = sh("pgrep -fc '[s]sh-serve' || true");
-    assert_eq!(left.trim(), "0", "ssh-serve processes left");
-    let runs = std::fs::read_dir("/run/ferry/ssh").map_or(0, |d| d.count());
-    assert_eq!(runs, 0, "socket directories left in /run/ferry/ssh");
+    assert_eq!(serving(&lab), 0, "ssh-serve processes left");
+    assert_eq!(masters(&lab), 0, "SSH connections left");
+}
+
+/// The SSH connection dies half-way through a pre-copy: the container carries on where
+/// it was and runs nowhere else, the far side drops what it built and exits, and the
+/// next migration goes through.
+#[test]
+fn a_lost_ssh_connection_leaves_the_container_where_it_was() {
+    let Some(env) = e2e("a_lost_ssh_connection_leaves_the_container_where_it_was") else {
+        return;
+    };
+    let lab = Lab::up(&env, 2);
+    stop_agents(&lab);
+    let ip = "10.77.3.52";
+    start_by_hand(&lab, &env, "lredis", ip, "02:42:0a:4d:03:34", true);
+    lab.wait_redis(ip);
+    lab.redis(ip, &["debug", "populate", "3000000", "key", "100"]);
+    let probe = lab.probe(ip);
+    let running = Some("running".to_string());
+
+    // Cut it once the far side serves and the rounds run.
+    let (started, (ok, r, err)) = std::thread::scope(|scope| {
+        let cut = scope.spawn(|| {
+            let up = eventually(std::time::Duration::from_secs(30), || serving(&lab) > 0);
+            std::thread::sleep(std::time::Duration::from_millis(400));
+            sh(&format!(
+                "pkill -KILL -f '{}' || true",
+                master_pattern(&lab)
+            ));
+            up
+        });
+        let moved = migrate_from(&lab, "a", "lredis", "ssh://b", &["--strategy", "precopy"]);
+        (cut.join().unwrap(), moved)
+    });
+    assert!(started, "the far side started");
+    let r = r.unwrap_or_else(|| panic!("{err}"));
+    eprintln!("cut: {}", r["reason"]);
+    assert!(!ok, "{r}");
+    assert_eq!(r["outcome"], "rolled_back", "{r}");
+    assert_eq!(where_it_runs(&lab, "lredis"), (running.clone(), None));
+    assert!(
+        eventually(std::time::Duration::from_secs(20), || serving(&lab) == 0),
+        "the far side exited"
+    );
+
+    let (ok, r, err) = migrate_from(&lab, "a", "lredis", "ssh://b", &[]);
+    let r = r.unwrap_or_else(|| panic!("{err}"));
+    assert!(ok, "{r}");
+    assert_eq!(where_it_runs(&lab, "lredis"), (None, running));
+    let p = probe.stop();
+    assert_unbroken(&p);
+    assert_eq!(lab.redis(ip, &["dbsize"]), "3000001");
 }

@@ -372,5 +372,27 @@ fn options(ctl: &Path) -> Vec<std::ffi::OsString> {
         ]
         .map(std::ffi::OsString::from),
     );
+    // One SSH connection is one core's encryption: with AES instructions, AES-GCM
+    // carries ~30 % more than SSH's default ChaCha20 here (docs/ssh.md).
+    if cpu_has_aes() {
+        v.extend(
+            [
+                "-o",
+                "Ciphers=^aes128-gcm@openssh.com,aes256-gcm@openssh.com",
+            ]
+            .map(Into::into),
+        );
+    }
     v
+}
+
+fn cpu_has_aes() -> bool {
+    static AES: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *AES.get_or_init(|| {
+        std::fs::read_to_string("/proc/cpuinfo").is_ok_and(|c| {
+            c.lines()
+                .find(|l| l.starts_with("flags"))
+                .is_some_and(|l| l.split_whitespace().any(|f| f == "aes"))
+        })
+    })
 }
