@@ -118,6 +118,10 @@ async fn answer(agent: &Arc<Agent>, conn: &mut Conn, msg: ControlRequest) -> Con
             },
             Err(e) => error(e),
         },
+        msg @ (ControlRequest::Standby { .. }
+        | ControlRequest::StandbyStop { .. }
+        | ControlRequest::Standbys
+        | ControlRequest::Failover { .. }) => crate::standby::answer(agent, msg).await,
         other => error(format!(
             "'{}' is not a request this agent serves",
             other.name()

@@ -184,6 +184,7 @@ async fn serve(agent: Arc<Agent>, acc: ferry_transport::Accepted) {
     }
     match acc.role {
         Role::Control => control::serve(agent, acc.conn).await,
+        Role::Standby => crate::standby::receive::serve(agent, acc.conn).await,
         Role::Peer => {
             let link = Box::new(ConnLink(acc.conn));
             ferry_engine::dest::serve(

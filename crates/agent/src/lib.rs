@@ -28,6 +28,7 @@ pub mod readdress;
 pub mod recover;
 pub mod registry;
 pub mod ssh;
+pub mod standby;
 pub mod state;
 pub mod tmpfs;
 

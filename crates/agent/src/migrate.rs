@@ -47,7 +47,10 @@ pub fn check_group(
 
 /// The container, found and checked: runc's, on the network the agent manages, or one
 /// this agent did not start (by hand, or by Podman) on the hosts' shared segment.
-async fn subject(agent: &Arc<Agent>, name: &str) -> Result<(Managed, AgentNetwork), AgentError> {
+pub(crate) async fn subject(
+    agent: &Arc<Agent>,
+    name: &str,
+) -> Result<(Managed, AgentNetwork), AgentError> {
     let found = crate::engines::find(agent, name, true).await?;
     let record = agent.registry.get(name).and_then(|r| r.net);
     let Some(spec) = record.filter(|_| found.kind() == EngineKind::Runc) else {

@@ -26,7 +26,7 @@ pub struct Readdressed {
     pub downtime_ms: f64,
 }
 
-fn lock() -> NetworkLock {
+pub(crate) fn lock() -> NetworkLock {
     let nft = ["/usr/sbin/nft", "/sbin/nft", "/usr/bin/nft"]
         .iter()
         .any(|p| Path::new(p).exists());

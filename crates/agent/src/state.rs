@@ -74,6 +74,8 @@ pub struct Agent {
     cpuinfo: std::sync::OnceLock<Option<String>>,
     /// CRIU's verdicts on source CPUs, by their description.
     cpu_checks: Mutex<HashMap<String, String>>,
+    /// The standbys kept of this host's containers elsewhere.
+    pub standbys: crate::standby::kept::Keeping,
 }
 
 /// Holds a container for one operation; released when dropped.
@@ -140,6 +142,7 @@ impl Agent {
             memory: Mutex::new(HashMap::new()),
             pods: PodArrivals::default(),
             pod_setup: Arc::new(tokio::sync::Mutex::new(())),
+            standbys: crate::standby::kept::Keeping::default(),
             cpuinfo: std::sync::OnceLock::new(),
             cpu_checks: Mutex::new(HashMap::new()),
         }

@@ -30,6 +30,10 @@ pub enum Command {
     Check(cmd::check::Args),
     /// Resume a container an agent keeps frozen after a failed migration.
     Resume(cmd::resume::Args),
+    /// Keep an up-to-date checkpoint of a running container on another host.
+    Standby(cmd::standby::Args),
+    /// Restore a container on the host holding its standby checkpoint (its source is gone).
+    Failover(cmd::standby::FailoverArgs),
     /// A multi-host testbed on this machine, built from network namespaces.
     Lab(cmd::lab::Args),
     /// The deployment's own CA and its hosts' certificates, for mutual TLS.
@@ -76,6 +80,8 @@ pub fn run(command: Command, log: &str, daemonless: &'static dyn Daemonless) -> 
             Command::Lab(a) => cmd::lab::run(a).await,
             Command::Certs(a) => cmd::certs::run(a),
             Command::Resume(a) => cmd::resume::run(a).await,
+            Command::Standby(a) => cmd::standby::run(a).await,
+            Command::Failover(a) => cmd::standby::failover(a).await,
             Command::Probe(c) => cmd::probe::run(c).await,
             Command::Keeper(a) => cmd::keeper::run(a),
         }

@@ -255,6 +255,7 @@ pub async fn restore(rt: &impl Runtime, req: &RestoreRequest) -> Result<Report, 
             file_locks: req.file_locks,
             lazy_pages: false,
             network_lock: req.network_lock,
+            tcp_close: false,
         },
         &target,
     )

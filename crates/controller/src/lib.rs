@@ -4,7 +4,8 @@
 //! - [`migrate`](mod@migrate): one container: move it, resume it; the containers an
 //!   agent runs;
 //! - [`group`]: a group's migrations by a schedule, moved back as one on failure;
-//! - [`readdress`]: one container to a new address, its peers following it.
+//! - [`readdress`]: one container to a new address, its peers following it;
+//! - [`standby`]: standby checkpoints kept elsewhere, and failing over to one.
 //!
 //! Every failure is a [`ControllerError`], a sentence for people.
 
@@ -13,6 +14,7 @@ mod error;
 pub mod group;
 pub mod migrate;
 pub mod readdress;
+pub mod standby;
 
 #[cfg(test)]
 mod fake;

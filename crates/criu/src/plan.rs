@@ -82,6 +82,9 @@ pub struct RestoreSpec {
     /// Restore memory lazily through a `criu lazy-pages` daemon.
     pub lazy_pages: bool,
     pub network_lock: NetworkLock,
+    /// Restore established TCP connections closed (a standby checkpoint's connections
+    /// are stale: their peers moved on while the container kept running).
+    pub tcp_close: bool,
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -139,6 +142,9 @@ impl CriuOptionPlan {
             ..Default::default()
         };
         plan.add_common(spec.tcp_established, spec.network_lock);
+        if spec.tcp_close {
+            plan.config_lines.push("tcp-close".into());
+        }
         plan.require_target(target)?;
         Ok(plan)
     }

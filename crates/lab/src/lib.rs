@@ -112,6 +112,21 @@ pub async fn containers(lab: &LabState) -> Vec<(String, Result<Vec<ContainerInfo
     out
 }
 
+/// The standbys each host keeps and the checkpoints it holds (JSON, `null` for a host
+/// whose agent does not answer).
+pub async fn standbys(lab: &LabState) -> Vec<serde_json::Value> {
+    let mut out = Vec::new();
+    for h in &lab.hosts {
+        out.push(match ask(h, &ControlRequest::Standbys).await {
+            Ok(ControlReply::Standbys { keeping, holding }) => {
+                serde_json::json!({ "keeping": keeping, "holding": holding })
+            }
+            _ => serde_json::Value::Null,
+        });
+    }
+    out
+}
+
 /// The lab host running `container`, if any.
 pub async fn host_of(lab: &LabState, container: &str, status: &str) -> Option<LabHost> {
     for (host, items) in containers(lab).await {

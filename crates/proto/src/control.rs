@@ -62,6 +62,25 @@ pub enum ControlRequest {
     /// after [`RESTORE_READY_PHASE`]: restore now. Anything else sent instead (a `Ping`)
     /// lets it give up: unchanged before the freeze, rolled back after it.
     Proceed,
+    /// Keep a standby checkpoint of `container` at the agent at `dest` (its peer
+    /// address), a new one every `every_ms`, while it runs here. Answered after the
+    /// first round.
+    Standby {
+        container: String,
+        dest: String,
+        every_ms: u64,
+    },
+    /// Stop keeping a standby of `container`.
+    StandbyStop {
+        container: String,
+    },
+    /// The standbys this agent keeps of its containers, and the checkpoints it holds.
+    Standbys,
+    /// Restore `container` here from the newest standby checkpoint this agent holds
+    /// (its source is gone).
+    Failover {
+        container: String,
+    },
 }
 
 /// Agent → CLI.
@@ -104,6 +123,18 @@ pub enum ControlReply {
     Error {
         message: String,
     },
+    /// A standby's first round is stored: it goes on every `every_ms`.
+    StandbyStarted {
+        round: ferry_types::standby::StandbyRound,
+    },
+    StandbyStopped,
+    Standbys {
+        keeping: Vec<ferry_types::standby::StandbyStatus>,
+        holding: Vec<ferry_types::standby::StandbyCheckpoint>,
+    },
+    FailedOver {
+        failover: Box<ferry_types::standby::Failover>,
+    },
 }
 
 impl WireMessage for ControlRequest {
@@ -120,6 +151,10 @@ impl WireMessage for ControlRequest {
             ControlRequest::Check { .. } => "check",
             ControlRequest::Proceed => "proceed",
             ControlRequest::Readdress { .. } => "readdress",
+            ControlRequest::Standby { .. } => "standby",
+            ControlRequest::StandbyStop { .. } => "standby_stop",
+            ControlRequest::Standbys => "standbys",
+            ControlRequest::Failover { .. } => "failover",
         }
     }
 }
@@ -139,6 +174,10 @@ impl WireMessage for ControlReply {
             ControlReply::Report { .. } => "report",
             ControlReply::Checked { .. } => "checked",
             ControlReply::Error { .. } => "error",
+            ControlReply::StandbyStarted { .. } => "standby_started",
+            ControlReply::StandbyStopped => "standby_stopped",
+            ControlReply::Standbys { .. } => "standbys",
+            ControlReply::FailedOver { .. } => "failed_over",
         }
     }
 }

@@ -18,6 +18,9 @@ pub enum Role {
     /// Post-copy's second page channel: the pages processes wait for, so that they never
     /// queue behind background pages.
     UrgentPages,
+    /// One standby checkpoint, from the host that runs the container to the standby host:
+    /// [`crate::PeerRequest::Standby`] and what follows it.
+    Standby,
 }
 
 /// The handshake's messages, in both directions.

@@ -88,6 +88,27 @@ pub enum PeerRequest {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         paths: Vec<String>,
     },
+    /// A standby checkpoint of `container` follows (on a [`crate::Role::Standby`]
+    /// connection). `known` is the checkpoint whose pages the source may reference; the
+    /// bundle's `digest` says whether its files must travel.
+    Standby {
+        container: String,
+        net: NetSpec,
+        digest: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        known: Option<u64>,
+    },
+    /// A page file of the checkpoint: `pages` entries follow in `Data` frames, each a
+    /// page or a reference to one of the known checkpoint.
+    StandbyPages {
+        name: String,
+        pages: u64,
+    },
+    /// Every file was sent: store it as checkpoint `seq`, taken at `taken_unix_ms`.
+    StandbyDone {
+        seq: u64,
+        taken_unix_ms: u64,
+    },
 }
 
 /// Destination agent → source agent.
@@ -139,6 +160,18 @@ pub enum PeerReply {
     Error {
         message: String,
     },
+    /// Ready for a standby checkpoint: `known` is the one it holds complete (the source
+    /// may reference only its pages), `need_bundle` asks for the bundle's files.
+    StandbyReady {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        known: Option<u64>,
+        need_bundle: bool,
+    },
+    /// The checkpoint is stored, complete, as the newest.
+    StandbyStored {
+        seq: u64,
+        bytes: u64,
+    },
 }
 
 impl WireMessage for PeerRequest {
@@ -156,6 +189,9 @@ impl WireMessage for PeerRequest {
             PeerRequest::Abort { .. } => "abort",
             PeerRequest::Resolve { .. } => "resolve",
             PeerRequest::Probe { .. } => "probe",
+            PeerRequest::Standby { .. } => "standby",
+            PeerRequest::StandbyPages { .. } => "standby_pages",
+            PeerRequest::StandbyDone { .. } => "standby_done",
         }
     }
 }
@@ -178,6 +214,8 @@ impl WireMessage for PeerReply {
             PeerReply::PostcopyFailed { .. } => "postcopy_failed",
             PeerReply::Probed { .. } => "probed",
             PeerReply::Error { .. } => "error",
+            PeerReply::StandbyReady { .. } => "standby_ready",
+            PeerReply::StandbyStored { .. } => "standby_stored",
         }
     }
 }

@@ -15,6 +15,7 @@ pub mod net;
 pub mod preflight;
 pub mod report;
 pub mod ssh;
+pub mod standby;
 pub mod stats;
 pub mod strategy;
 pub mod usage;

@@ -198,6 +198,36 @@ fn engines_env(lab: &LabState, host: &str) -> Vec<(String, String)> {
     env
 }
 
+/// A host's standbys, one line each.
+fn print_standbys(sb: &serde_json::Value) {
+    for k in sb["keeping"].as_array().into_iter().flatten() {
+        let last = &k["last"];
+        println!(
+            "  standby of {} at {}: checkpoint {} every {} ms, last paused it {:.1} ms and sent {} bytes{}",
+            k["container"].as_str().unwrap_or(""),
+            k["to"].as_str().unwrap_or(""),
+            last["seq"],
+            k["every_ms"],
+            last["paused_ms"].as_f64().unwrap_or(0.0),
+            last["bytes_sent"],
+            k["last_error"]
+                .as_str()
+                .map(|e| format!("; the last round failed: {e}"))
+                .unwrap_or_default()
+        );
+    }
+    for c in sb["holding"].as_array().into_iter().flatten() {
+        println!(
+            "  holds standby checkpoint {} of {} from {}, {:.1} s old, {} bytes",
+            c["seq"],
+            c["container"].as_str().unwrap_or(""),
+            c["source"].as_str().unwrap_or(""),
+            c["age_ms"].as_f64().unwrap_or(0.0) / 1000.0,
+            c["bytes"]
+        );
+    }
+}
+
 /// `ferry lab image`: an image of this machine's programs, into the hosts' engines.
 fn image(lab: &str, name: &str, hosts: &[String], programs: &[PathBuf]) -> anyhow::Result<i32> {
     let lab = LabState::load(lab)?;
@@ -232,13 +262,16 @@ fn exec_in(ns: &str, command: &[String], env: Vec<(String, String)>) -> anyhow::
 async fn status(name: &str, json: bool) -> anyhow::Result<i32> {
     let lab = LabState::load(name)?;
     let containers = ferry_lab::containers(&lab).await;
+    let standbys = ferry_lab::standbys(&lab).await;
     if json {
         let hosts: Vec<serde_json::Value> = lab
             .hosts
             .iter()
             .zip(&containers)
-            .map(|(h, (_, c))| {
+            .zip(&standbys)
+            .map(|((h, (_, c)), sb)| {
                 serde_json::json!({
+                    "standby": sb,
                     "name": h.name,
                     "netns": h.netns,
                     "address": h.address,
@@ -266,7 +299,7 @@ async fn status(name: &str, json: bool) -> anyhow::Result<i32> {
             .map(|l| format!(" (links {l}, {} ms delay)", lab.delay_ms))
             .unwrap_or_default()
     );
-    for (h, (_, c)) in lab.hosts.iter().zip(&containers) {
+    for ((h, (_, c)), sb) in lab.hosts.iter().zip(&containers).zip(&standbys) {
         let agent = if c.is_ok() { "up" } else { "DOWN" };
         println!("host {} {} agent {} {}", h.name, h.address, h.listen, agent);
         let r = ferry_lab::resources::of_host(&lab, h);
@@ -280,6 +313,7 @@ async fn status(name: &str, json: bool) -> anyhow::Result<i32> {
                 println!("  {:<16} {:<8} {:<7} {}", i.name, i.status, i.engine, addr);
             }
         }
+        print_standbys(sb);
     }
     println!("client {}", lab.client_address);
     Ok(0)

@@ -13,6 +13,7 @@ pub mod migrate;
 pub mod probe;
 pub mod restore;
 pub mod resume;
+pub mod standby;
 
 use std::path::PathBuf;
 

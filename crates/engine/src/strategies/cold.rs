@@ -95,6 +95,7 @@ pub(crate) fn files_plan(s: &Arrival, lazy: bool) -> RestorePlan {
             lazy_pages: lazy,
             // ferry's hold lock covers the namespace until Commit.
             network_lock: NetworkLock::Skip,
+            tcp_close: false,
         },
     }
 }

@@ -224,6 +224,7 @@ pub(crate) fn lazy_plan(s: &Arrival) -> RestorePlan {
             file_locks: s.file_locks,
             lazy_pages: true,
             network_lock: NetworkLock::Skip,
+            tcp_close: false,
         },
     }
 }

@@ -149,6 +149,7 @@ async fn plans_are_values_a_test_reads() {
             file_locks: true,
             lazy_pages: false,
             network_lock: NetworkLock::Skip,
+            tcp_close: false,
         }]
     );
     let options = MigrateOptions {
