@@ -53,11 +53,11 @@ pub async fn failover(agent: &Arc<Agent>, container: &str) -> Result<Failover, S
     }
     let checkpoint = checkpoint_of(&meta);
     let t = Instant::now();
-    // The restore changes its images (and CRIU writes beside them): work on a copy, so
-    // that the checkpoint stays as it came.
+    // CRIU's image files, from the checkpoint and its pool; the restore changes them
+    // (and CRIU writes beside them), and the checkpoint stays as it came.
     let work = agent.cfg.images_dir().join(format!("failover-{container}"));
     let _ = std::fs::remove_dir_all(&work);
-    copy_dir(&dir, &work)?;
+    super::store::materialize(&dir, &work)?;
     let net = crate::adapters::network::container_net(agent, container, &meta.net)?;
     net.create().await?;
     net.up().await?;
@@ -116,14 +116,4 @@ pub async fn failover(agent: &Arc<Agent>, container: &str) -> Result<Failover, S
         checkpoint,
         restore,
     })
-}
-
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(to)?;
-    for e in std::fs::read_dir(from)?.filter_map(Result::ok) {
-        if e.metadata()?.is_file() {
-            std::fs::copy(e.path(), to.join(e.file_name()))?;
-        }
-    }
-    Ok(())
 }
