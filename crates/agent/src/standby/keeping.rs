@@ -82,9 +82,15 @@ async fn keep(
     mut keeper: Keeper,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
+    // Checkpoints are taken at a fixed rate from the first one, so that the newest is
+    // never older than the period plus one round's time; a round longer than the period
+    // is followed by the next at once.
+    let period = Duration::from_millis(every_ms);
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(every_ms)) => {}
+            _ = ticks.tick() => {}
             _ = stop.changed() => return,
         }
         if *stop.borrow() {
