@@ -12,6 +12,7 @@ pub mod load;
 pub mod local;
 pub mod manual;
 pub mod naive;
+pub mod paper;
 pub mod postcopy;
 pub mod precopy;
 pub mod probe;

@@ -42,7 +42,7 @@ pub const METHODS: [&str; 5] = [
 const BASELINE: Duration = Duration::from_millis(6000);
 
 /// One ferry migration of a fresh Redis of `size` bytes under the write load.
-async fn loaded_run(
+pub(crate) async fn loaded_run(
     lab: &mut BenchLab,
     b: &PrecopyBench,
     size: u64,
@@ -88,6 +88,9 @@ async fn loaded_run(
         .insert("freeze_to_run_ms".into(), report.downtime_ms.unwrap_or(0.0));
     crate::cold::insert_postcopy(&mut s, &report, &seen, t0);
     s.extra.insert("writes_per_s".into(), writes as f64);
+    for p in &report.phases {
+        s.extra.insert(format!("phase_{}_ms", p.name), p.ms);
+    }
     if let Some(pc) = &report.precopy {
         s.extra.insert("rounds".into(), pc.rounds.len() as f64);
         for r in &pc.rounds {
@@ -116,7 +119,7 @@ async fn loaded_run(
     Ok((s, report))
 }
 
-fn options(strategy: Strategy, threshold: Option<f64>) -> MigrateOptions {
+pub(crate) fn options(strategy: Strategy, threshold: Option<f64>) -> MigrateOptions {
     MigrateOptions {
         strategy: strategy.into(),
         threshold_pct: threshold,

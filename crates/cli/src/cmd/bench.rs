@@ -26,6 +26,21 @@ pub enum Command {
     /// A container engine's own checkpoint, copy and restore against `ferry migrate` of
     /// that engine's container (Podman), on a Redis under a live client.
     Engines(EnginesArgs),
+    /// The seeds' figures measured again here, as SVG and JSON (docs/benchmarks.md).
+    Paper(PaperArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PaperArgs {
+    /// The figures, comma-separated: cold-by-size, threshold, rounds, group (default: all).
+    #[arg(long, value_delimiter = ',')]
+    figures: Vec<String>,
+    /// Where the SVG and JSON files go.
+    #[arg(long, default_value = "docs/figures")]
+    out: std::path::PathBuf,
+    /// Measured runs per point.
+    #[arg(long, default_value_t = 1)]
+    runs: usize,
 }
 
 #[derive(Debug, clap::Args)]
@@ -186,7 +201,37 @@ pub async fn run(c: Command) -> anyhow::Result<i32> {
         Command::Postcopy(a) => postcopy(a).await,
         Command::Apps(a) => apps(a).await,
         Command::Engines(a) => engines(a).await,
+        Command::Paper(a) => paper(a).await,
     }
+}
+
+async fn paper(a: PaperArgs) -> anyhow::Result<i32> {
+    let figures = match a.figures.is_empty() {
+        true => ferry_bench::paper::FIGURES
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        false => a.figures,
+    };
+    for f in &figures {
+        if !ferry_bench::paper::FIGURES.contains(&f.as_str()) {
+            anyhow::bail!(
+                "'{f}' is not a figure; the figures are {}",
+                ferry_bench::paper::FIGURES.join(", ")
+            );
+        }
+    }
+    let b = ferry_bench::paper::PaperBench {
+        figures,
+        out: a.out,
+        runs: a.runs.max(1),
+        ferry: std::env::current_exe()?,
+        criu: criu()?,
+    };
+    for p in ferry_bench::paper::run(&b).await? {
+        println!("{}", p.display());
+    }
+    Ok(0)
 }
 
 async fn apps(a: AppsArgs) -> anyhow::Result<i32> {
