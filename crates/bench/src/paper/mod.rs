@@ -7,8 +7,10 @@
 //! | `threshold` → `thesis-fig-5.1.svg` | pre-copy's downtime against its threshold, with the phases of the final copy | thesis Fig. 5.1 |
 //! | `rounds` → `thesis-fig-4.2.svg` | bytes of each pre-copy round, static and dynamic workloads | thesis Fig. 4.2 |
 //! | `group` → `seed-004-fig-7.svg` | six containers, three schedules, on one time axis | seed 004 Fig. 7 |
+//! | `iperf` → `thesis-fig-4.4-4.5.svg` | an iperf3 client's throughput while its server moves, restored at once or 2 s later | thesis Figs. 4.4, 4.5 |
 
 pub mod plot;
+pub mod throughput;
 
 use std::path::{Path, PathBuf};
 
@@ -19,7 +21,7 @@ use crate::row::{write_json, Row, Sample};
 use plot::{Chart, Series};
 
 /// The figures, by name.
-pub const FIGURES: [&str; 4] = ["cold-by-size", "threshold", "rounds", "group"];
+pub const FIGURES: [&str; 5] = ["cold-by-size", "threshold", "rounds", "group", "iperf"];
 
 #[derive(Debug, Clone)]
 pub struct PaperBench {
@@ -58,6 +60,7 @@ pub async fn run(b: &PaperBench) -> anyhow::Result<Vec<PathBuf>> {
             "threshold" => written.extend(threshold(b).await?),
             "rounds" => written.extend(rounds(b).await?),
             "group" => written.extend(group(b).await?),
+            "iperf" => written.extend(iperf(b).await?),
             other => anyhow::bail!(
                 "'{other}' is not a figure; the figures are {}",
                 FIGURES.join(", ")
@@ -313,6 +316,47 @@ async fn group(b: &PaperBench) -> anyhow::Result<Vec<PathBuf>> {
             &b.out,
             "seed-004-fig-7.svg",
             &crate::svg::timeline_svg(&out.last),
+        )?,
+    ])
+}
+
+/// Thesis Figs. 4.4 and 4.5: throughput over time through a move.
+async fn iperf(b: &PaperBench) -> anyhow::Result<Vec<PathBuf>> {
+    let mut lab = crate::labctl::BenchLab::up("bench", None, 0.0, b.ferry.clone()).await?;
+    let result = async {
+        let at_once = throughput::through_a_move(&mut lab, "ip1", None).await?;
+        let later =
+            throughput::through_a_move(&mut lab, "ip2", Some(std::time::Duration::from_secs(2)))
+                .await?;
+        Ok::<_, anyhow::Error>((at_once, later))
+    }
+    .await;
+    lab.down().await;
+    let (at_once, later) = result?;
+    let n = at_once.len().max(later.len());
+    let x: Vec<String> = (0..n)
+        .map(|i| match (i + 1) % 10 {
+            0 => format!("{}", (i + 1) / 10),
+            _ => String::new(),
+        })
+        .collect();
+    let chart = Chart {
+        title: "iperf3 through a move of its server (thesis Figs. 4.4, 4.5)".into(),
+        x_label: "seconds since the client started (the move starts at 3 s)".into(),
+        y_label: "Gbit/s (every 0.1 s)".into(),
+        x,
+    };
+    let series = [
+        Series::new("restored at once", at_once.iter().map(|s| s.1).collect()),
+        Series::new("restored 2 s later", later.iter().map(|s| s.1).collect()),
+    ];
+    let json = serde_json::json!({"restored_at_once": at_once, "restored_2s_later": later});
+    Ok(vec![
+        write(&b.out, "iperf.json", &serde_json::to_string_pretty(&json)?)?,
+        write(
+            &b.out,
+            "thesis-fig-4.4-4.5.svg",
+            &plot::lines(&chart, &series),
         )?,
     ])
 }

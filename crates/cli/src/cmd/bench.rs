@@ -32,7 +32,8 @@ pub enum Command {
 
 #[derive(Debug, clap::Args)]
 pub struct PaperArgs {
-    /// The figures, comma-separated: cold-by-size, threshold, rounds, group (default: all).
+    /// The figures, comma-separated: cold-by-size, threshold, rounds, group, iperf
+    /// (default: all).
     #[arg(long, value_delimiter = ',')]
     figures: Vec<String>,
     /// Where the SVG and JSON files go.
