@@ -19,11 +19,39 @@ pub struct LocalBench {
     pub runs: usize,
     pub criu: PathBuf,
     pub network_lock: NetworkLock,
+    /// Where the container's bundle and images go (a disk, or a tmpfs).
+    pub work_root: PathBuf,
+    /// Copy the images to another directory before restoring from the copy (as a
+    /// transfer between hosts sharing nothing would).
+    pub copy: bool,
+    /// Write the images to stable storage (`sync`) after each write, as a checkpoint on
+    /// disk that must survive the host does.
+    pub durable: bool,
+}
+
+impl LocalBench {
+    /// Checkpoint and restore in place, under `/run/ferry-bench`.
+    pub fn in_place(
+        sizes: Vec<u64>,
+        runs: usize,
+        criu: PathBuf,
+        network_lock: NetworkLock,
+    ) -> Self {
+        Self {
+            sizes,
+            runs,
+            criu,
+            network_lock,
+            work_root: PathBuf::from("/run/ferry-bench"),
+            copy: false,
+            durable: false,
+        }
+    }
 }
 
 /// One checkpoint and restore of a Redis holding `size` bytes.
 async fn one_run(b: &LocalBench, size: u64, tag: &str) -> anyhow::Result<Sample> {
-    let work = PathBuf::from(format!("/run/ferry-bench/local-{tag}"));
+    let work = b.work_root.join(format!("local-{tag}"));
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work)?;
     let ns = format!("ferry-bench-{tag}");
@@ -71,6 +99,27 @@ async fn one_run(b: &LocalBench, size: u64, tag: &str) -> anyhow::Result<Sample>
         },
     )
     .await?;
+    let t = std::time::Instant::now();
+    if b.durable {
+        run(&["sync"])?;
+    }
+    let images = match b.copy {
+        true => {
+            let copy = work.join("images-copy");
+            run(&[
+                "cp",
+                "-a",
+                &images.display().to_string(),
+                &copy.display().to_string(),
+            ])?;
+            if b.durable {
+                run(&["sync"])?;
+            }
+            copy
+        }
+        false => images,
+    };
+    let between_ms = ferry_types::ms(t.elapsed());
     let rs = local::restore(
         &runc,
         &RestoreRequest {
@@ -89,11 +138,12 @@ async fn one_run(b: &LocalBench, size: u64, tag: &str) -> anyhow::Result<Sample>
     let _ = runc.delete("redis", true).await;
     drop(guard);
     let mut s = Sample {
-        downtime_ms: cp.total_ms + rs.total_ms,
-        total_ms: cp.total_ms + rs.total_ms,
+        downtime_ms: cp.total_ms + between_ms + rs.total_ms,
+        total_ms: cp.total_ms + between_ms + rs.total_ms,
         ..Default::default()
     };
     s.extra.insert("checkpoint_ms".into(), cp.total_ms);
+    s.extra.insert("copy_sync_ms".into(), between_ms);
     s.extra.insert("restore_ms".into(), rs.total_ms);
     if let Some(d) = cp.criu.dump {
         s.extra

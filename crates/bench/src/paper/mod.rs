@@ -7,8 +7,12 @@
 //! | `threshold` → `thesis-fig-5.1.svg` | pre-copy's downtime against its threshold, with the phases of the final copy | thesis Fig. 5.1 |
 //! | `rounds` → `thesis-fig-4.2.svg` | bytes of each pre-copy round, static and dynamic workloads | thesis Fig. 4.2 |
 //! | `group` → `seed-004-fig-7.svg` | six containers, three schedules, on one time axis | seed 004 Fig. 7 |
+//! | `paths` → `thesis-fig-4.1.svg` | checkpoint and move by path: disk, tmpfs, pages streamed (page server) | thesis Fig. 4.1 |
+//! | `edge` → `seed-002-fig-4-5.svg` | a 128 MB, one-CPU container moved back and forth: save, transfer, resume; the host's CPU and memory through one move | seed 002 Table 1, Figs. 4, 5 |
 //! | `iperf` → `thesis-fig-4.4-4.5.svg` | an iperf3 client's throughput while its server moves, restored at once or 2 s later | thesis Figs. 4.4, 4.5 |
 
+pub mod edge;
+pub mod paths;
 pub mod plot;
 pub mod throughput;
 
@@ -21,7 +25,15 @@ use crate::row::{write_json, Row, Sample};
 use plot::{Chart, Series};
 
 /// The figures, by name.
-pub const FIGURES: [&str; 5] = ["cold-by-size", "threshold", "rounds", "group", "iperf"];
+pub const FIGURES: [&str; 7] = [
+    "cold-by-size",
+    "threshold",
+    "rounds",
+    "group",
+    "iperf",
+    "paths",
+    "edge",
+];
 
 #[derive(Debug, Clone)]
 pub struct PaperBench {
@@ -61,6 +73,8 @@ pub async fn run(b: &PaperBench) -> anyhow::Result<Vec<PathBuf>> {
             "rounds" => written.extend(rounds(b).await?),
             "group" => written.extend(group(b).await?),
             "iperf" => written.extend(iperf(b).await?),
+            "paths" => written.extend(paths(b).await?),
+            "edge" => written.extend(edge(b).await?),
             other => anyhow::bail!(
                 "'{other}' is not a figure; the figures are {}",
                 FIGURES.join(", ")
@@ -356,6 +370,81 @@ async fn iperf(b: &PaperBench) -> anyhow::Result<Vec<PathBuf>> {
         write(
             &b.out,
             "thesis-fig-4.4-4.5.svg",
+            &plot::lines(&chart, &series),
+        )?,
+    ])
+}
+
+/// Thesis Fig. 4.1: checkpoint and move by path, for a small and a ~900 MB Redis.
+async fn paths(b: &PaperBench) -> anyhow::Result<Vec<PathBuf>> {
+    let sizes = [0, 900_000_000];
+    let rows = paths::run(&sizes, b.runs, &b.ferry, &b.criu).await?;
+    let chart = Chart {
+        title: "Checkpoint and move, by the path the images take (thesis Fig. 4.1)".into(),
+        x_label: "data in Redis".into(),
+        y_label: "ms from the freeze until it runs again (median)".into(),
+        x: sizes.iter().map(|&s| mb(s)).collect(),
+    };
+    let series: Vec<Series> = [
+        ("disk", "files on disk, copied, synced"),
+        ("tmpfs", "files on tmpfs, copied"),
+        ("page-server", "pages streamed to the other host"),
+    ]
+    .iter()
+    .map(|(m, name)| {
+        Series::new(
+            name,
+            sizes
+                .iter()
+                .map(|&s| median(&rows, m, s, |r| r.downtime_ms.median))
+                .collect(),
+        )
+    })
+    .collect();
+    Ok(vec![
+        write_rows(&b.out, "paths.json", &rows)?,
+        write(
+            &b.out,
+            "thesis-fig-4.1.svg",
+            &plot::grouped(&chart, &series),
+        )?,
+    ])
+}
+
+/// Seed 002's Table 1 and Figs. 4 and 5: a small, limited container moved ten times.
+async fn edge(b: &PaperBench) -> anyhow::Result<Vec<PathBuf>> {
+    let mut lab = crate::labctl::BenchLab::up("bench", None, 0.0, b.ferry.clone()).await?;
+    let result = edge::run(&mut lab, 10_000_000, 10 * b.runs.max(1)).await;
+    lab.down().await;
+    let (rows, telemetry) = result?;
+    let x: Vec<String> = telemetry
+        .iter()
+        .enumerate()
+        .map(|(i, t)| match i % 4 {
+            0 => format!("{:.1}", t.0),
+            _ => String::new(),
+        })
+        .collect();
+    let chart = Chart {
+        title: "The host through one move of a 128 MB, one-CPU container (seed 002 Figs. 4, 5)"
+            .into(),
+        x_label: "seconds since the move started".into(),
+        y_label: "CPU busy, % of both cores; memory in use, GB x 10".into(),
+        x,
+    };
+    let series = [
+        Series::new("CPU busy %", telemetry.iter().map(|t| t.1).collect()),
+        Series::new(
+            "memory in use, GB x 10",
+            telemetry.iter().map(|t| t.2 / 100.0).collect(),
+        ),
+    ];
+    let json = serde_json::json!({ "rows": rows, "telemetry": telemetry });
+    Ok(vec![
+        write(&b.out, "edge.json", &serde_json::to_string_pretty(&json)?)?,
+        write(
+            &b.out,
+            "seed-002-fig-4-5.svg",
             &plot::lines(&chart, &series),
         )?,
     ])

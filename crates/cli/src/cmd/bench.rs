@@ -32,8 +32,8 @@ pub enum Command {
 
 #[derive(Debug, clap::Args)]
 pub struct PaperArgs {
-    /// The figures, comma-separated: cold-by-size, threshold, rounds, group, iperf
-    /// (default: all).
+    /// The figures, comma-separated: cold-by-size, threshold, rounds, group, iperf, paths,
+    /// edge (default: all).
     #[arg(long, value_delimiter = ',')]
     figures: Vec<String>,
     /// Where the SVG and JSON files go.
@@ -315,12 +315,12 @@ fn output(
 const CLIENT_DOWNTIME: &str = "downtime = longest request latency a client doing INCR every 1 ms saw; freeze_to_run = the tool's own measure";
 
 async fn local(a: LocalArgs) -> anyhow::Result<i32> {
-    let b = ferry_bench::local::LocalBench {
-        sizes: sizes(&a.sizes)?,
-        runs: a.runs,
-        criu: criu()?,
-        network_lock: super::network_lock(),
-    };
+    let b = ferry_bench::local::LocalBench::in_place(
+        sizes(&a.sizes)?,
+        a.runs,
+        criu()?,
+        super::network_lock(),
+    );
     let rows = ferry_bench::local::run_bench(&b).await?;
     let extra = ["checkpoint_ms", "restore_ms", "criu_frozen_ms", "image_mb"];
     output(&[], &rows, &extra, a.json.as_deref())
