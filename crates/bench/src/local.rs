@@ -99,27 +99,7 @@ async fn one_run(b: &LocalBench, size: u64, tag: &str) -> anyhow::Result<Sample>
         },
     )
     .await?;
-    let t = std::time::Instant::now();
-    if b.durable {
-        run(&["sync"])?;
-    }
-    let images = match b.copy {
-        true => {
-            let copy = work.join("images-copy");
-            run(&[
-                "cp",
-                "-a",
-                &images.display().to_string(),
-                &copy.display().to_string(),
-            ])?;
-            if b.durable {
-                run(&["sync"])?;
-            }
-            copy
-        }
-        false => images,
-    };
-    let between_ms = ferry_types::ms(t.elapsed());
+    let (images, between_ms) = carry(b, &work, images)?;
     let rs = local::restore(
         &runc,
         &RestoreRequest {
@@ -154,6 +134,37 @@ async fn one_run(b: &LocalBench, size: u64, tag: &str) -> anyhow::Result<Sample>
             .insert("image_mb".into(), i.total_bytes as f64 / 1e6);
     }
     Ok(s)
+}
+
+/// What happens to the images between the checkpoint and the restore: synced when
+/// durable, copied to another directory when asked; where they are then, and how long
+/// it took.
+fn carry(
+    b: &LocalBench,
+    work: &std::path::Path,
+    images: PathBuf,
+) -> anyhow::Result<(PathBuf, f64)> {
+    let t = std::time::Instant::now();
+    if b.durable {
+        run(&["sync"])?;
+    }
+    let images = match b.copy {
+        true => {
+            let copy = work.join("images-copy");
+            run(&[
+                "cp",
+                "-a",
+                &images.display().to_string(),
+                &copy.display().to_string(),
+            ])?;
+            if b.durable {
+                run(&["sync"])?;
+            }
+            copy
+        }
+        false => images,
+    };
+    Ok((images, ferry_types::ms(t.elapsed())))
 }
 
 struct Cleanup {
