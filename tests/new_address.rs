@@ -132,4 +132,33 @@ fn a_redis_takes_a_new_address_and_its_clients_connection_follows() {
     assert_eq!(lab.containers_on("b").len(), 2);
     assert_eq!(address(&lab, "db"), format!("{new}/16"));
     assert!(counting(&lab, new, "ticks"), "the client still writes");
+
+    // Without --peers, ferry finds the peer itself, and names the client outside its
+    // hosts (the lab's client namespace) as one whose connection cannot follow.
+    let mut outside = std::process::Command::new("ip")
+        .args(["netns", "exec", &lab.netns("client"), "redis-cli", "-h", new])
+        .args(["-r", "-1", "-i", "0.1", "incr", "outside"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(eventually(Duration::from_secs(5), || {
+        connection_from(&lab, new, "10.77.0.100").is_some()
+    }));
+    let third = "10.77.1.98";
+    let (ok, r) = lab.migrate("db", "a", &["--new-ip", third]);
+    let _ = outside.kill();
+    let _ = outside.wait();
+    assert!(ok, "{r}");
+    let notes = r["notes"].to_string();
+    assert!(
+        notes.contains("peer 'cli': 1 socket(s) now point at 10.77.1.98"),
+        "found by itself: {r}"
+    );
+    assert!(
+        notes.contains("could not follow") && notes.contains("10.77.0.100:"),
+        "the outside client is named: {r}"
+    );
+    assert_eq!(address(&lab, "db"), format!("{third}/16"));
+    assert!(counting(&lab, third, "ticks"), "the client follows again");
 }

@@ -118,6 +118,9 @@ async fn answer(agent: &Arc<Agent>, conn: &mut Conn, msg: ControlRequest) -> Con
             },
             Err(e) => error(e),
         },
+        ControlRequest::Connections { container } => ControlReply::Connections {
+            items: crate::connections::list(agent, container.as_deref()).await,
+        },
         msg @ (ControlRequest::Standby { .. }
         | ControlRequest::StandbyStop { .. }
         | ControlRequest::Standbys

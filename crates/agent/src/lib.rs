@@ -14,6 +14,7 @@
 pub mod adapters;
 pub mod cli;
 pub mod config;
+pub mod connections;
 pub mod containers;
 pub mod control;
 pub mod daemon;

@@ -320,3 +320,77 @@ mod tests {
         assert!(agent.notes().is_empty(), "{:?}", agent.notes());
     }
 }
+
+/// What ferry finds of a container's connections before it moves to a new address.
+#[derive(Debug, Clone, Default)]
+pub struct Discovery {
+    /// Containers on the agents asked whose connections point at the old address.
+    pub peers: Vec<Peer>,
+    /// The container's connections to addresses no container on those agents has:
+    /// they cannot follow it (`ADDR:PORT` of the far end).
+    pub outside: Vec<String>,
+}
+
+async fn connections(
+    agent: &Endpoint,
+    creds: &Credentials,
+    only: Option<&str>,
+) -> Result<Vec<ferry_types::ContainerConnections>, ControllerError> {
+    let mut conn = client::control(agent, creds).await?;
+    let msg = ControlRequest::Connections {
+        container: only.map(str::to_string),
+    };
+    match client::request(&mut conn, &msg, |_| {}).await? {
+        ControlReply::Connections { items } => Ok(items),
+        ControlReply::Error { message } => Err(ControllerError::Refused(message)),
+        other => Err(ControllerError::UnexpectedAnswer(other.name())),
+    }
+}
+
+fn ip_of(endpoint: &str) -> Option<Ipv4Addr> {
+    endpoint.rsplit_once(':')?.0.parse().ok()
+}
+
+/// Asks every agent in `agents` which of its containers hold connections to `old`, the
+/// address `container` leaves, and which of `container`'s own connections go where no
+/// container of theirs is.
+pub async fn discover(
+    agents: &[Endpoint],
+    creds: &Credentials,
+    container: &str,
+    old: Ipv4Addr,
+) -> Result<Discovery, ControllerError> {
+    let mut found = Discovery::default();
+    let mut addresses: std::collections::HashSet<Ipv4Addr> = std::collections::HashSet::new();
+    let mut own = Vec::new();
+    for agent in agents {
+        for c in crate::migrate::list(agent, creds).await? {
+            if let Some(ip) = c
+                .net
+                .as_ref()
+                .and_then(|n| n.address.split('/').next()?.parse().ok())
+            {
+                addresses.insert(ip);
+            }
+        }
+        for c in connections(agent, creds, None).await? {
+            if c.container == container {
+                own.extend(c.established.into_iter().map(|(_, remote)| remote));
+            } else if c.established.iter().any(|(_, r)| ip_of(r) == Some(old)) {
+                found.peers.push(Peer {
+                    name: c.container,
+                    agent: agent.clone(),
+                });
+            }
+        }
+    }
+    own.sort();
+    own.dedup();
+    found.outside = own
+        .into_iter()
+        .filter(|r| {
+            ip_of(r).is_some_and(|ip| !ip.is_loopback() && ip != old && !addresses.contains(&ip))
+        })
+        .collect();
+    Ok(found)
+}

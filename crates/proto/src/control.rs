@@ -70,6 +70,12 @@ pub enum ControlRequest {
         dest: String,
         every_ms: u64,
     },
+    /// The established TCP connections of this agent's containers (of `container` only,
+    /// when given).
+    Connections {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        container: Option<String>,
+    },
     /// Stop keeping a standby of `container`.
     StandbyStop {
         container: String,
@@ -128,6 +134,9 @@ pub enum ControlReply {
         round: ferry_types::standby::StandbyRound,
     },
     StandbyStopped,
+    Connections {
+        items: Vec<ferry_types::ContainerConnections>,
+    },
     Standbys {
         keeping: Vec<ferry_types::standby::StandbyStatus>,
         holding: Vec<ferry_types::standby::StandbyCheckpoint>,
@@ -155,6 +164,7 @@ impl WireMessage for ControlRequest {
             ControlRequest::StandbyStop { .. } => "standby_stop",
             ControlRequest::Standbys => "standbys",
             ControlRequest::Failover { .. } => "failover",
+            ControlRequest::Connections { .. } => "connections",
         }
     }
 }
@@ -178,6 +188,7 @@ impl WireMessage for ControlReply {
             ControlReply::StandbyStopped => "standby_stopped",
             ControlReply::Standbys { .. } => "standbys",
             ControlReply::FailedOver { .. } => "failed_over",
+            ControlReply::Connections { .. } => "connections",
         }
     }
 }

@@ -61,3 +61,11 @@ impl std::fmt::Display for EngineKind {
         f.write_str(self.name())
     }
 }
+
+/// A container's established TCP connections, as its network namespace has them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerConnections {
+    pub container: String,
+    /// `(local, remote)` address and port of each, IPv4 (`10.77.1.10:6379`).
+    pub established: Vec<(String, String)>,
+}

@@ -20,7 +20,7 @@ pub mod stats;
 pub mod strategy;
 pub mod usage;
 
-pub use container::{ContainerInfo, EngineKind, SessionState};
+pub use container::{ContainerConnections, ContainerInfo, EngineKind, SessionState};
 pub use criu::{DumpStats, ImageSizes, RestoreStats};
 pub use files::{FileEntry, FileKind};
 pub use held::{Delivered, Held, HeldPacket};

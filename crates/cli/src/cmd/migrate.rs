@@ -295,13 +295,28 @@ pub async fn run(a: Args, daemonless: &dyn crate::Daemonless) -> anyhow::Result<
         return conclude(&a, &r);
     }
     let (source, creds, dest) = resolve(&a, &container).await?;
-    let r = if a.peers.is_empty() {
+    let (peers, outside) = match a.new_ip.is_some() {
+        true => find_peers(&a, &container, &creds).await?,
+        false => (Vec::new(), Vec::new()),
+    };
+    if !outside.is_empty() {
+        eprintln!(
+            "ferry: the connections of '{container}' with {} cannot follow it to its new address: no container on ferry's hosts has those addresses, so they will break",
+            outside.join(", ")
+        );
+    }
+    for p in peers.iter().filter(|_| a.peers.is_empty()) {
+        eprintln!(
+            "ferry: '{}' is connected to '{container}': it follows it to the new address",
+            p.name
+        );
+    }
+    let mut r = if peers.is_empty() {
         ferry_controller::migrate(&source, &creds, &container, &dest, options(&a), |ev| {
             bar.update(ev)
         })
         .await?
     } else {
-        let peers = peers_of(&a, &container).await?;
         ferry_controller::readdress::migrate_with_peers(
             &source,
             &creds,
@@ -314,7 +329,62 @@ pub async fn run(a: Args, daemonless: &dyn crate::Daemonless) -> anyhow::Result<
         .await?
     };
     bar.finish();
+    if !outside.is_empty() {
+        r.notes.push(format!(
+            "connections that could not follow to the new address (no container on ferry's hosts has theirs): {}",
+            outside.join(", ")
+        ));
+    }
     conclude(&a, &r)
+}
+
+/// With `--new-ip`: the peers named, or, without `--peers` in a lab, the containers of
+/// its hosts connected to the container's address; and the container's connections
+/// that no container of those hosts holds (they cannot follow).
+async fn find_peers(
+    a: &Args,
+    container: &str,
+    creds: &ferry_transport::Credentials,
+) -> anyhow::Result<(Vec<ferry_controller::readdress::Peer>, Vec<String>)> {
+    let named = peers_of(a, container).await?;
+    let Some(lab) = ferry_lab::LabState::load(&a.lab).ok() else {
+        return Ok((named, Vec::new()));
+    };
+    let agents: Vec<Endpoint> = lab
+        .hosts
+        .iter()
+        .map(|h| Endpoint::Unix(h.control.clone()))
+        .collect();
+    let old = lab_address(&lab, container).await?;
+    let found = ferry_controller::readdress::discover(&agents, creds, container, old).await?;
+    let peers = match a.peers.is_empty() {
+        true => found.peers,
+        false => named,
+    };
+    Ok((peers, found.outside))
+}
+
+/// The IPv4 address `container` has on the lab host running it.
+async fn lab_address(
+    lab: &ferry_lab::LabState,
+    container: &str,
+) -> anyhow::Result<std::net::Ipv4Addr> {
+    for (_, items) in ferry_lab::containers(lab).await {
+        let found = items
+            .ok()
+            .into_iter()
+            .flatten()
+            .find(|c| c.name == container);
+        if let Some(net) = found.and_then(|c| c.net) {
+            if let Some(ip) = net.address.split('/').next().and_then(|s| s.parse().ok()) {
+                return Ok(ip);
+            }
+        }
+    }
+    anyhow::bail!(
+        "container '{container}' has no address on a host of lab '{}'",
+        lab.name
+    )
 }
 
 /// Whether `to` is a destination without an agent (`ssh://…`).
