@@ -136,7 +136,14 @@ fn a_redis_takes_a_new_address_and_its_clients_connection_follows() {
     // Without --peers, ferry finds the peer itself, and names the client outside its
     // hosts (the lab's client namespace) as one whose connection cannot follow.
     let mut outside = std::process::Command::new("ip")
-        .args(["netns", "exec", &lab.netns("client"), "redis-cli", "-h", new])
+        .args([
+            "netns",
+            "exec",
+            &lab.netns("client"),
+            "redis-cli",
+            "-h",
+            new,
+        ])
         .args(["-r", "-1", "-i", "0.1", "incr", "outside"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())

@@ -99,13 +99,7 @@ async fn answer(agent: &Arc<Agent>, conn: &mut Conn, msg: ControlRequest) -> Con
             container,
             from,
             to,
-        } => match crate::readdress::readdress(agent, &container, &from, &to).await {
-            Ok(r) => ControlReply::Readdressed {
-                sockets: r.sockets,
-                downtime_ms: r.downtime_ms,
-            },
-            Err(e) => error(e),
-        },
+        } => readdress(agent, &container, &from, &to).await,
         ControlRequest::Resume { name } => match crate::migrate::resume(agent, &name).await {
             Ok(()) => ControlReply::Resumed,
             Err(e) => error(e),
@@ -129,6 +123,17 @@ async fn answer(agent: &Arc<Agent>, conn: &mut Conn, msg: ControlRequest) -> Con
             "'{}' is not a request this agent serves",
             other.name()
         )),
+    }
+}
+
+/// `ferry migrate --new-ip --peers`: one peer, pointed at the new address.
+async fn readdress(agent: &Arc<Agent>, container: &str, from: &str, to: &str) -> ControlReply {
+    match crate::readdress::readdress(agent, container, from, to).await {
+        Ok(r) => ControlReply::Readdressed {
+            sockets: r.sockets,
+            downtime_ms: r.downtime_ms,
+        },
+        Err(e) => error(e),
     }
 }
 
