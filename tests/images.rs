@@ -1,5 +1,7 @@
 //! End-to-end: `ferry images` on checkpoints CRIU wrote of real containers: every image
-//! of the compatibility suite's servers (each with a client connection open) comes back
+//! of the compatibility suite's servers (Redis, memcached, nginx, Node.js, Python, the
+//! JVM, a sparse 1 TB reservation, SQLite and MariaDB under file locks; each with a
+//! client connection open) comes back
 //! byte for byte, and a checkpoint changed with `ferry images edit` restores with the
 //! change.
 
@@ -58,6 +60,13 @@ fn hold_connection(lab: &Lab, ip: &str, port: u16) -> Child {
 /// The suite's nginx: its configuration file is written where it runs.
 const NGINX_CONF: &str = include_str!("../crates/bench/src/apps/programs/nginx.conf");
 const NGINX: &str = "mkdir -p /data/www && echo hello > /data/www/index.html && printf '%s' \"$1\" > /data/nginx.conf && exec /usr/sbin/nginx -p /data -e /data/error.log -c /data/nginx.conf";
+/// The suite's JVM, sparse and SQLite servers.
+const JAVA: &str = include_str!("../crates/bench/src/apps/programs/S.java");
+const JVM: &str = "printf '%s' \"$1\" > /data/S.java && exec java -Xmx64m /data/S.java";
+const SPARSE: &str = include_str!("../crates/bench/src/apps/programs/sparse.py");
+const SQLITE: &str = include_str!("../crates/bench/src/apps/programs/sqlite.py");
+const MARIADB: &str = "mariadb-install-db --no-defaults --user=root --datadir=/data/db --auth-root-authentication-method=normal --skip-test-db >/data/install.log 2>&1 && exec /usr/sbin/mariadbd --no-defaults --user=root --datadir=/data/db --bind-address=0.0.0.0 --port=3306 --socket=/run/mysqld.sock --skip-grant-tables --log-error=/data/error.log --innodb-use-native-aio=0 --performance-schema=0";
+
 const NODE: &str = "require('http').createServer((q, s) => s.end('hi')).listen(8080)";
 const PYTHON: &str = "import socketserver\nclass H(socketserver.StreamRequestHandler):\n  def handle(self):\n    for l in self.rfile: self.wfile.write(l)\nsocketserver.ThreadingTCPServer(('0.0.0.0', 7000), H).serve_forever()";
 
@@ -75,7 +84,7 @@ fn every_image_of_the_suites_servers_comes_back_byte_for_byte() {
         .as_str()
         .unwrap()
         .to_string();
-    let servers: [(&str, Vec<&str>, u16); 5] = [
+    let servers: [(&str, Vec<&str>, u16); 9] = [
         ("redis", vec![], 6379),
         (
             "memcached",
@@ -93,6 +102,10 @@ fn every_image_of_the_suites_servers_comes_back_byte_for_byte() {
         ("nginx", vec!["/bin/sh", "-c", NGINX, "sh", NGINX_CONF], 80),
         ("node", vec!["/usr/bin/node", "-e", NODE], 8080),
         ("python", vec!["/usr/bin/python3", "-c", PYTHON], 7000),
+        ("jvm", vec!["/bin/sh", "-c", JVM, "sh", JAVA], 7000),
+        ("sparse", vec!["/usr/bin/python3", "-c", SPARSE], 7100),
+        ("sqlite", vec!["/usr/bin/python3", "-c", SQLITE], 7000),
+        ("mariadb", vec!["/bin/sh", "-c", MARIADB], 3306),
     ];
     let mut seen_types = std::collections::BTreeSet::new();
     for (name, argv, port) in servers {
@@ -100,12 +113,12 @@ fn every_image_of_the_suites_servers_comes_back_byte_for_byte() {
             lab.run_redis("a", name)
         } else {
             let ip = run(&lab, "a", name, &argv);
-            wait_port(&lab, &ip, port, Duration::from_secs(30));
+            wait_port(&lab, &ip, port, Duration::from_secs(90));
             ip
         };
         let mut client = hold_connection(&lab, &ip, port);
         let images = env.work.join(format!("images-{name}"));
-        env.ferry_ok(&[
+        let mut args = vec![
             "checkpoint",
             name,
             "--images",
@@ -114,7 +127,12 @@ fn every_image_of_the_suites_servers_comes_back_byte_for_byte() {
             "--leave-running",
             "--runtime-root",
             &root,
-        ]);
+        ];
+        // SQLite and MariaDB hold their files under locks.
+        if name == "sqlite" || name == "mariadb" {
+            args.push("--file-locks");
+        }
+        env.ferry_ok(&args);
         client.kill().ok();
         client.wait().ok();
         let r = json_of(&env.ferry_ok(&["images", "check", images.to_str().unwrap()]));
