@@ -38,6 +38,12 @@ pub enum StandbyError {
     Checkpoint(String),
     #[error("a container named '{container}' runs on {host}: a standby of it there would be a second copy")]
     RunsHere { container: String, host: String },
+    #[error("{host} holds a standby of '{container}' from {from}; a standby of another container of that name cannot replace it (fail it over or remove STATE/standby/{container} there first)")]
+    OtherSource {
+        container: String,
+        host: String,
+        from: String,
+    },
     #[error("{host} holds no complete standby checkpoint of '{container}'; see 'ferry lab status' or 'ferry standby --list'")]
     NoCheckpoint { container: String, host: String },
     #[error("the standby checkpoint of '{0}' lacks its bundle; keep a standby again before failing over")]

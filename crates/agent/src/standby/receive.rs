@@ -74,7 +74,16 @@ async fn receive(agent: &Arc<Agent>, conn: &mut Conn) -> Result<(), StandbyError
     }
     let _claim = agent.claim(&container)?;
     let store = Store::open(&agent.cfg.state_dir, &container);
-    let latest = store.latest().map(|(m, _)| m.seq);
+    let held = store.latest().map(|(m, _)| m);
+    // One host's standby never replaces another's of a container of the same name.
+    if let Some(m) = held.as_ref().filter(|m| m.source != conn.peer_host()) {
+        return Err(StandbyError::OtherSource {
+            container,
+            host: agent.cfg.name.clone(),
+            from: m.source.clone(),
+        });
+    }
+    let latest = held.map(|m| m.seq);
     let need_bundle = !agent.engine.has_shipment(&container, &digest);
     conn.send(&PeerReply::StandbyReady {
         known: latest,
