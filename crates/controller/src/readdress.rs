@@ -360,9 +360,8 @@ pub async fn discover(
     container: &str,
     old: Ipv4Addr,
 ) -> Result<Discovery, ControllerError> {
-    let mut found = Discovery::default();
     let mut addresses: std::collections::HashSet<Ipv4Addr> = std::collections::HashSet::new();
-    let mut own = Vec::new();
+    let mut held = Vec::new();
     for agent in agents {
         for c in crate::migrate::list(agent, creds).await? {
             if let Some(ip) = c
@@ -374,14 +373,30 @@ pub async fn discover(
             }
         }
         for c in connections(agent, creds, None).await? {
-            if c.container == container {
-                own.extend(c.established.into_iter().map(|(_, remote)| remote));
-            } else if c.established.iter().any(|(_, r)| ip_of(r) == Some(old)) {
-                found.peers.push(Peer {
-                    name: c.container,
-                    agent: agent.clone(),
-                });
-            }
+            held.push((agent.clone(), c));
+        }
+    }
+    Ok(classify(container, old, &addresses, held))
+}
+
+/// Which containers' connections point at `old` (peers), and which of `container`'s
+/// own connections go where none of `addresses` is (outside).
+pub fn classify(
+    container: &str,
+    old: Ipv4Addr,
+    addresses: &std::collections::HashSet<Ipv4Addr>,
+    held: Vec<(Endpoint, ferry_types::ContainerConnections)>,
+) -> Discovery {
+    let mut found = Discovery::default();
+    let mut own = Vec::new();
+    for (agent, c) in held {
+        if c.container == container {
+            own.extend(c.established.into_iter().map(|(_, remote)| remote));
+        } else if c.established.iter().any(|(_, r)| ip_of(r) == Some(old)) {
+            found.peers.push(Peer {
+                name: c.container,
+                agent,
+            });
         }
     }
     own.sort();
@@ -392,5 +407,53 @@ pub async fn discover(
             ip_of(r).is_some_and(|ip| !ip.is_loopback() && ip != old && !addresses.contains(&ip))
         })
         .collect();
-    Ok(found)
+    found
+}
+
+#[cfg(test)]
+mod discovery_tests {
+    use super::*;
+    use ferry_types::ContainerConnections;
+
+    fn held(name: &str, pairs: &[(&str, &str)]) -> (Endpoint, ContainerConnections) {
+        (
+            Endpoint::Unix(format!("/run/{name}.sock").into()),
+            ContainerConnections {
+                container: name.into(),
+                established: pairs
+                    .iter()
+                    .map(|(l, r)| (l.to_string(), r.to_string()))
+                    .collect(),
+            },
+        )
+    }
+
+    #[test]
+    fn peers_are_the_containers_connected_to_the_old_address_and_the_rest_is_outside() {
+        let old: Ipv4Addr = "10.77.1.10".parse().unwrap();
+        let addresses = ["10.77.1.10", "10.77.1.11", "10.77.1.12"]
+            .iter()
+            .map(|a| a.parse().unwrap())
+            .collect();
+        let d = classify(
+            "db",
+            old,
+            &addresses,
+            vec![
+                held(
+                    "db",
+                    &[
+                        ("10.77.1.10:6379", "10.77.1.11:40000"),
+                        ("10.77.1.10:6379", "10.77.0.100:50000"),
+                        ("127.0.0.1:6379", "127.0.0.1:41000"),
+                    ],
+                ),
+                held("cli", &[("10.77.1.11:40000", "10.77.1.10:6379")]),
+                held("web", &[("10.77.1.12:80", "10.77.0.100:51000")]),
+            ],
+        );
+        let names: Vec<&str> = d.peers.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["cli"]);
+        assert_eq!(d.outside, ["10.77.0.100:50000"]);
+    }
 }
