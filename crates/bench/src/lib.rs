@@ -19,5 +19,6 @@ pub mod probe;
 pub mod redis;
 pub mod row;
 pub mod sizes;
+pub mod standby;
 pub mod stats;
 pub mod svg;

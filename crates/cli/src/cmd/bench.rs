@@ -28,6 +28,28 @@ pub enum Command {
     Engines(EnginesArgs),
     /// The seeds' figures measured again here, as SVG and JSON (docs/benchmarks.md).
     Paper(PaperArgs),
+    /// A standby kept of Redis under a write load: each round's pause as the client sees
+    /// it and as ferry measures it, against the first round (everything); a failover.
+    Standby(StandbyArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StandbyArgs {
+    /// Redis data sizes to test (decimal units).
+    #[arg(long, default_value = "1G")]
+    sizes: String,
+    /// Rounds measured after the first.
+    #[arg(long, default_value_t = 4)]
+    rounds: usize,
+    /// The period between checkpoints.
+    #[arg(long, value_parser = super::migrate::parse_duration_ms, default_value = "5s")]
+    every: u64,
+    /// Keys the write load rewrites per second, in percent of all keys.
+    #[arg(long, default_value_t = 1.0)]
+    writes_pct: f64,
+    /// Write the rows as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -203,7 +225,26 @@ pub async fn run(c: Command) -> anyhow::Result<i32> {
         Command::Apps(a) => apps(a).await,
         Command::Engines(a) => engines(a).await,
         Command::Paper(a) => paper(a).await,
+        Command::Standby(a) => standby(a).await,
     }
+}
+
+async fn standby(a: StandbyArgs) -> anyhow::Result<i32> {
+    let b = ferry_bench::standby::StandbyBench {
+        sizes: sizes(&a.sizes)?,
+        rounds: a.rounds.max(1),
+        every_ms: a.every,
+        writes_pct: a.writes_pct,
+        ferry: std::env::current_exe()?,
+    };
+    let rows = ferry_bench::standby::run_bench(&b).await?;
+    println!("a standby every {} ms of Redis under a write load ({} % of its keys per second); downtime = the client's longest request in the round (failover: its restore); paused_ms = ferry's measure of the round's pause", a.every, a.writes_pct);
+    output(
+        &[],
+        &rows,
+        &["paused_ms", "pages_held_pct", "checkpoint_age_ms"],
+        a.json.as_deref(),
+    )
 }
 
 async fn paper(a: PaperArgs) -> anyhow::Result<i32> {
