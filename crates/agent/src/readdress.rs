@@ -5,13 +5,11 @@
 //! the peer runs again either way, and the caller hears which.
 
 use std::net::Ipv4Addr;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
 use ferry_containers::local::{self, CgroupFreeze, CheckpointRequest, RestoreRequest};
 use ferry_criu::images::wire::readdress::{readdress as rewrite, Side};
-use ferry_criu::plan::NetworkLock;
 use ferry_runtime::Runtime;
 
 use crate::error::AgentError;
@@ -24,17 +22,6 @@ pub struct Readdressed {
     pub sockets: u32,
     /// From its freeze until it ran again.
     pub downtime_ms: f64,
-}
-
-pub(crate) fn lock() -> NetworkLock {
-    let nft = ["/usr/sbin/nft", "/sbin/nft", "/usr/bin/nft"]
-        .iter()
-        .any(|p| Path::new(p).exists());
-    if nft {
-        NetworkLock::Nftables
-    } else {
-        NetworkLock::Iptables
-    }
 }
 
 fn ipv4(what: &str, s: &str) -> Result<Ipv4Addr, AgentError> {
@@ -65,7 +52,7 @@ pub async fn readdress(
         leave_running: false,
         tcp_established: true,
         file_locks: false,
-        network_lock: lock(),
+        network_lock: ferry_criu::features::host_network_lock(),
     };
     let result = async {
         local::checkpoint(runc, &CgroupFreeze, &checkpoint)
@@ -84,7 +71,7 @@ pub async fn readdress(
             bundle: state.bundle.clone(),
             tcp_established: true,
             file_locks: false,
-            network_lock: lock(),
+            network_lock: ferry_criu::features::host_network_lock(),
         };
         let first = match &sockets {
             Ok(_) => local::restore(runc, &restore).await.map(drop),

@@ -68,7 +68,7 @@ pub async fn failover(agent: &Arc<Agent>, container: &str) -> Result<Failover, S
             tcp_established: true,
             file_locks: false,
             lazy_pages: false,
-            network_lock: crate::readdress::lock(),
+            network_lock: ferry_criu::features::host_network_lock(),
             tcp_close: true,
         },
     };

@@ -65,7 +65,7 @@ pub async fn round(
         leave_running: true,
         tcp_established: true,
         file_locks: false,
-        network_lock: crate::readdress::lock(),
+        network_lock: ferry_criu::features::host_network_lock(),
     };
     let shipped = async {
         let report = local::checkpoint(agent.engine.runc(), &CgroupFreeze, &checkpoint)
@@ -162,7 +162,9 @@ async fn ship(
         }
         conn.send(&PeerRequest::BundleDone).await?;
     }
-    for (name, size) in image_files(dir)? {
+    let files = ferry_engine::source::image_files(dir)
+        .map_err(|e| StandbyError::Checkpoint(e.to_string()))?;
+    for (name, size) in files {
         let path = dir.join(&name);
         if name.starts_with("pages-") && name.ends_with(".img") && size % PAGE as u64 == 0 {
             conn.send(&PeerRequest::StandbyPages {
@@ -196,20 +198,6 @@ async fn ship(
     }
     round.bytes_sent = conn.bytes_sent() - before;
     Ok(round)
-}
-
-/// The image files CRIU wrote (not its logs).
-fn image_files(dir: &Path) -> Result<Vec<(String, u64)>, StandbyError> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir)?.filter_map(Result::ok) {
-        let name = e.file_name().to_string_lossy().into_owned();
-        let meta = e.metadata()?;
-        if meta.is_file() && !name.ends_with(".log") && !name.ends_with(".conf") {
-            out.push((name, meta.len()));
-        }
-    }
-    out.sort();
-    Ok(out)
 }
 
 async fn send_file(conn: &mut Conn, path: &Path, size: u64) -> Result<(), StandbyError> {

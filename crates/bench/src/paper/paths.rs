@@ -5,8 +5,6 @@
 
 use std::path::PathBuf;
 
-use ferry_criu::plan::NetworkLock;
-
 use crate::local::{run_bench as local_bench, LocalBench};
 use crate::row::Row;
 
@@ -14,16 +12,6 @@ use crate::row::Row;
 const TMPFS: &str = "/run/ferry-bench-tmpfs";
 /// Where the disk path's images go.
 const DISK: &str = "/var/tmp/ferry-bench-disk";
-
-fn network_lock() -> NetworkLock {
-    match ["/usr/sbin/nft", "/sbin/nft", "/usr/bin/nft"]
-        .iter()
-        .any(|p| std::path::Path::new(p).exists())
-    {
-        true => NetworkLock::Nftables,
-        false => NetworkLock::Iptables,
-    }
-}
 
 fn sh(args: &[&str]) -> anyhow::Result<()> {
     let out = std::process::Command::new(args[0])
@@ -51,7 +39,7 @@ pub async fn run(
         sizes: sizes.to_vec(),
         runs,
         criu: criu.to_path_buf(),
-        network_lock: network_lock(),
+        network_lock: ferry_criu::features::host_network_lock(),
         work_root: PathBuf::from(root),
         copy: true,
         durable,

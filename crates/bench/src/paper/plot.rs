@@ -138,6 +138,27 @@ fn y_of(v: f64, ymax: f64) -> f64 {
     y0 - (y0 - y1) * (v / ymax).clamp(0.0, 1.0)
 }
 
+/// Each series' name and colour, for the legend.
+fn keys(series: &[Series]) -> Vec<(&str, &str)> {
+    series
+        .iter()
+        .enumerate()
+        .map(|(k, se)| (se.name.as_str(), COLOURS[k % COLOURS.len()]))
+        .collect()
+}
+
+/// `x,y` of each value, at the middle of its x label's slot.
+fn points(c: &Chart, values: &[f64], ymax: f64) -> Vec<String> {
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            let (x, w) = slot(c, i);
+            format!("{:.1},{:.1}", x + w / 2.0, y_of(v, ymax))
+        })
+        .collect()
+}
+
 /// Bars side by side: one group per x label, one bar per series.
 pub fn grouped(c: &Chart, series: &[Series]) -> String {
     let ymax = nice(
@@ -167,11 +188,7 @@ pub fn grouped(c: &Chart, series: &[Series]) -> String {
         }
     }
     x_labels(&mut s, c);
-    let names: Vec<(&str, &str)> = series
-        .iter()
-        .enumerate()
-        .map(|(k, se)| (se.name.as_str(), COLOURS[k % COLOURS.len()]))
-        .collect();
+    let names = keys(series);
     legend(&mut s, &names);
     s.push_str("</svg>\n");
     s
@@ -204,21 +221,9 @@ pub fn stacked(c: &Chart, segments: &[Series], line: Option<&Series>) -> String 
             base += v;
         }
     }
-    let mut names: Vec<(&str, &str)> = segments
-        .iter()
-        .enumerate()
-        .map(|(k, se)| (se.name.as_str(), COLOURS[k % COLOURS.len()]))
-        .collect();
+    let mut names = keys(segments);
     if let Some(l) = line {
-        let pts: Vec<String> = l
-            .values
-            .iter()
-            .enumerate()
-            .map(|(i, &v)| {
-                let (x, w) = slot(c, i);
-                format!("{:.1},{:.1}", x + w / 2.0, y_of(v, ymax))
-            })
-            .collect();
+        let pts = points(c, &l.values, ymax);
         let _ = write!(
             s,
             r#"<polyline points="{}" fill="none" stroke="black" stroke-width="2" stroke-dasharray="6,4"/>"#,
@@ -232,7 +237,7 @@ pub fn stacked(c: &Chart, segments: &[Series], line: Option<&Series>) -> String 
     s
 }
 
-/// Lines over the x labels, one per series (a missing value ends a line).
+/// Lines over the x labels, one per series.
 pub fn lines(c: &Chart, series: &[Series]) -> String {
     let ymax = nice(
         series
@@ -243,15 +248,7 @@ pub fn lines(c: &Chart, series: &[Series]) -> String {
     let mut s = frame(c, ymax);
     for (k, se) in series.iter().enumerate() {
         let colour = COLOURS[k % COLOURS.len()];
-        let pts: Vec<String> = se
-            .values
-            .iter()
-            .enumerate()
-            .map(|(i, &v)| {
-                let (x, w) = slot(c, i);
-                format!("{:.1},{:.1}", x + w / 2.0, y_of(v, ymax))
-            })
-            .collect();
+        let pts = points(c, &se.values, ymax);
         let _ = write!(
             s,
             r#"<polyline points="{}" fill="none" stroke="{colour}" stroke-width="2"/>"#,
@@ -263,11 +260,7 @@ pub fn lines(c: &Chart, series: &[Series]) -> String {
         }
     }
     x_labels(&mut s, c);
-    let names: Vec<(&str, &str)> = series
-        .iter()
-        .enumerate()
-        .map(|(k, se)| (se.name.as_str(), COLOURS[k % COLOURS.len()]))
-        .collect();
+    let names = keys(series);
     legend(&mut s, &names);
     s.push_str("</svg>\n");
     s

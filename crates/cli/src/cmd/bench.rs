@@ -360,7 +360,7 @@ async fn local(a: LocalArgs) -> anyhow::Result<i32> {
         sizes(&a.sizes)?,
         a.runs,
         criu()?,
-        super::network_lock(),
+        ferry_criu::features::host_network_lock(),
     );
     let rows = ferry_bench::local::run_bench(&b).await?;
     let extra = ["checkpoint_ms", "restore_ms", "criu_frozen_ms", "image_mb"];

@@ -38,7 +38,7 @@ pub async fn run(a: Args) -> anyhow::Result<i32> {
         leave_running: a.leave_running,
         tcp_established: a.tcp_established,
         file_locks: a.file_locks,
-        network_lock: super::network_lock(),
+        network_lock: ferry_criu::features::host_network_lock(),
     };
     let report = local::checkpoint(&runc, &CgroupFreeze, &req).await?;
     crate::output::emit_report(&report, a.json, a.report.as_deref())?;

@@ -19,7 +19,6 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use ferry_criu::features::CriuBinary;
-use ferry_criu::plan::NetworkLock;
 use ferry_runtime::Runc;
 
 /// Options every command that drives runc shares.
@@ -45,18 +44,6 @@ impl RuntimeOpts {
             criu: criu.path,
             bound: None,
         })
-    }
-}
-
-/// nftables when CRIU and the host support it (CRIU unlocks it faster), else iptables.
-pub fn network_lock() -> NetworkLock {
-    let nft = ["/usr/sbin/nft", "/sbin/nft", "/usr/bin/nft"]
-        .iter()
-        .any(|p| std::path::Path::new(p).exists());
-    if nft {
-        NetworkLock::Nftables
-    } else {
-        NetworkLock::Iptables
     }
 }
 

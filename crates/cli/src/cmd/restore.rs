@@ -38,7 +38,7 @@ pub async fn run(a: Args) -> anyhow::Result<i32> {
         bundle: a.bundle,
         tcp_established: a.tcp_established,
         file_locks: a.file_locks,
-        network_lock: super::network_lock(),
+        network_lock: ferry_criu::features::host_network_lock(),
     };
     let report = local::restore(&runc, &req).await?;
     crate::output::emit_report(&report, a.json, a.report.as_deref())?;

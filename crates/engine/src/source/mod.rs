@@ -10,6 +10,7 @@
 pub mod journal;
 mod outcome;
 pub use outcome::RESOLVE_FOR;
+pub use send::image_files;
 pub mod rollback;
 mod send;
 mod steps;
