@@ -267,3 +267,39 @@ fn criu_failures_show_criu_error_lines_and_the_log_path() {
         "a failed checkpoint leaves the container running"
     );
 }
+
+/// A shell that runs commands in a loop is often frozen between a vfork and its child's
+/// exec, where CRIU cannot stop it; ferry must freeze it elsewhere, every time.
+#[test]
+fn a_shell_forking_in_a_loop_is_checkpointed_every_time() {
+    let Some(mut env) = e2e("a_shell_forking_in_a_loop_is_checkpointed_every_time") else {
+        return;
+    };
+    let ns = env.netns("fv");
+    let bundle = env.shell_bundle(
+        "forker",
+        &ns,
+        "i=0; while :; do i=$((i+1)); echo $i > /data/count.tmp; mv /data/count.tmp /data/count; sleep 0.01; done",
+    );
+    env.run("forker", &bundle);
+    std::thread::sleep(Duration::from_millis(200));
+    for k in 0..120 {
+        let images = env.work.join(format!("images{k}"));
+        let out = env.ferry(&[
+            "checkpoint",
+            "forker",
+            "--leave-running",
+            "--images",
+            images.to_str().unwrap(),
+            "--runtime-root",
+            &env.root_arg(),
+        ]);
+        assert!(
+            out.status.success(),
+            "checkpoint {k} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::remove_dir_all(&images).unwrap();
+    }
+    assert_eq!(env.status("forker"), "running");
+}

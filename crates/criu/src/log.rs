@@ -26,6 +26,7 @@ pub enum KnownCause {
     NameInUse,
     Overcommit,
     HelperOutOfMemory,
+    Unseizable,
 }
 
 impl KnownCause {
@@ -41,6 +42,7 @@ impl KnownCause {
             KnownCause::CriuTooOldSockopt => "this CRIU cannot dump TCP sockets on kernels 6.16 and newer; install CRIU 4.2 or newer with scripts/install-deps.sh",
             KnownCause::NameInUse => "a container with this name already exists in this runtime root; pick another name or delete it first",
             KnownCause::Overcommit => "the restore could not map the container's address space: it reserves more than this host's overcommit policy grants (vm.overcommit_memory=0); allow it with 'sysctl vm.overcommit_memory=1' on this host, or free memory",
+            KnownCause::Unseizable => "a process in the container did not stop for CRIU within its timeout because it sat in an uninterruptible wait (a vfork, or I/O that hangs); the container keeps running where it was, so try again, and if it recurs look at that process's /proc/PID/stack",
             KnownCause::HelperOutOfMemory => "CRIU ran out of memory at the bound it runs in, so ferry stopped the move; give it more with the agent's --helper-memory (for example 4G), or move the container with a strategy that needs less (cold)",
         }
     }
@@ -69,6 +71,7 @@ const CAUSES: &[(&str, KnownCause)] = &[
         KnownCause::NameInUse,
     ),
     ("Unable to map ANON_VMA", KnownCause::Overcommit),
+    ("Unseizable non-zombie", KnownCause::Unseizable),
 ];
 
 /// Most error lines a report carries.
@@ -227,6 +230,18 @@ mod tests {
         );
         assert_eq!(f.cause, Some(KnownCause::HelperOutOfMemory));
         assert!(f.to_string().contains("--helper-memory"));
+    }
+
+    #[test]
+    fn a_process_criu_could_not_stop_is_named_with_what_to_do() {
+        let log = "\
+(10.002531) Error (criu/cr-dump.c:1655): Timeout reached. Try to interrupt: 0
+(10.002823) Error (compel/src/lib/infect.c:262): Unseizable non-zombie 10857 found, state D, err -1/4
+(10.009768) Error (criu/cr-dump.c:1975): Dumping FAILED.
+";
+        let f = diagnose_text(Path::new("l"), log, "");
+        assert_eq!(f.cause, Some(KnownCause::Unseizable));
+        assert!(f.to_string().contains("try again"));
     }
 
     #[test]
