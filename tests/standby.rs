@@ -194,4 +194,28 @@ fn a_standby_follows_a_running_redis_and_fails_over_when_its_host_is_lost() {
     let (ok, out) = lab.ferry(&["failover", "sredis", "--on", "b"]);
     assert!(!ok && out.contains("still runs on b"), "{out}");
     assert_eq!(held_seq(&lab, "sredis"), 0);
+
+    // Host a is back. A migration asked for while a standby round runs waits for the
+    // round instead of failing, and the standby ends once the container has left.
+    lab.ok(&["restart", "a"]);
+    lab.ok_ferry(&["standby", "sredis", "--to", "a", "--every", "1s"]);
+    std::thread::sleep(Duration::from_millis(1100));
+    let (ok, r) = lab.migrate("sredis", "a", &[]);
+    assert!(ok, "{r}");
+    assert_eq!(
+        lab.container_status("a", "sredis").as_deref(),
+        Some("running")
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            standbys(&lab)
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|h| h["keeping"].as_array().is_none_or(|k| k.is_empty()))
+        }),
+        "the standby ended: {}",
+        standbys(&lab)
+    );
+    assert_eq!(lab.redis(&ip, &["get", "marker"]), "before");
 }

@@ -100,6 +100,26 @@ pub async fn run(
     info(agent, name).await
 }
 
+/// Forgets the record of `name` when runc has no such container any more (it died with
+/// a crash or a reboot of this host): the record alone would keep the name taken. The
+/// caller holds the container's claim. Whether a record was forgotten.
+pub async fn forget_if_gone(agent: &Agent, name: &str) -> bool {
+    let Some(rec) = agent.registry.get(name) else {
+        return false;
+    };
+    if agent.engine.runc().state(name).await.is_ok() {
+        return false;
+    }
+    tracing::warn!(
+        container = name,
+        bundle = %rec.bundle.display(),
+        "runc has no container of this record any more (it died with this host): the record is forgotten"
+    );
+    agent.registry.remove(name);
+    let _ = std::fs::remove_file(agent.engine.settings.criu_conf(name));
+    true
+}
+
 /// What the agent knows of one container.
 pub async fn info(agent: &Agent, name: &str) -> Result<ContainerInfo, AgentError> {
     let rec = agent.registry.get(name);

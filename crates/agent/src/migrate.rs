@@ -90,7 +90,11 @@ pub async fn migrate(
     holds: ferry_engine::source::Holds,
 ) -> Result<Report, AgentError> {
     let choice = effective_strategy(&req.options, agent.lazy_pages).map_err(Refusal::from)?;
-    let _claim = agent.claim(&req.container)?;
+    // A standby round holding the container ends within seconds: the migration waits
+    // for it rather than failing.
+    let _claim = agent
+        .claim_after_standby(&req.container, Duration::from_secs(60))
+        .await?;
     if !agent
         .wait_memory_complete(&req.container, Duration::from_secs(300))
         .await

@@ -254,6 +254,24 @@ impl Agent {
         })
     }
 
+    /// Claims `name`, waiting up to `limit` while a standby round holds it (a round ends
+    /// by itself within seconds); any other operation holding it is [`Busy`] at once.
+    pub async fn claim_after_standby(
+        self: &Arc<Self>,
+        name: &str,
+        limit: std::time::Duration,
+    ) -> Result<Claim, Busy> {
+        let start = std::time::Instant::now();
+        loop {
+            match self.claim(name) {
+                Err(_) if self.standbys.keeps(name) && start.elapsed() < limit => {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// Records how an incoming session stands: on disk first, then for the living.
     pub fn set_session(&self, id: &str, state: SessionState) {
         if let Err(e) = self.outcomes.record(id, state) {

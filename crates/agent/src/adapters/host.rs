@@ -69,6 +69,7 @@ impl DestHost for AgentHost {
         let claim = agent
             .claim(&p.container)
             .map_err(|e| AdmitError::Refused(e.to_string()))?;
+        crate::containers::forget_if_gone(agent, &p.container).await;
         let podman_has = match &agent.podman {
             Some(podman) => podman.exists(&p.container).await,
             None => false,

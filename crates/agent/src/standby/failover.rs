@@ -37,6 +37,7 @@ pub async fn failover(agent: &Arc<Agent>, container: &str) -> Result<Failover, S
         return Err(crate::Refusal::BadName(container.to_string()).into());
     }
     let _claim = agent.claim(container)?;
+    crate::containers::forget_if_gone(agent, container).await;
     if agent.engine.exists(container).await || agent.registry.get(container).is_some() {
         return Err(StandbyError::RunsHere {
             container: container.to_string(),

@@ -34,6 +34,11 @@ impl Keeping {
         }
     }
 
+    /// Whether a standby of `container` is kept.
+    pub fn keeps(&self, container: &str) -> bool {
+        self.0.lock().is_ok_and(|m| m.contains_key(container))
+    }
+
     pub(super) fn insert(&self, status: StandbyStatus, stop: tokio::sync::watch::Sender<bool>) {
         if let Ok(mut m) = self.0.lock() {
             m.insert(status.container.clone(), Kept { status, stop });

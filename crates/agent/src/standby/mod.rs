@@ -83,9 +83,12 @@ impl From<crate::state::Busy> for StandbyError {
 impl StandbyError {
     /// The container is not on this host any more (it moved, or was removed).
     pub fn container_gone(&self) -> bool {
+        use ferry_engine::ports::container::ContainerError::NotFound;
         matches!(
             self,
             StandbyError::Agent(crate::AgentError::Refused(crate::Refusal::Unknown { .. }))
+                | StandbyError::Agent(crate::AgentError::Container(NotFound { .. }))
+                | StandbyError::Container(NotFound { .. })
         )
     }
 }
