@@ -18,30 +18,16 @@ pub async fn migrate(
     options: MigrateOptions,
     on_progress: impl FnMut(&ControlReply),
 ) -> Result<Report, ControllerError> {
-    let mut conn = source_agent(source, creds).await?;
+    let mut conn = client::source(source, creds).await?;
     let msg = ControlRequest::Migrate {
         container: container.to_string(),
         dest: dest.to_string(),
         options,
     };
-    match client::request(&mut conn, &msg, on_progress).await? {
+    match client::answer(&mut conn, &msg, on_progress).await? {
         ControlReply::Report { report } => Ok(*report),
-        ControlReply::Error { message } => Err(ControllerError::Refused(message)),
         other => Err(ControllerError::NotAReport(other.name())),
     }
-}
-
-/// The control connection to the agent running the container.
-async fn source_agent(
-    source: &Endpoint,
-    creds: &Credentials,
-) -> Result<ferry_transport::Conn, ControllerError> {
-    client::control(source, creds)
-        .await
-        .map_err(|e| ControllerError::SourceUnreachable {
-            agent: source.to_string(),
-            source: e,
-        })
 }
 
 /// Asks the agent at `source` for the preflight of moving `container` (to the agent at
@@ -53,15 +39,14 @@ pub async fn check(
     dest: Option<&str>,
     options: MigrateOptions,
 ) -> Result<Preflight, ControllerError> {
-    let mut conn = source_agent(source, creds).await?;
+    let mut conn = client::source(source, creds).await?;
     let msg = ControlRequest::Check {
         container: container.to_string(),
         dest: dest.map(str::to_string),
         options,
     };
-    match client::request(&mut conn, &msg, |_| {}).await? {
+    match client::answer(&mut conn, &msg, |_| {}).await? {
         ControlReply::Checked { preflight } => Ok(*preflight),
-        ControlReply::Error { message } => Err(ControllerError::Refused(message)),
         other => Err(ControllerError::UnexpectedAnswer(other.name())),
     }
 }
@@ -73,19 +58,11 @@ pub async fn resume(
     creds: &Credentials,
     name: &str,
 ) -> Result<(), ControllerError> {
-    let mut conn =
-        client::control(agent, creds)
-            .await
-            .map_err(|e| ControllerError::Unreachable {
-                agent: agent.to_string(),
-                source: e,
-            })?;
     let msg = ControlRequest::Resume {
         name: name.to_string(),
     };
-    match client::request(&mut conn, &msg, |_| {}).await? {
+    match client::ask(agent, creds, &msg).await? {
         ControlReply::Resumed => Ok(()),
-        ControlReply::Error { message } => Err(ControllerError::Refused(message)),
         other => Err(ControllerError::UnexpectedAnswer(other.name())),
     }
 }

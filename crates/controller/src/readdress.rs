@@ -29,18 +29,16 @@ async fn readdress_one(
     from: Ipv4Addr,
     to: Ipv4Addr,
 ) -> Result<(u32, f64), ControllerError> {
-    let mut conn = client::control(&peer.agent, creds).await?;
     let msg = ControlRequest::Readdress {
         container: peer.name.clone(),
         from: from.to_string(),
         to: to.to_string(),
     };
-    match client::request(&mut conn, &msg, |_| {}).await? {
+    match client::ask(&peer.agent, creds, &msg).await? {
         ControlReply::Readdressed {
             sockets,
             downtime_ms,
         } => Ok((sockets, downtime_ms)),
-        ControlReply::Error { message } => Err(ControllerError::Refused(message)),
         other => Err(ControllerError::UnexpectedAnswer(other.name())),
     }
 }
@@ -101,13 +99,7 @@ pub async fn migrate_with_peers(
         .ok_or(ControllerError::PeersWithoutNewIp)?;
     let addr = current_address(source, creds, container, &new_ip).await?;
     options.hold_restore = true;
-    let mut conn =
-        client::control(source, creds)
-            .await
-            .map_err(|e| ControllerError::SourceUnreachable {
-                agent: source.to_string(),
-                source: e,
-            })?;
+    let mut conn = client::source(source, creds).await?;
     let lost = ControllerError::SourceLost;
     let msg = ControlRequest::Migrate {
         container: container.to_string(),
@@ -164,7 +156,7 @@ pub async fn migrate_with_peers(
         failure = Some(why.join("; "));
         conn.send(&ControlRequest::Ping).await.map_err(lost)?;
     };
-    match reply {
+    match client::refused(reply)? {
         ControlReply::Report { report } => {
             let mut r = *report;
             r.notes.extend(notes);
@@ -176,7 +168,6 @@ pub async fn migrate_with_peers(
             }
             Ok(r)
         }
-        ControlReply::Error { message } => Err(ControllerError::Refused(message)),
         other => Err(ControllerError::NotAReport(other.name())),
     }
 }
@@ -336,13 +327,11 @@ async fn connections(
     creds: &Credentials,
     only: Option<&str>,
 ) -> Result<Vec<ferry_types::ContainerConnections>, ControllerError> {
-    let mut conn = client::control(agent, creds).await?;
     let msg = ControlRequest::Connections {
         container: only.map(str::to_string),
     };
-    match client::request(&mut conn, &msg, |_| {}).await? {
+    match client::ask(agent, creds, &msg).await? {
         ControlReply::Connections { items } => Ok(items),
-        ControlReply::Error { message } => Err(ControllerError::Refused(message)),
         other => Err(ControllerError::UnexpectedAnswer(other.name())),
     }
 }

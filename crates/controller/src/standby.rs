@@ -4,25 +4,8 @@ use ferry_proto::{ControlReply, ControlRequest, WireMessage};
 use ferry_transport::{Credentials, Endpoint};
 use ferry_types::standby::{Failover, StandbyCheckpoint, StandbyRound, StandbyStatus};
 
-use crate::{client, ControllerError};
-
-async fn ask(
-    agent: &Endpoint,
-    creds: &Credentials,
-    msg: &ControlRequest,
-) -> Result<ControlReply, ControllerError> {
-    let mut conn =
-        client::control(agent, creds)
-            .await
-            .map_err(|e| ControllerError::Unreachable {
-                agent: agent.to_string(),
-                source: e,
-            })?;
-    match client::request(&mut conn, msg, |_| {}).await? {
-        ControlReply::Error { message } => Err(ControllerError::Refused(message)),
-        other => Ok(other),
-    }
-}
+use crate::client::ask;
+use crate::ControllerError;
 
 /// Asks the agent at `source` to keep a standby of `container` at `dest` (a peer
 /// address), every `every_ms`; the first round, once stored.

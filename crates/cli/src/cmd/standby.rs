@@ -1,8 +1,6 @@
 //! `ferry standby` and `ferry failover`: an up-to-date checkpoint of a running container
 //! on another host, and restoring it there when the source is gone (docs/standby.md).
 
-use anyhow::Context;
-
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The container (running on this host, or, in a lab, on the host that runs it).
@@ -97,7 +95,7 @@ async fn list(
                 eprintln!("ferry: host {host} does not answer: {e}");
                 rows.push(serde_json::json!({"host": host, "error": e.to_string()}));
             }
-            Err(e) => return Err(e).with_context(|| format!("host {host}")),
+            Err(e) => return Err(e.into()),
         }
     }
     if a.json {

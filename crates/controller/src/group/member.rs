@@ -130,14 +130,13 @@ async fn converse(
             pass_word(&mut conn, signals.restore_gate.take()).await?;
         }
     };
-    match reply {
+    match client::refused(reply)? {
         ControlReply::Report { report } => {
             if report.outcome.is_success() {
                 fire(&mut signals.committed);
             }
             Ok(*report)
         }
-        ControlReply::Error { message } => Err(ControllerError::Refused(message)),
         other => Err(ControllerError::UnexpectedAnswer(other.name())),
     }
 }
@@ -242,7 +241,7 @@ pub(super) async fn move_back(
             ..Default::default()
         },
     };
-    match client::request(&mut conn, &msg, |_| {}).await? {
+    match client::answer(&mut conn, &msg, |_| {}).await? {
         ControlReply::Report { report } => {
             let r = *report;
             if r.outcome.is_success() {
@@ -251,7 +250,6 @@ pub(super) async fn move_back(
                 Err(ControllerError::Failed(r.reason.unwrap_or_default()))
             }
         }
-        ControlReply::Error { message } => Err(ControllerError::Refused(message)),
         other => Err(ControllerError::UnexpectedAnswer(other.name())),
     }
 }
