@@ -126,7 +126,12 @@ pub async fn info(agent: &Agent, name: &str) -> Result<ContainerInfo, AgentError
     match agent.engine.runc().state(name).await {
         Ok(s) => Ok(ContainerInfo {
             name: name.to_string(),
-            status: s.status,
+            // A standby round's freeze is ferry's, for a moment: the container runs.
+            status: if s.status == "paused" && agent.standbys.frozen_for_round(name) {
+                "running".to_string()
+            } else {
+                s.status
+            },
             pid: Some(s.pid),
             bundle: s.bundle.display().to_string(),
             net: rec.and_then(|r| r.net),

@@ -7,13 +7,14 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use ferry_containers::local::{self, CgroupFreeze, CheckpointRequest};
+use ferry_containers::local::{self, CgroupFreeze, CheckpointRequest, Freeze};
 use ferry_engine::ports::container::{Shipment, Subject};
 use ferry_proto::{PeerReply, PeerRequest, Role};
 use ferry_transport::{Conn, Endpoint};
 use ferry_types::standby::StandbyRound;
 use ferry_types::EngineKind;
 
+use super::kept::Keeping;
 use super::pagewire::{Encoder, PAGE, PAGES_PER_FRAME};
 use super::StandbyError;
 use crate::adapters::peer::PeerDialer;
@@ -42,6 +43,30 @@ fn now_unix_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// The cgroup freezer, and a note of the freeze while it lasts, so that the agent still
+/// lists the container as running (a move asked for meanwhile finds it, and waits).
+struct RoundFreeze<'a> {
+    keeping: &'a Keeping,
+    container: &'a str,
+}
+
+impl Freeze for RoundFreeze<'_> {
+    fn freeze(&self, pid: u32) -> Result<(), ferry_runtime::RuntimeError> {
+        self.keeping.set_frozen(self.container, true);
+        let r = CgroupFreeze.freeze(pid);
+        if r.is_err() {
+            self.keeping.set_frozen(self.container, false);
+        }
+        r
+    }
+
+    fn thaw(&self, pid: u32) -> Result<(), ferry_runtime::RuntimeError> {
+        let r = CgroupFreeze.thaw(pid);
+        self.keeping.set_frozen(self.container, false);
+        r
+    }
+}
+
 /// Takes and ships one checkpoint of `container` to the agent at `dest`.
 pub async fn round(
     agent: &Arc<Agent>,
@@ -68,7 +93,11 @@ pub async fn round(
         network_lock: ferry_criu::features::host_network_lock(),
     };
     let shipped = async {
-        let report = local::checkpoint(agent.engine.runc(), &CgroupFreeze, &checkpoint)
+        let freeze = RoundFreeze {
+            keeping: &agent.standbys,
+            container,
+        };
+        let report = local::checkpoint(agent.engine.runc(), &freeze, &checkpoint)
             .await
             .map_err(|e| StandbyError::Checkpoint(e.to_string()))?;
         let paused_ms = report.downtime_ms.unwrap_or(0.0);
