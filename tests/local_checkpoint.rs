@@ -70,6 +70,9 @@ fn redis_with_10000_keys_survives_checkpoint_and_restore() {
     assert!(r["phases"][0]["name"] == "restore");
 }
 
+/// A shell that counts into /data/count every 10 ms, running two commands a step.
+const COUNTER: &str = "i=0; while :; do i=$((i+1)); echo $i > /data/count.tmp; mv /data/count.tmp /data/count; sleep 0.01; done";
+
 fn read_count(path: &std::path::Path) -> u64 {
     std::fs::read_to_string(path)
         .unwrap_or_default()
@@ -84,11 +87,7 @@ fn a_counter_resumes_where_it_stopped() {
         return;
     };
     let ns = env.netns("fc");
-    let bundle = env.shell_bundle(
-        "counter",
-        &ns,
-        "i=0; while :; do i=$((i+1)); echo $i > /data/count.tmp; mv /data/count.tmp /data/count; sleep 0.01; done",
-    );
+    let bundle = env.shell_bundle("counter", &ns, COUNTER);
     env.run("counter", &bundle);
     let count_file = bundle.join("rootfs/data/count");
     std::thread::sleep(Duration::from_millis(400));
@@ -276,11 +275,7 @@ fn a_shell_forking_in_a_loop_is_checkpointed_every_time() {
         return;
     };
     let ns = env.netns("fv");
-    let bundle = env.shell_bundle(
-        "forker",
-        &ns,
-        "i=0; while :; do i=$((i+1)); echo $i > /data/count.tmp; mv /data/count.tmp /data/count; sleep 0.01; done",
-    );
+    let bundle = env.shell_bundle("forker", &ns, COUNTER);
     env.run("forker", &bundle);
     std::thread::sleep(Duration::from_millis(200));
     for k in 0..120 {

@@ -149,20 +149,25 @@ impl Freezer {
 
     /// The processes in the cgroup.
     pub fn procs(&self) -> Vec<u32> {
-        let file = match self {
-            Freezer::V1 { state } => state.with_file_name("cgroup.procs"),
-            Freezer::V2 { freeze, .. } => freeze.with_file_name("cgroup.procs"),
-        };
-        parse_ids(&std::fs::read_to_string(file).unwrap_or_default())
+        self.ids("cgroup.procs", "cgroup.procs")
     }
 
     /// The threads in the cgroup.
     fn tasks(&self) -> Vec<u32> {
+        self.ids("tasks", "cgroup.threads")
+    }
+
+    /// The numbers listed in a file of the cgroup: `v1` or `v2` by its version.
+    fn ids(&self, v1: &str, v2: &str) -> Vec<u32> {
         let file = match self {
-            Freezer::V1 { state } => state.with_file_name("tasks"),
-            Freezer::V2 { freeze, .. } => freeze.with_file_name("cgroup.threads"),
+            Freezer::V1 { state } => state.with_file_name(v1),
+            Freezer::V2 { freeze, .. } => freeze.with_file_name(v2),
         };
-        parse_ids(&std::fs::read_to_string(file).unwrap_or_default())
+        std::fs::read_to_string(file)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect()
     }
 
     pub fn thaw(&self) -> Result<(), RuntimeError> {
@@ -173,21 +178,19 @@ impl Freezer {
     }
 }
 
-fn parse_ids(text: &str) -> Vec<u32> {
-    text.lines().filter_map(|l| l.trim().parse().ok()).collect()
-}
-
 /// Whether thread `tid` waits inside a vfork for its child to exec or exit.
 fn in_vfork(tid: u32) -> bool {
     let wchan = std::fs::read_to_string(format!("/proc/{tid}/wchan")).unwrap_or_default();
-    let syscall = std::fs::read_to_string(format!("/proc/{tid}/syscall")).unwrap_or_default();
-    waits_for_vfork_child(&wchan, &syscall)
+    // Read on the downtime's path, once per thread: the syscall only where it decides.
+    waits_for_vfork_child(&wchan, || {
+        std::fs::read_to_string(format!("/proc/{tid}/syscall")).unwrap_or_default()
+    })
 }
 
 /// Pure part of [`in_vfork`]: the kernel function a thread sleeps in, and its syscall line.
 /// The wait for a vfork child is inlined into `kernel_clone`; where symbol names are
 /// hidden (`0`), the vfork syscall itself still tells.
-fn waits_for_vfork_child(wchan: &str, syscall: &str) -> bool {
+fn waits_for_vfork_child(wchan: &str, syscall: impl FnOnce() -> String) -> bool {
     const VFORK: &str = if cfg!(target_arch = "x86_64") {
         "58"
     } else {
@@ -197,7 +200,7 @@ fn waits_for_vfork_child(wchan: &str, syscall: &str) -> bool {
     wchan == "kernel_clone"
         || ((wchan.is_empty() || wchan == "0")
             && !VFORK.is_empty()
-            && syscall.split(' ').next() == Some(VFORK))
+            && syscall().split(' ').next() == Some(VFORK))
 }
 
 fn join_cgroup(mount: &Path, rel: &str) -> PathBuf {
@@ -232,18 +235,15 @@ mod tests {
 
     #[test]
     fn a_thread_inside_a_vfork_is_recognised() {
-        let vfork = "58 0x55cc1a26b166 0x7fffbcaa47a8 0x7fffbcaa47b8 0x0 0x0 0x0 0x7fff 0x7f4b";
+        let vfork = || "58 0x55cc1a26b166 0x7fffbcaa47a8 0x0 0x0 0x0 0x7fff 0x7f4b".to_string();
         assert!(waits_for_vfork_child("kernel_clone", vfork));
-        assert!(waits_for_vfork_child("kernel_clone", ""));
-        assert!(!waits_for_vfork_child(
-            "do_wait",
-            "61 0x1 0x2 0x3 0x0 0x0 0x0 0x7fff 0x7f4b"
-        ));
-        assert!(!waits_for_vfork_child("__refrigerator", "running"));
+        assert!(waits_for_vfork_child("kernel_clone", String::new));
+        assert!(!waits_for_vfork_child("do_wait", || "61 0x1 0x2 0x3 0x0".to_string()));
+        assert!(!waits_for_vfork_child("__refrigerator", || "running".to_string()));
         if cfg!(target_arch = "x86_64") {
             assert!(waits_for_vfork_child("0", vfork));
         }
-        assert!(!waits_for_vfork_child("0", "0 0x1 0x2"));
+        assert!(!waits_for_vfork_child("0", || "0 0x1 0x2".to_string()));
     }
 
     #[test]
